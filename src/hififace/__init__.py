@@ -1,0 +1,44 @@
+"""hififace: high-fidelity one-shot face swapping (HifiFace, Wang et al., IJCAI 2021).
+
+Public API::
+
+    from hififace import HifiFace, HifiFaceConfig
+    model = HifiFace.from_pretrained("weights/hififace-256")
+    out = model.swap(source, target)          # tensors, PIL images or uint8 arrays
+    ident = model.identity(source)            # encode a source once, reuse it for many targets
+    out = model.swap(ident, target)
+
+Use it only with the consent of the people whose faces you process; every image written by the
+command line is labelled as synthetic in its metadata.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import HifiFaceConfig
+from .errors import ConfigError, HifiFaceError, InputImageError, WeightsError
+
+__all__ = [
+    "__version__",
+    "HifiFace",
+    "HifiFaceConfig",
+    "Identity",
+    "SwapOutput",
+    "create_generator",
+    "HifiFaceError",
+    "InputImageError",
+    "WeightsError",
+    "ConfigError",
+]
+
+
+def __getattr__(name: str):  # lazy: `import hififace` stays cheap for the CLI
+    if name in ("HifiFace", "Identity", "SwapOutput"):
+        from .models import hififace as _m
+
+        return getattr(_m, name)
+    if name == "create_generator":
+        from .models.generator import create_generator
+
+        return create_generator
+    raise AttributeError(f"module 'hififace' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The ``hififace`` command line."""

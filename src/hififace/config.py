@@ -1,0 +1,122 @@
+"""Model configuration: a dataclass saved as ``config.json`` beside the weights.
+
+The config is the model's constructor arguments and nothing else (diffusers style). Validation
+happens once, here, with one clear error naming the field and the allowed values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+VARIANTS = ("reference", "paper")
+IMAGE_SIZES = (256, 512)
+ARCFACE_ARCHS = ("r18", "r34", "r50", "r100")
+
+#: 3DMM coefficient layout of Deep3DFaceRecon (FORMATS.md section 2): id, exp, tex, angles, gamma, trans.
+COEFF_DIMS = {"id": 80, "exp": 64, "tex": 80, "angle": 3, "gamma": 27, "trans": 3}
+N_COEFFS = sum(COEFF_DIMS.values())  # 257
+N_ID_COEFFS = COEFF_DIMS["id"]  # 80
+ARCFACE_DIM = 512
+
+
+@dataclass
+class HifiFaceConfig:
+    """Everything needed to build a :class:`~hififace.HifiFace`.
+
+    Attributes:
+        image_size: side of the square face crop the model works on (256 or 512).
+        variant: ``"reference"`` reproduces mindslab-ai/hififace layer for layer (its checkpoint loads and
+            gives the same outputs); ``"paper"`` follows the paper authors' clarifications (sigmoid masks,
+            conv I_low head, two AdaIN blocks after the blend, StarGAN-v2 discriminator).
+        arcface_arch: depth of the insightface IResNet identity network.
+        recon_input_size: side the image is resized to before ReconNet. ``None`` feeds the crop as it is,
+            which is what the reference does (ReconNet was trained at 224; adaptive pooling lets it run).
+        arcface_input_size: side of the ArcFace input (112 for every insightface backbone).
+        base_channels: width of the encoder stem; the rest of the network follows the reference widths.
+        channel_multiplier: scales every generator width (1.0 = reference); tiny configs for tests use < 1.
+    """
+
+    image_size: int = 256
+    variant: str = "reference"
+    arcface_arch: str = "r100"
+    recon_input_size: int | None = None
+    arcface_input_size: int = 112
+    channel_multiplier: float = 1.0
+    # Free-form notes kept with the weights (where they came from); not used to build the model.
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def id_dim(self) -> int:
+        """Length of the shape-aware identity vector v_sid (257 3DMM coefficients + 512 ArcFace)."""
+        return N_COEFFS + ARCFACE_DIM
+
+    @property
+    def low_size(self) -> int:
+        """Side of I_low and m_low (the SFF works at 64 px for both image sizes)."""
+        return 64
+
+    def width(self, channels: int) -> int:
+        """A reference channel count scaled by ``channel_multiplier`` (at least 4)."""
+        if self.channel_multiplier == 1.0:
+            return channels
+        return max(4, int(round(channels * self.channel_multiplier)))
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"unknown variant {self.variant!r}: use one of {', '.join(VARIANTS)}")
+        if self.image_size not in IMAGE_SIZES:
+            raise ConfigError(f"image_size {self.image_size!r} is not supported: use 256 or 512")
+        if self.arcface_arch not in ARCFACE_ARCHS:
+            raise ConfigError(f"unknown arcface_arch {self.arcface_arch!r}: use one of {', '.join(ARCFACE_ARCHS)}")
+        if self.recon_input_size is not None and not (64 <= int(self.recon_input_size) <= 1024):
+            raise ConfigError(f"recon_input_size {self.recon_input_size!r} must be null or between 64 and 1024")
+        if not (0.0 < float(self.channel_multiplier) <= 1.0):
+            raise ConfigError(f"channel_multiplier {self.channel_multiplier!r} must be in (0, 1]")
+        if int(self.arcface_input_size) != 112:
+            raise ConfigError("arcface_input_size must be 112 (the insightface fc layer hard-codes 7x7 features)")
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "HifiFaceConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if not k.startswith("_")}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**data)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        except TypeError as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+    def save(self, path: str | Path) -> None:
+        from .utils.atomic import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps({"_class": "HifiFaceConfig", **self.to_dict()}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HifiFaceConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found (a model folder holds config.json beside its weights)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not a readable JSON config ({err}); re-create it with 'hififace convert'") from None
+        return cls.from_dict(data, source=str(path))

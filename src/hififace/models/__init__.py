@@ -1,0 +1,1 @@
+"""Networks: generator, discriminators, identity extractor; frozen networks under ``frozen/``."""

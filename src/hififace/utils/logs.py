@@ -1,0 +1,29 @@
+"""Logging set-up for the CLI: our messages at INFO, library chatter only with --verbose."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Route warnings through logging and keep third-party noise out of the user's way.
+
+    Without ``verbose`` Python warnings (torch, PIL, OpenCV wrappers) are logged at DEBUG and hidden;
+    our own ``hififace`` logger prints INFO and above as ``hififace: message``.
+    """
+    level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger()
+    if not any(getattr(h, "_hififace", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s"))
+        handler._hififace = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("hififace").setLevel(level)
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,0 +1,1 @@
+"""Weight files: our safetensors folders, strict converters for foreign checkpoints, file resolution."""

@@ -1,0 +1,117 @@
+"""Reading and writing tensors safely.
+
+Our format is safetensors. Foreign ``.pth``/``.ckpt`` files are read only through
+``torch.load(weights_only=True)``, which refuses arbitrary pickled code.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import WeightsError
+from ..utils.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def load_legacy(path: str | Path, what: str = "checkpoint") -> Any:
+    """Load a PyTorch pickle (``.pth``/``.pt``/``.ckpt``) with ``weights_only=True`` and clear errors.
+
+    ``what`` names the expected file in error messages, e.g. ``"ArcFace backbone.pth"``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: file not found ({what})")
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, expected the {what} file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file; download the {what} again")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"{path}: cannot read {what} ({reason[:200]}); the file may be truncated or of another kind") from None
+    except Exception as err:  # pickle.UnpicklingError and friends from the restricted unpickler
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(
+            f"{path}: not a plain tensor checkpoint ({reason[:200]}); only weight files (no pickled code) are accepted"
+        ) from None
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write tensors atomically as safetensors (contiguous CPU copies)."""
+    from safetensors.torch import save_file
+
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(flat, str(tmp), metadata=metadata)
+
+
+def load_safetensors(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError  # type: ignore[attr-defined]
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: file not found ({what})")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise WeightsError(f"{path}: cannot read {what} ({str(err)[:200]}); the file may be truncated, re-create it") from None
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Refuse weights that hold NaN or infinite values, naming the first offending keys."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise WeightsError(f"{source}: non-finite values (NaN/inf) in {', '.join(bad[:3])}{more}; the file is damaged")
+
+
+def describe_keys(keys: list[str], limit: int = 5) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path,
+              optional: tuple[str, ...] = ("num_batches_tracked",)) -> None:
+    """Copy ``state`` into ``module`` requiring every key to match by name and shape.
+
+    Keys ending in one of ``optional`` may be absent from ``state`` (old files lack BatchNorm counters).
+    Anything else missing, unexpected or of another shape stops the load with the keys named.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith(optional)]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s): {describe_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s): {describe_keys(unexpected)}")
+        raise WeightsError(f"{source}: does not match {type(module).__name__} ({'; '.join(parts)})")
+    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if bad:
+        raise WeightsError(f"{source}: shape mismatch for {len(bad)} key(s): {'; '.join(bad[:3])}")
+    check_finite(state, source)
+    with torch.no_grad():
+        for k, v in own.items():
+            if k in state:
+                v.copy_(state[k])
+
+
+def count_parameters(tensors: Mapping[str, torch.Tensor]) -> int:
+    return sum(math.prod(v.shape) for v in tensors.values())
