@@ -39,6 +39,8 @@ class HifiFaceConfig:
         arcface_input_size: side of the ArcFace input (112 for every insightface backbone).
         base_channels: width of the encoder stem; the rest of the network follows the reference widths.
         channel_multiplier: scales every generator width (1.0 = reference); tiny configs for tests use < 1.
+        frozen_width: scales the widths of the frozen ArcFace and ReconNet. Every real weight file needs 1.0;
+            smaller values exist only for tests and smoke runs (their files do not load into full-width nets).
     """
 
     image_size: int = 256
@@ -47,6 +49,7 @@ class HifiFaceConfig:
     recon_input_size: int | None = None
     arcface_input_size: int = 112
     channel_multiplier: float = 1.0
+    frozen_width: float = 1.0
     # Free-form notes kept with the weights (where they came from); not used to build the model.
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -82,6 +85,8 @@ class HifiFaceConfig:
             raise ConfigError(f"recon_input_size {self.recon_input_size!r} must be null or between 64 and 1024")
         if not (0.0 < float(self.channel_multiplier) <= 1.0):
             raise ConfigError(f"channel_multiplier {self.channel_multiplier!r} must be in (0, 1]")
+        if not (0.0 < float(self.frozen_width) <= 1.0):
+            raise ConfigError(f"frozen_width {self.frozen_width!r} must be in (0, 1]")
         if int(self.arcface_input_size) != 112:
             raise ConfigError("arcface_input_size must be 112 (the insightface fc layer hard-codes 7x7 features)")
 

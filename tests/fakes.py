@@ -1,0 +1,101 @@
+"""Random-weight files in the exact formats users hold, built from the key manifests in tests/data/manifests.
+
+Values are random but well-behaved (BatchNorm running_var positive, small conv weights) so forward passes stay
+finite; keys, shapes, dtypes and containers are those of the real files.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+MANIFESTS = Path(__file__).parent / "data" / "manifests"
+
+
+def read_manifest(name: str) -> list[tuple[str, tuple[int, ...], str]]:
+    rows = []
+    for line in (MANIFESTS / name).read_text().splitlines():
+        if not line.strip():
+            continue
+        key, shape, dtype = line.split("\t")
+        dims = tuple(int(d) for d in shape.split(",")) if shape else ()
+        rows.append((key, dims, dtype))
+    return rows
+
+
+def fake_tensor(key: str, shape: tuple[int, ...], dtype: str, gen: torch.Generator) -> torch.Tensor:
+    if dtype == "int64":
+        return torch.zeros(shape, dtype=torch.int64)
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf == "running_var":
+        return 0.5 + torch.rand(shape, generator=gen)
+    if leaf == "running_mean":
+        return 0.1 * torch.randn(shape, generator=gen)
+    if len(shape) <= 1:  # biases, norm affine, PReLU slopes, LPIPS buffers
+        if "prelu" in key or leaf == "weight":
+            return 0.75 + 0.5 * torch.rand(shape, generator=gen)
+        return 0.02 * torch.randn(shape, generator=gen)
+    fan_in = math.prod(shape[1:])
+    return torch.randn(shape, generator=gen) * (0.5 / math.sqrt(fan_in))
+
+
+def fake_state(name: str, seed: int = 0, prefix: str = "", strip: str = "") -> "OrderedDict[str, torch.Tensor]":
+    """State dict of manifest ``name`` restricted to keys starting with ``prefix``; ``strip`` is removed from names."""
+    gen = torch.Generator().manual_seed(seed)
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, shape, dtype in read_manifest(name):
+        if not key.startswith(prefix):
+            continue
+        new_key = key[len(strip):] if strip and key.startswith(strip) else key
+        out[new_key] = fake_tensor(key, shape, dtype, gen)
+    return out
+
+
+def write_arcface(path: Path, arch: str = "r100", seed: int = 0) -> Path:
+    """insightface ``backbone.pth``: a raw state_dict, no prefix."""
+    manifest = {"r100": "arcface_iresnet100_keys.tsv", "r50": "arcface_iresnet50_keys.tsv"}[arch]
+    torch.save(fake_state(manifest, seed), path)
+    return path
+
+
+def write_deep3d(path: Path, seed: int = 0) -> Path:
+    """Deep3DFaceRecon ``epoch_20.pth``: {'net_recon': state_dict, 'opt_00': ..., 'epoch': 20}."""
+    state = fake_state("deep3d_reconnet_r50_keys.tsv", seed)
+    torch.save({"net_recon": state, "opt_00": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}, "epoch": 20}, path)
+    return path
+
+
+def reference_state(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
+    """The full 2791-key state_dict of the reference LightningModule (generator, discriminator, loss copies)."""
+    state = fake_state("seed_lightning_checkpoint_keys.tsv", seed)
+    # The reference loads its loss-side ArcFace/ReconNet copies from the same files as the generator's.
+    for key in list(state):
+        for dup, orig in (("g_loss.f_3d.", "generator.id_extractor.f_3d."), ("g_loss.f_id.", "generator.id_extractor.f_id.")):
+            if key.startswith(dup):
+                state[key] = state[orig + key[len(dup):]].clone()
+    # LPIPS stores its linear heads twice (lin0-4 and lins.0-4 are the same tensors).
+    for i in range(5):
+        a = f"g_loss.realism_loss.loss_fn_vgg.lin{i}.model.1.weight"
+        b = f"g_loss.realism_loss.loss_fn_vgg.lins.{i}.model.1.weight"
+        if a in state and b in state:
+            state[b] = state[a]
+    return state
+
+
+def write_reference_ckpt(path: Path, seed: int = 0, state: dict | None = None) -> Path:
+    """A Lightning 1.4-style checkpoint as the reference trainer writes it."""
+    torch.save(
+        {
+            "epoch": 0,
+            "global_step": 299999,
+            "pytorch-lightning_version": "1.4.0",
+            "state_dict": reference_state(seed) if state is None else state,
+            "callbacks": {},
+            "optimizer_states": [],
+            "lr_schedulers": [],
+        },
+        path,
+    )
+    return path
