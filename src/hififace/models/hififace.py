@@ -1,0 +1,253 @@
+"""The HifiFace model: shape-aware identity extractor (frozen) + swap network (trainable).
+
+A model folder holds ``config.json`` and safetensors files (diffusers style):
+
+===========================  ============================================================  ==========
+file                         what                                                          needed for
+===========================  ============================================================  ==========
+``config.json``              :class:`~hififace.HifiFaceConfig`                              always
+``generator.safetensors``    encoder, decoder, SFF                                         always
+``arcface.safetensors``      insightface IResNet (keys as in ``backbone.pth``)              always
+``recon3d.safetensors``      Deep3DFaceRecon ReconNet (keys as in ``epoch_20.pth``)        always
+``discriminator.safetensors``  discriminator (keys of :mod:`~hififace.models.discriminators`)  training
+``bfm_landmarks.safetensors``  BFM rows of the 68 landmarks (shape loss)                    training
+``lpips.safetensors``        LPIPS VGG-16 trunk and linear heads                            training
+===========================  ============================================================  ==========
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import HifiFaceConfig
+from ..errors import WeightsError
+from .generator import Generator, GeneratorOutput
+from .identity import INTERP_MODES, Identity, ShapeAwareIdentityExtractor
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "hififace"
+FORMAT_VERSION = "1"
+GENERATOR_FILE = "generator.safetensors"
+ARCFACE_FILE = "arcface.safetensors"
+RECON_FILE = "recon3d.safetensors"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+BFM_FILE = "bfm_landmarks.safetensors"
+LPIPS_FILE = "lpips.safetensors"
+CONFIG_FILE = "config.json"
+
+SwapOutput = GeneratorOutput
+
+
+def build_frozen(config: HifiFaceConfig) -> tuple[nn.Module, nn.Module]:
+    """Randomly initialised ArcFace and ReconNet of the configured size (weights are loaded afterwards)."""
+    from .frozen.arcface import IResNet
+    from .frozen.recon import ReconNet
+
+    return IResNet(config.arcface_arch, width=config.frozen_width), ReconNet(width=config.frozen_width)
+
+
+class HifiFace(nn.Module):
+    """Face swapping with HifiFace: ``model.swap(source, target)``.
+
+    Attributes:
+        config: the :class:`~hififace.HifiFaceConfig` it was built from.
+        id_extractor: frozen ArcFace + ReconNet building v_sid (shared with the training losses).
+        generator: the trainable swap network.
+    """
+
+    def __init__(self, config: HifiFaceConfig, arcface: nn.Module | None = None, recon: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        if arcface is None or recon is None:
+            default_arcface, default_recon = build_frozen(config)
+            arcface = arcface if arcface is not None else default_arcface
+            recon = recon if recon is not None else default_recon
+        self.id_extractor = ShapeAwareIdentityExtractor(config, arcface, recon)
+        self.generator = Generator(config)
+
+    # ------------------------------------------------------------------ tensors in, tensors out
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.generator.parameters()).dtype
+
+    def forward(self, source: torch.Tensor | Identity, target: torch.Tensor) -> GeneratorOutput:
+        """All four generator outputs for image tensors in [0, 1] (N x 3 x S x S) or a cached source identity."""
+        v_sid = self.id_extractor(source, target)
+        return self.generator(target.to(self.dtype), v_sid.to(self.dtype))
+
+    # ------------------------------------------------------------------ friendly API
+    @torch.inference_mode()
+    def identity(self, source: Any) -> Identity:
+        """Encode source face(s) once; pass the result to :meth:`swap` in place of the source image."""
+        from ..utils.imagetypes import as_batch
+
+        batch, _ = as_batch(source, self.config.image_size)
+        return self.id_extractor.encode_source(batch.to(self.device, self.dtype))
+
+    @torch.inference_mode()
+    def swap(self, source: Any, target: Any, return_all: bool = False) -> Any:
+        """Put the source's identity on the target(s); the result comes back in the target's kind.
+
+        ``source`` is an image (tensor in [0, 1], PIL image, uint8 array, or a list) or an :class:`Identity`.
+        One source may serve a batch of targets. With ``return_all`` the raw :class:`GeneratorOutput` tensors
+        are returned instead (not clamped).
+        """
+        from ..utils.imagetypes import as_batch, restore
+
+        tgt, kind = as_batch(target, self.config.image_size)
+        tgt = tgt.to(self.device, self.dtype)
+        ident = source if isinstance(source, Identity) else self.identity(source)
+        ident = ident.to(self.device).expand(tgt.shape[0])
+        out = self(ident, tgt)
+        if return_all:
+            return GeneratorOutput(*(t.float() for t in out))
+        return restore(out.i_r.float(), kind)
+
+    @torch.inference_mode()
+    def interpolate(self, source: Any, source2: Any, target: Any, rate: float, mode: str = "all") -> Any:
+        """The reference's interpolation: mix the identity of ``source`` (rate 1) with ``source2`` (rate 0)."""
+        from ..utils.imagetypes import as_batch, restore
+
+        if mode not in INTERP_MODES:
+            raise ValueError(f"mode must be one of {', '.join(INTERP_MODES)}")
+        tgt, kind = as_batch(target, self.config.image_size)
+        tgt = tgt.to(self.device, self.dtype)
+        a = source if isinstance(source, Identity) else self.identity(source)
+        b = source2 if isinstance(source2, Identity) else self.identity(source2)
+        out = self(a.mix(b, rate, mode).to(self.device).expand(tgt.shape[0]), tgt)
+        return restore(out.i_r.float(), kind)
+
+    # ------------------------------------------------------------------ weights
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Generator weights only: the frozen networks never go into trainable checkpoints."""
+        return self.generator.state_dict()
+
+    def save_pretrained(self, path: str | Path, extra_files: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+        """Write ``config.json`` and the safetensors files into folder ``path`` (each file written atomically)."""
+        from ..weights.io import save_safetensors
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+        save_safetensors(self.generator.state_dict(), path / GENERATOR_FILE, meta)
+        save_safetensors(self.id_extractor.arcface.state_dict(), path / ARCFACE_FILE, {**meta, "arch": self.config.arcface_arch})
+        save_safetensors(self.id_extractor.recon.state_dict(), path / RECON_FILE, meta)
+        for name, tensors in (extra_files or {}).items():
+            save_safetensors(tensors, path / name, meta)
+        self.config.save(path / CONFIG_FILE)  # last: a folder with config.json is complete
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> "HifiFace":
+        """Load a model folder. ``path=None`` looks in ``$HIFIFACE_HOME`` then ``~/.cache/hififace``.
+
+        ``dtype=torch.bfloat16`` (or ``"bf16"``) runs the networks in bfloat16; instance-norm statistics and
+        the identity vector stay in float32.
+        """
+        from ..weights.resolve import resolve_model_dir
+        from ..weights.io import load_safetensors
+
+        folder = resolve_model_dir(path)
+        config = HifiFaceConfig.load(folder / CONFIG_FILE)
+        with torch.device("meta"):
+            model = cls(config)
+        parts = {
+            GENERATOR_FILE: (model.generator, "generator weights"),
+            ARCFACE_FILE: (model.id_extractor.arcface, "ArcFace weights"),
+            RECON_FILE: (model.id_extractor.recon, "ReconNet (3DMM) weights"),
+        }
+        for name, (module, what) in parts.items():
+            file = folder / name
+            if not file.exists():
+                raise WeightsError(f"{file}: missing {what}; the folder is incomplete, re-create it with 'hififace convert'")
+            assign_state(module, load_safetensors(file, what), file)
+        model.eval()
+        return model.to(device=device, dtype=resolve_dtype(dtype))
+
+    @classmethod
+    def random(cls, config: HifiFaceConfig | None = None, seed: int = 0) -> "HifiFace":
+        """A model with random weights (smoke tests, demos without weights). Its outputs mean nothing."""
+        torch.manual_seed(seed)
+        model = cls(config or HifiFaceConfig())
+        return model.eval()
+
+    def num_parameters(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {
+            "generator": count(self.generator),
+            "arcface": count(self.id_extractor.arcface),
+            "recon3d": count(self.id_extractor.recon),
+        }
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}: use fp32 or bf16")
+    return names[dtype]
+
+
+def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Strictly load ``state`` into a module built on the meta device (no second copy of the weights)."""
+    from ..weights.io import check_finite, describe_keys
+
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s): {describe_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s): {describe_keys(unexpected)}")
+        raise WeightsError(f"{source}: does not match the config ({'; '.join(parts)}); was config.json edited?")
+    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
+    if bad:
+        raise WeightsError(f"{source}: shape mismatch with config.json for {len(bad)} key(s): {'; '.join(bad[:3])}")
+    check_finite(state, source)
+    module.load_state_dict(state, strict=True, assign=True)
+
+
+def read_folder_info(path: str | Path) -> dict[str, Any]:
+    """Format, config and per-file tensor counts of a model folder, without building the model."""
+    from safetensors import safe_open
+
+    from ..weights.resolve import resolve_model_dir
+
+    folder = resolve_model_dir(path)
+    config = HifiFaceConfig.load(folder / CONFIG_FILE)
+    files = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            keys = list(f.keys())
+            n = 0
+            for k in keys:
+                shape = f.get_slice(k).get_shape()
+                size = 1
+                for d in shape:
+                    size *= d
+                n += size
+            files[file.name] = {"tensors": len(keys), "elements": n, "bytes": file.stat().st_size, "metadata": f.metadata()}
+    return {"folder": str(folder), "format": f"{FORMAT_NAME} v{FORMAT_VERSION}", "config": config.to_dict(), "files": files}
+
+
+def config_json(config: HifiFaceConfig) -> str:
+    return json.dumps(config.to_dict(), indent=2)

@@ -1,0 +1,107 @@
+"""Shape-aware identity: 3DMM coefficients (Deep3DFaceRecon ReconNet) + ArcFace embedding -> v_sid (769-d).
+
+``v_sid = cat(c_source[:, :80], c_target[:, 80:], v_id)``: the source's 3D face shape and the target's
+expression, texture, pose, lighting and translation, then the source's L2-normalised ArcFace embedding
+(3DMM part first, as in the reference). The frozen networks run without gradients here; losses that need
+gradients through them call :meth:`ShapeAwareIdentityExtractor.embed` / :meth:`coefficients` directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import N_ID_COEFFS, HifiFaceConfig
+
+INTERP_MODES = ("identity", "3d", "all")
+
+
+@dataclass
+class Identity:
+    """A source face encoded once: reusable for any number of targets (``model.swap(identity, target)``).
+
+    Attributes:
+        c_id: N x 80 3DMM identity (shape) coefficients of the source.
+        v_id: N x 512 L2-normalised ArcFace embedding of the source.
+    """
+
+    c_id: torch.Tensor
+    v_id: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.v_id.shape[0]
+
+    def __getitem__(self, index) -> "Identity":
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return Identity(self.c_id[index], self.v_id[index])
+
+    def to(self, *args, **kwargs) -> "Identity":
+        return Identity(self.c_id.to(*args, **kwargs), self.v_id.to(*args, **kwargs))
+
+    def expand(self, n: int) -> "Identity":
+        """Repeat a single identity for a batch of ``n`` targets."""
+        if len(self) == n:
+            return self
+        if len(self) != 1:
+            raise ValueError(f"an identity batch of {len(self)} does not fit {n} targets")
+        return Identity(self.c_id.expand(n, -1), self.v_id.expand(n, -1))
+
+    def mix(self, other: "Identity", rate: float, mode: str = "all") -> "Identity":
+        """Interpolate towards ``self`` by ``rate`` (1 = self, 0 = other), as the reference's ``interp_all``.
+
+        ``identity`` mixes the ArcFace embeddings (renormalised), ``3d`` the 3DMM shape, ``all`` both.
+        """
+        if mode not in INTERP_MODES:
+            raise ValueError(f"interpolation mode must be one of {', '.join(INTERP_MODES)}, got {mode!r}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"interpolation rate must be in [0, 1], got {rate}")
+        c_id, v_id = self.c_id, self.v_id
+        if mode in ("3d", "all"):
+            c_id = rate * self.c_id + (1 - rate) * other.c_id
+        if mode in ("identity", "all"):
+            v_id = F.normalize(rate * self.v_id + (1 - rate) * other.v_id, dim=-1, p=2)
+        return Identity(c_id, v_id)
+
+
+class ShapeAwareIdentityExtractor(nn.Module):
+    """Holds the frozen ArcFace and ReconNet (built once, shared with the losses) and builds v_sid."""
+
+    def __init__(self, config: HifiFaceConfig, arcface: nn.Module, recon: nn.Module):
+        super().__init__()
+        self.config = config
+        self.arcface = arcface
+        self.recon = recon
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """257 Deep3DFaceRecon coefficients of images in [0, 1] (differentiable w.r.t. ``x``)."""
+        size = self.config.recon_input_size
+        if size is not None and x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return self.recon(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalised ArcFace embedding of images in [0, 1] (differentiable w.r.t. ``x``).
+
+        As the reference: ``(x - 0.5) / 0.5`` then a bilinear resize to 112 (align_corners=False, no antialias).
+        """
+        size = self.config.arcface_input_size
+        x = F.interpolate((x - 0.5) / 0.5, size=(size, size), mode="bilinear", align_corners=False)
+        return F.normalize(self.arcface(x), dim=-1, p=2)
+
+    @torch.no_grad()
+    def encode_source(self, source: torch.Tensor) -> Identity:
+        return Identity(self.coefficients(source)[:, :N_ID_COEFFS].float(), self.embed(source).float())
+
+    @staticmethod
+    def fuse(identity: Identity, c_target: torch.Tensor) -> torch.Tensor:
+        """v_sid from a source identity and the target's coefficients (3DMM part first, then ArcFace)."""
+        identity = identity.expand(c_target.shape[0])
+        return torch.cat([identity.c_id.to(c_target.dtype), c_target[:, N_ID_COEFFS:], identity.v_id.to(c_target.dtype)], dim=1)
+
+    @torch.no_grad()
+    def forward(self, source: torch.Tensor | Identity, target: torch.Tensor) -> torch.Tensor:
+        identity = source if isinstance(source, Identity) else self.encode_source(source)
+        return self.fuse(identity, self.coefficients(target).float())
