@@ -99,10 +99,11 @@ def discriminator_key_map(discriminator: torch.nn.Module) -> "OrderedDict[str, s
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def read_reference_state(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
-    """The ``state_dict`` of a reference checkpoint, with a clear error for files of another kind."""
+def read_reference_state(path: str | Path, obj: object = None) -> "OrderedDict[str, torch.Tensor]":
+    """The ``state_dict`` of a reference checkpoint (``obj``: the file already loaded), clear error otherwise."""
     path = Path(path)
-    obj = load_legacy(path, "reference HifiFace checkpoint (hififace_opensouce_299999.ckpt)")
+    if obj is None:
+        obj = load_legacy(path, "reference HifiFace checkpoint (hififace_opensouce_299999.ckpt)")
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         state = obj["state_dict"]
         if any(k.startswith(GEN) for k in state):
@@ -130,17 +131,19 @@ def _take(state: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, t
     return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
 
 
-def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_training: bool = True) -> Path:
+def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_training: bool = True, obj: object = None) -> Path:
     """Convert the reference Lightning checkpoint into our model folder.
 
-    ``keep_training`` also writes the discriminator and LPIPS weights (for fine-tuning and for the way back).
+    ``keep_training`` also writes the discriminator and LPIPS weights (for fine-tuning and for the way back);
+    ``obj`` is the checkpoint already loaded by the caller, if any.
     """
     from ..models.discriminators import MultiscaleDiscriminator
     from ..models.frozen.arcface import arcface_arch_from_state_dict
     from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace, assign_state
 
     path = Path(path)
-    state = read_reference_state(path)
+    state = read_reference_state(path, obj)
+    del obj
     check_finite(state, path)
 
     f_id = _take(state, F_ID)

@@ -1,0 +1,33 @@
+"""``hififace info``: format, config and parameter counts of a model folder (or a foreign checkpoint)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show the format, config and parameter counts of a model folder")
+    p.add_argument("path", nargs="?", help="model folder (default: $HIFIFACE_HOME, then ~/.cache/hififace)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.hififace import read_folder_info
+
+    info = read_folder_info(args.path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"folder:  {info['folder']}")
+    print(f"format:  {info['format']}")
+    cfg = info["config"]
+    print("config:  " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "notes"))
+    for k, v in cfg.get("notes", {}).items():
+        print(f"  note {k}: {v}")
+    total = 0
+    for name, f in info["files"].items():
+        total += f["elements"]
+        print(f"  {name:28s} {f['tensors']:5d} tensors {f['elements']:13,d} elements {f['bytes'] / 2**20:9.1f} MiB")
+    print(f"  {'total':28s} {'':5s}         {total:13,d} elements")
+    return 0

@@ -1,0 +1,104 @@
+"""One entry for ``hififace convert``: detects what a file is and writes our model folder atomically."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from ..config import HifiFaceConfig
+from ..errors import WeightsError
+from .resolve import require_file
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def atomic_folder(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out_dir``; it replaces ``out_dir`` only when the block succeeds."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise WeightsError(f"{out}: exists and is not a folder; choose another -o")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise WeightsError(f"{out}: folder exists and is not empty; pass --overwrite or choose another -o")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """A reference Lightning checkpoint or one of our training checkpoints -> model folder."""
+    from .io import load_legacy
+    from .reference import GEN, convert_reference_checkpoint, describe_checkpoint
+
+    path = require_existing(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder; give a checkpoint file (.ckpt/.pth), or use 'hififace info' on a model folder")
+    obj = load_legacy(path, "checkpoint")
+    state = obj.get("state_dict") if isinstance(obj, dict) else None
+    with atomic_folder(out_dir, overwrite) as tmp:
+        if isinstance(state, dict) and any(str(k).startswith(GEN + "id_extractor.") for k in state):
+            del state
+            convert_reference_checkpoint(path, tmp, obj=obj)
+        else:
+            try:
+                from .training import convert_training_checkpoint, is_training_checkpoint
+            except ImportError:  # training support not installed
+                is_training_checkpoint = None  # type: ignore[assignment]
+            if is_training_checkpoint is not None and is_training_checkpoint(obj):
+                del state
+                convert_training_checkpoint(path, tmp)
+            else:
+                raise WeightsError(f"{path}: not a HifiFace checkpoint ({describe_checkpoint(obj)}); "
+                                   "give the reference hififace_opensouce_299999.ckpt or a 'hififace train' checkpoint")
+    return Path(out_dir)
+
+
+def require_existing(path: str | Path) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise WeightsError(f"{p}: file not found; give the path of the checkpoint to convert")
+    return p
+
+
+def convert_separate_files(
+    out_dir: str | Path,
+    arcface: str | Path,
+    recon3d: str | Path,
+    bfm: str | Path | None = None,
+    image_size: int = 256,
+    variant: str = "reference",
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """A fresh model (random generator, seeded) with ArcFace, ReconNet and optionally BFM from their own files."""
+    from ..models.hififace import BFM_FILE, HifiFace
+    from .arcface import load_arcface
+    from .deep3d import load_recon
+
+    arcface_net = load_arcface(require_file(arcface, "arcface"))
+    recon_net = load_recon(require_file(recon3d, "recon3d"))
+    extra = {}
+    if bfm is not None:
+        from .bfm import bfm_to_tensors, load_bfm
+
+        extra[BFM_FILE] = bfm_to_tensors(load_bfm(require_file(bfm, "bfm")))
+    config = HifiFaceConfig(image_size=image_size, variant=variant, arcface_arch=arcface_net.arch,
+                            notes={"arcface": Path(arcface).name, "recon3d": Path(recon3d).name,
+                                   "generator": f"random initialisation, seed {seed}"})
+    torch.manual_seed(seed)
+    model = HifiFace(config, arcface=arcface_net, recon=recon_net)
+    with atomic_folder(out_dir, overwrite) as tmp:
+        model.save_pretrained(tmp, extra_files=extra)
+    return Path(out_dir)
