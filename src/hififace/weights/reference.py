@@ -43,22 +43,21 @@ CKPT_TOP_KEYS = ("epoch", "global_step", "pytorch-lightning_version", "state_dic
 
 
 # ---------------------------------------------------------------------------------------------- key maps
+def _layers(m: dict, ours: str, ref: str, pairs: list[tuple[str, str]]) -> None:
+    for our_layer, ref_layer in pairs:  # weight then bias of each layer: the reference's state_dict order
+        for p in ("weight", "bias"):
+            m[f"{ours}.{our_layer}.{p}"] = f"{ref}.{ref_layer}.{p}"
+
+
 def _resblock(m: dict, ours: str, ref: str, resampling: bool) -> None:
-    for p in ("weight", "bias"):
-        m[f"{ours}.conv1.{p}"] = f"{ref}.main_path.2.{p}"
-        # main_path = [IN, LReLU, conv, (pool|up), IN, LReLU, conv]: the 2nd conv sits at 6 or at 5
-        m[f"{ours}.conv2.{p}"] = f"{ref}.main_path.{6 if resampling else 5}.{p}"
-        m[f"{ours}.skip.{p}"] = f"{ref}.side_path.0.{p}"
+    # main_path = [IN, LReLU, conv, (pool|up), IN, LReLU, conv]: the 2nd conv sits at 6 or at 5
+    _layers(m, ours, ref, [("conv1", "main_path.2"), ("conv2", f"main_path.{6 if resampling else 5}"), ("skip", "side_path.0")])
 
 
 def _adain_block(m: dict, ours: str, ref: str) -> None:
-    for p in ("weight", "bias"):
-        for i in (1, 2):
-            m[f"{ours}.adain{i}.std.{p}"] = f"{ref}.adain{i}.std_style_fc.{p}"
-            m[f"{ours}.adain{i}.mean.{p}"] = f"{ref}.adain{i}.mean_style_fc.{p}"
-        m[f"{ours}.conv1.{p}"] = f"{ref}.main_path1.1.{p}"
-        m[f"{ours}.conv2.{p}"] = f"{ref}.main_path2.1.{p}"
-        m[f"{ours}.skip.{p}"] = f"{ref}.side_path.0.{p}"
+    _layers(m, ours, ref, [("adain1.std", "adain1.std_style_fc"), ("adain1.mean", "adain1.mean_style_fc"),
+                           ("adain2.std", "adain2.std_style_fc"), ("adain2.mean", "adain2.mean_style_fc"),
+                           ("conv1", "main_path1.1"), ("conv2", "main_path2.1"), ("skip", "side_path.0")])
 
 
 def generator_key_map(generator: torch.nn.Module) -> "OrderedDict[str, str]":
@@ -67,8 +66,7 @@ def generator_key_map(generator: torch.nn.Module) -> "OrderedDict[str, str]":
     if cfg.variant != "reference" or cfg.image_size != 256:
         raise WeightsError(f"only the 256 reference variant has a reference checkpoint layout (this is {cfg.image_size} {cfg.variant})")
     m: OrderedDict[str, str] = OrderedDict()
-    for p in ("weight", "bias"):
-        m[f"encoder.stem.{p}"] = f"encoder.conv_first.{p}"
+    _layers(m, "encoder", "encoder", [("stem", "conv_first")])
     for i, blk in enumerate(generator.encoder.blocks):
         _resblock(m, f"encoder.blocks.{i}", f"encoder.block_list.{i}", blk.resample != "none")
     for i, _ in enumerate(generator.decoder.blocks):
@@ -257,11 +255,20 @@ def build_reference_state(folder: str | Path, allow_missing_training: bool = Fal
     else:
         raise WeightsError(f"{lfile}: missing; the reference checkpoint needs LPIPS weights "
                            "(pass --allow-random-training-parts to write random ones)")
-    for k, v in lpips.items():
-        out[LPIPS + k] = v
+    for k in sorted(lpips, key=_lpips_order):
+        out[LPIPS + k] = lpips[k]
     for i in range(5):
         out[LPIPS_ALIAS + f"{i}.model.1.weight"] = out[LPIPS + f"lin{i}.model.1.weight"]
     return out
+
+
+def _lpips_order(key: str) -> tuple:
+    """The lpips package's state_dict order: scaling_layer, net.slice1..5 by layer index, lin0..4."""
+    parts = key.split(".")
+    group = {"scaling_layer": 0, "net": 1}.get(parts[0], 2)
+    nums = tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in parts[1:3])
+    leaf = {"shift": 0, "weight": 0, "scale": 1, "bias": 1}.get(parts[-1], 2)
+    return (group, nums, leaf, key)
 
 
 def export_reference_checkpoint(folder: str | Path, out_path: str | Path, allow_missing_training: bool = False) -> Path:
