@@ -1,0 +1,92 @@
+"""Strict loader for insightface ArcFace weights (``backbone.pth`` / ``model.pt`` of arcface_torch)."""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import WeightsError
+from .io import describe_keys, load_into, load_legacy, load_safetensors
+
+log = logging.getLogger(__name__)
+
+ARCFACE_WHAT = "ArcFace backbone.pth"
+ARCFACE_EXPECTED = ("expected an insightface arcface_torch backbone.pth (raw IResNet state_dict, "
+                    "e.g. ms1mv3_arcface_r100_fp16/backbone.pth)")
+
+
+def looks_like(obj: Any) -> str:
+    """A few words on what a loaded weight file appears to be, for error messages."""
+    if not isinstance(obj, Mapping):
+        return f"it holds a {type(obj).__name__}, not a dict of tensors"
+    keys = [str(k) for k in obj]
+    if not keys:
+        return "it is an empty dict"
+    if "net_recon" in obj:
+        return "it looks like a Deep3DFaceRecon epoch_20.pth (ReconNet)"
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        inner = [str(k) for k in obj["state_dict"]]
+        if any(k.startswith("generator.") for k in inner):
+            return "it looks like a HifiFace Lightning checkpoint (convert it with 'hififace convert')"
+        return f"it looks like a Lightning/training checkpoint whose state_dict starts with {describe_keys(inner, 3)}"
+    if "state_dict_backbone" in obj:
+        return "it looks like an insightface training checkpoint (checkpoint_gpu_N.pt)"
+    plain = [k[len("module."):] if k.startswith("module.") else k for k in keys]
+    if any(k.startswith("backbone.layer") for k in plain) and any(k.startswith("final_layers.") for k in plain):
+        return "it looks like a Deep3DFaceRecon ReconNet state_dict"
+    if "fc.weight" in plain and "features.running_var" in plain and any(k.startswith("layer1.") for k in plain):
+        return "it looks like an insightface ArcFace IResNet state_dict"
+    if any(k.startswith(("encoder.", "decoder.", "sff_module.")) for k in plain):
+        return "it looks like a face-swap generator state_dict"
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return f"a dict with top-level keys {describe_keys(keys, 4)}"
+    return f"a state_dict with keys {describe_keys(keys, 4)}"
+
+
+def strip_module_prefix(state: Mapping[str, torch.Tensor], source: str | Path) -> "OrderedDict[str, torch.Tensor]":
+    """Remove a DataParallel ``module.`` prefix when every key has it (logged)."""
+    keys = list(state)
+    if keys and all(isinstance(k, str) and k.startswith("module.") for k in keys):
+        log.info("%s: stripping the 'module.' prefix (DataParallel) from %d keys", source, len(keys))
+        return OrderedDict((k[len("module."):], v) for k, v in state.items())
+    return OrderedDict(state)
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def load_arcface_state(path: str | Path) -> tuple[str, "OrderedDict[str, torch.Tensor]"]:
+    """(arch, state_dict) of an ArcFace file: raw ``backbone.pth``/``model.pt``, a training checkpoint's
+    ``state_dict_backbone``, or our ``arcface.safetensors``. Anything else raises :class:`WeightsError`."""
+    from ..models.frozen.arcface import arcface_arch_from_state_dict
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        obj: Any = load_safetensors(path, ARCFACE_WHAT)
+    else:
+        obj = load_legacy(path, ARCFACE_WHAT)
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict_backbone"), Mapping):
+        log.info("%s: insightface training checkpoint, using its 'state_dict_backbone'", path)
+        obj = obj["state_dict_backbone"]
+    if not _is_tensor_dict(obj):
+        raise WeightsError(f"{path}: not an ArcFace backbone ({looks_like(obj)}); {ARCFACE_EXPECTED} "
+                           "or a training checkpoint with 'state_dict_backbone'")
+    state = strip_module_prefix(obj, path)
+    if not ("fc.weight" in state and "features.running_var" in state and "conv1.weight" in state):
+        raise WeightsError(f"{path}: not an ArcFace backbone ({looks_like(obj)}); {ARCFACE_EXPECTED}")
+    return arcface_arch_from_state_dict(state, str(path)), state
+
+
+def load_arcface(path: str | Path):
+    """A frozen :class:`~hififace.models.frozen.arcface.IResNet` with the weights of ``path`` (depth detected)."""
+    from ..models.frozen.arcface import IResNet
+
+    arch, state = load_arcface_state(path)
+    model = IResNet(arch)
+    load_into(model, state, path)
+    log.info("ArcFace IResNet-%s loaded from %s", arch[1:], path)
+    return model
