@@ -1,0 +1,169 @@
+"""The generator and discriminator objectives of HifiFace, combined with weights from the training config.
+
+The frozen networks (ArcFace, ReconNet, BFM landmarks, LPIPS-VGG) are passed in, never built here: the
+training module shares the model's own instances, so they exist once, stay frozen and stay out of optimizers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import N_COEFFS, N_ID_COEFFS
+from ..errors import ConfigError
+from . import functional as L
+
+ADV_MODES = ("hinge", "nonsaturating")
+
+
+@dataclass
+class LossConfig:
+    """Weights of every term (paper/reference values by default) and loss options.
+
+    Attributes:
+        recon_size: side the images are resized to before ReconNet in the shape loss (the reference's loss uses 224
+            while its generator feeds 256). ``None`` uses the model's own ReconNet input and reuses c_fuse from v_sid.
+        adversarial: ``hinge`` (reference, multiscale) or ``nonsaturating`` (paper, with R1 weight ``r1``).
+    """
+
+    id: float = 5.0
+    shape: float = 0.5
+    adv: float = 1.0
+    seg: float = 100.0
+    rec: float = 20.0
+    cyc: float = 1.0
+    lpips: float = 5.0
+    r1: float = 0.0
+    recon_size: int | None = None
+    adversarial: str = "hinge"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("recon_size", "adversarial"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
+                raise ConfigError(f"losses.{f.name} must be a number >= 0, got {v!r}")
+        if self.adversarial not in ADV_MODES:
+            raise ConfigError(f"losses.adversarial must be one of {', '.join(ADV_MODES)}, got {self.adversarial!r}")
+        if self.recon_size is not None and (isinstance(self.recon_size, bool) or not isinstance(self.recon_size, int)
+                                            or not 64 <= self.recon_size <= 1024):
+            raise ConfigError(f"losses.recon_size must be null or an integer in [64, 1024], got {self.recon_size!r}")
+
+    @classmethod
+    def for_variant(cls, variant: str, **overrides: Any) -> "LossConfig":
+        """Reference: hinge, loss ReconNet at 224. Paper: non-saturating + R1 (weight 1, as StarGAN v2)."""
+        base = dict(adversarial="hinge", recon_size=224) if variant == "reference" else dict(adversarial="nonsaturating", r1=1.0)
+        return cls(**{**base, **overrides})
+
+
+@dataclass
+class LossNets:
+    """The frozen networks the losses use: shared instances, owned elsewhere.
+
+    ``id_extractor`` is the model's :class:`~hififace.models.identity.ShapeAwareIdentityExtractor`;
+    ``landmarks`` maps N x 257 coefficients to N x 68 x 2 projected landmarks (BFM keypoint rows only);
+    ``lpips`` is :class:`~hififace.losses.lpips.LPIPS`.
+    """
+
+    id_extractor: nn.Module
+    landmarks: nn.Module
+    lpips: nn.Module
+
+
+def _effective_recon_size(id_extractor: nn.Module, image_size: int) -> int:
+    return id_extractor.config.recon_input_size or image_size
+
+
+def generator_loss(
+    nets: LossNets,
+    cfg: LossConfig,
+    *,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    m_tar: torch.Tensor,
+    same: torch.Tensor,
+    v_sid: torch.Tensor,
+    i_r: torch.Tensor,
+    i_low: torch.Tensor,
+    m_r: torch.Tensor,
+    m_low: torch.Tensor,
+    i_cycle: torch.Tensor,
+    d_fake: list[torch.Tensor],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total generator loss ``SID + realism`` and a dict of every (unweighted) term, detached.
+
+    ``v_sid`` is the identity vector the generator was fed (c_fuse | v_id(source)); its parts are reused instead of
+    running the frozen nets on source and target again whenever the sizes agree.
+    """
+    ext = nets.id_extractor
+    image_size = target.shape[-1]
+    f32 = lambda t: t.float()  # noqa: E731 - losses in float32 even under autocast
+
+    # --- shape-aware identity (SID): gradients flow into I_r / I_low through the frozen nets, not into them
+    v_s = v_sid[:, N_COEFFS:]
+    v_r = ext.embed(i_r)
+    v_low = ext.embed(i_low)
+    l_id = L.identity_loss(f32(v_s), f32(v_r), f32(v_low))
+
+    size = cfg.recon_size or _effective_recon_size(ext, image_size)
+    if size == _effective_recon_size(ext, image_size):
+        c_fuse = v_sid[:, :N_COEFFS]
+    else:
+        with torch.no_grad():
+            c_s = ext.recon(L.resize_to(source, size))
+            c_t = ext.recon(L.resize_to(target, size))
+            c_fuse = torch.cat([c_s[:, :N_ID_COEFFS], c_t[:, N_ID_COEFFS:]], dim=1)
+    c_r = ext.recon(L.resize_to(i_r, size))
+    c_low = ext.recon(L.resize_to(i_low, size))
+    with torch.no_grad():
+        q_fuse = nets.landmarks(f32(c_fuse))
+    q_r = nets.landmarks(f32(c_r))
+    q_low = nets.landmarks(f32(c_low))
+    l_shape = L.shape_loss(q_fuse, q_r, q_low)
+
+    # --- realism
+    l_seg = L.segmentation_loss(f32(m_tar), f32(m_r), f32(m_low))
+    l_rec = L.reconstruction_loss(f32(i_r), f32(i_low), f32(target), same)
+    l_cyc = L.cycle_loss(f32(target), f32(i_cycle))
+    l_lpips = L.lpips_loss(nets.lpips, i_r, target, same).float() if cfg.lpips > 0 else i_r.new_zeros(())
+    if cfg.adversarial == "hinge":
+        l_adv = L.hinge_g_loss(d_fake)
+    else:
+        l_adv = L.nonsaturating_g_loss(d_fake)
+
+    sid = cfg.id * l_id + cfg.shape * l_shape
+    realism = cfg.adv * l_adv + cfg.seg * l_seg + cfg.rec * l_rec + cfg.cyc * l_cyc + cfg.lpips * l_lpips
+    total = sid + realism
+    terms = {
+        "id": l_id, "shape": l_shape, "sid": sid, "seg": l_seg, "rec": l_rec, "cyc": l_cyc, "lpips": l_lpips,
+        "adv_g": l_adv, "realism": realism, "g_total": total,
+    }
+    return total, {k: v.detach() for k, v in terms.items()}
+
+
+def discriminator_loss(
+    discriminator: nn.Module, cfg: LossConfig, real: torch.Tensor, fake: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Discriminator loss on real targets and detached fakes: hinge (reference) or non-saturating + R1 (paper)."""
+    use_r1 = cfg.adversarial == "nonsaturating" and cfg.r1 > 0
+    if use_r1:
+        real = real.detach().requires_grad_(True)
+    d_real = discriminator(real)
+    d_fake = discriminator(fake.detach())
+    if cfg.adversarial == "hinge":
+        l_real, l_fake = L.hinge_d_loss(d_real, d_fake)
+    else:
+        l_real, l_fake = L.nonsaturating_d_loss(d_real, d_fake)
+    total = l_real + l_fake
+    terms = {"d_real": l_real, "d_fake": l_fake}
+    if use_r1:
+        r1 = L.r1_penalty(d_real, real)
+        total = total + cfg.r1 * r1
+        terms["r1"] = r1
+    terms["d_total"] = total
+    terms["d_out_real"] = torch.stack([o.float().mean() for o in d_real]).mean()
+    terms["d_out_fake"] = torch.stack([o.float().mean() for o in d_fake]).mean()
+    return total, {k: v.detach() for k, v in terms.items()}
