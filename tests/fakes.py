@@ -99,3 +99,34 @@ def write_reference_ckpt(path: Path, seed: int = 0, state: dict | None = None) -
         path,
     )
     return path
+
+
+def write_bfm_mat(path: Path, n_vertices: int = 500, seed: int = 0, n_tri: int = 900) -> Path:
+    """Deep3DFaceRecon ``BFM_model_front.mat`` with the real array names and layout, random small values.
+
+    meanshape 1x3N (decimetre scale, deliberately off-centre), idBase 3Nx80, exBase 3Nx64, meantex 1x3N,
+    texBase 3Nx80, tri Fx3 and point_buf Nx8 and keypoints 1x68 (all 1-based), plus the training-only arrays.
+    """
+    import numpy as np
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    mean = rng.uniform([-0.8, -1.0, -0.3], [0.8, 1.0, 0.6], size=(n_vertices, 3)) + np.array([0.05, -0.1, 0.2])
+    keypoints = rng.choice(n_vertices, size=68, replace=False) + 1
+    scipy.io.savemat(
+        str(path),
+        {
+            "meanshape": mean.reshape(1, -1),
+            "idBase": rng.normal(0.0, 0.01, size=(3 * n_vertices, 80)),
+            "exBase": rng.normal(0.0, 0.005, size=(3 * n_vertices, 64)),
+            "meantex": rng.uniform(0, 255, size=(1, 3 * n_vertices)),
+            "texBase": rng.normal(0.0, 1.0, size=(3 * n_vertices, 80)),
+            "tri": rng.integers(1, n_vertices + 1, size=(n_tri, 3)).astype(np.float64),
+            "point_buf": rng.integers(1, n_tri + 2, size=(n_vertices, 8)).astype(np.float64),
+            "keypoints": keypoints.reshape(1, -1).astype(np.float64),
+            "frontmask2_idx": np.arange(1, n_vertices // 2 + 1, dtype=np.float64).reshape(-1, 1),
+            "tri_mask2": rng.integers(1, n_vertices + 1, size=(n_tri // 2, 3)).astype(np.float64),
+            "skinmask": (rng.uniform(size=(1, n_vertices)) > 0.5).astype(np.float64),
+        },
+    )
+    return path
