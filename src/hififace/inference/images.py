@@ -1,0 +1,252 @@
+"""Image files in and out for the command line: careful reading of aligned face crops, labelled atomic writing.
+
+Reading (:func:`load_image`) turns every problem with a file into one :class:`~hififace.errors.InputImageError`
+line naming the file and the fix. Conversions, in order:
+
+* EXIF orientation is applied (``ImageOps.exif_transpose``), so a phone photo is upright;
+* transparency (RGBA, LA, palette with a transparent colour) is composited onto black; opaque pixels are unchanged;
+* 16-bit greyscale is scaled to 8 bits (PIL would clip it); 16-bit RGB is read as 8 bits by PIL;
+* greyscale, palette, CMYK and the rest go to RGB the way PIL's ``convert("RGB")`` does, as the reference does.
+
+Given ``size``, an image that is not ``size`` x ``size`` is resized as the reference does (``Resize(size)``:
+PIL bilinear, shorter side to ``size``) and, when not square, centre-cropped; both with a logged warning. A crop
+that already has the model size is used as it is, so its pixels are exactly ``uint8 / 255`` as in the reference.
+
+Writing (:func:`save_image`) picks the format from the extension, writes atomically and labels the image as
+synthetic (see :mod:`hififace.inference.watermark`). 8-bit pixels are written as they are, so a PNG of the
+model output equals the reference's ``ToPILImage().save()`` pixel for pixel (see
+:func:`hififace.utils.imagetypes.to_uint8`).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import HifiFaceError, InputImageError
+
+log = logging.getLogger(__name__)
+
+#: Smallest side accepted: smaller crops hold no usable face.
+MIN_SIDE = 16
+#: Largest input accepted, in pixels (checked from the file header, before decoding).
+MAX_PIXELS = 40_000_000
+#: Extensions read when a folder of faces is given (compared lower-case).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+#: Output extension -> PIL format.
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+FIX_CROP = "give an aligned square face crop (ideally the model size, e.g. 256x256 PNG)"
+
+
+def _decode(path: Path):
+    """Open, check the header size, decode fully and apply EXIF orientation; return a PIL image."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.exists():
+        raise InputImageError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise InputImageError(f"{path}: is a folder, not an image file")
+    try:
+        if path.stat().st_size == 0:
+            raise InputImageError(f"{path}: empty file (0 bytes); re-export or re-download the image")
+        img = Image.open(path)
+    except InputImageError:
+        raise
+    except PermissionError:
+        raise InputImageError(f"{path}: cannot read the file (permission denied); check its permissions") from None
+    except UnidentifiedImageError:
+        raise InputImageError(f"{path}: not an image file PIL can read; use PNG or JPEG") from None
+    except Image.DecompressionBombError:
+        raise InputImageError(f"{path}: image is far too large to decode safely; {FIX_CROP}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise InputImageError(f"{path}: cannot read the image ({_reason(err)}); re-export it as PNG or JPEG") from None
+    with img:
+        w, h = img.size
+        if w * h > MAX_PIXELS:  # from the header: nothing is decoded yet
+            raise InputImageError(
+                f"{path}: {w}x{h} is too large (limit {MAX_PIXELS // 1_000_000} megapixels); {FIX_CROP}"
+            )
+        if min(w, h) < MIN_SIDE:
+            raise InputImageError(f"{path}: {w}x{h} is too small (at least {MIN_SIDE}x{MIN_SIDE}); {FIX_CROP}")
+        try:
+            img.load()  # decode now so that a truncated file fails here
+        except MemoryError:
+            raise InputImageError(f"{path}: not enough memory to decode {w}x{h}; {FIX_CROP}") from None
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, zlib/struct errors on bad data
+            raise InputImageError(
+                f"{path}: cannot decode the image ({_reason(err)}); the file is truncated or corrupt, re-export it"
+            ) from None
+        try:
+            out = ImageOps.exif_transpose(img)
+        except Exception as err:  # a broken EXIF block must not make a readable image unusable
+            log.warning("%s: ignoring unreadable EXIF orientation (%s)", path, _reason(err))
+            out = img
+        return out.copy() if out is img else out
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:120]
+
+
+def _flatten(img, path: Path) -> np.ndarray:
+    """PIL image of any mode -> H x W x 3 uint8 RGB; transparency composited onto black."""
+    from PIL import Image
+
+    from ..utils.images_pil import pil_to_array
+
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        if alpha.min() < 255:
+            log.warning("%s: has transparency; composited onto black", path)
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(black, rgba).convert("RGB")
+    return pil_to_array(img)
+
+
+def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 RGB; with ``size``, fitted to ``size`` x ``size`` (see module doc).
+
+    Raises :class:`~hififace.errors.InputImageError` (one line naming the file and the fix) for missing, empty,
+    unreadable, truncated, non-image, too small or too large files.
+    """
+    path = Path(path)
+    img = _decode(path)
+    array = _flatten(img, path)
+    return array if size is None else fit_to_size(array, size, name=str(path))
+
+
+def fit_to_size(array: np.ndarray, size: int, name: str = "image") -> np.ndarray:
+    """Resize like the reference's ``Resize(size)`` (PIL bilinear, shorter side) then centre-crop to a square.
+
+    An array that already is ``size`` x ``size`` is returned unchanged.
+    """
+    from PIL import Image
+
+    h, w = array.shape[:2]
+    if (h, w) == (size, size):
+        return array
+    if h == w:
+        log.warning("%s: %dx%d resized to the model size %dx%d", name, w, h, size, size)
+    else:
+        log.warning(
+            "%s: %dx%d is not square; shorter side resized to %d and centre-cropped to %dx%d (%s)",
+            name, w, h, size, size, size, FIX_CROP,
+        )
+    # torchvision's Resize(int) rule: the shorter side becomes `size`, the longer int(size * long / short)
+    if w <= h:
+        new_w, new_h = size, int(size * h / w)
+    else:
+        new_w, new_h = int(size * w / h), size
+    img = Image.fromarray(array).resize((new_w, new_h), Image.BILINEAR)
+    left, top = int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0))  # as torchvision CenterCrop
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8).copy()
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder`` (sorted by name; hidden files skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "folder not found"
+        raise InputImageError(f"{folder}: {what}; give a folder of aligned face crops")
+    files = sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise InputImageError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    return files
+
+
+def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORMATS) -> Path:
+    """Refuse an output path we cannot write, before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise HifiFaceError(f"{path}: is a folder; give an output file name such as {path / 'out.png'}")
+    if path.suffix.lower() not in formats:
+        raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use {', '.join(formats)}")
+    return path
+
+
+def to_pil(image: Any):
+    """uint8 H x W x 3 array or PIL image -> RGB PIL image (8-bit values kept as they are)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 array (use hififace.utils.imagetypes.to_uint8), got {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(a[:, :, :3]), "RGB")
+
+
+def save_image(
+    path: str | Path,
+    image: Any,
+    watermark: bool = False,
+    meta: Mapping[str, str] | None = None,
+    watermark_text: str | None = None,
+) -> Path:
+    """Write ``image`` (uint8 H x W x 3 array or PIL image) to ``path``, atomically, labelled as synthetic.
+
+    The format comes from the extension (.png, .jpg/.jpeg, .webp). PNG gets text chunks and an XMP packet, JPEG
+    and WebP EXIF (ImageDescription, Software, UserComment) and XMP. ``watermark`` also draws a visible mark.
+    """
+    from PIL.PngImagePlugin import PngInfo
+
+    from ..utils.atomic import atomic_path
+    from .watermark import WATERMARK_TEXT, add_watermark, exif_bytes, label_fields, xmp_packet
+
+    path = check_output_path(path)
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    img = to_pil(image)
+    if watermark:
+        img = add_watermark(img, watermark_text or WATERMARK_TEXT)
+    with atomic_path(path) as tmp:
+        if fmt == "PNG":
+            info = PngInfo()
+            for key, value in label_fields(meta).items():
+                if value.isascii():
+                    info.add_text(key, value)
+                else:
+                    info.add_itxt(key, value)
+            info.add_itxt("XML:com.adobe.xmp", xmp_packet(meta).decode("utf-8"))
+            img.save(tmp, format="PNG", pnginfo=info)
+        elif fmt == "JPEG":
+            img.save(tmp, format="JPEG", quality=95, exif=exif_bytes(meta), xmp=xmp_packet(meta))
+        else:  # WebP, lossless so the pixels stay exact
+            img.save(tmp, format="WEBP", lossless=True, exif=exif_bytes(meta), xmp=xmp_packet(meta))
+    return path
+
+
+def read_label(path: str | Path) -> dict[str, str]:
+    """The synthetic-content label of a written file (PNG text, EXIF, GIF comment), for checks and ``info``."""
+    from PIL import Image
+
+    out: dict[str, str] = {}
+    with Image.open(path) as img:
+        for key, value in getattr(img, "text", {}).items():
+            out[key] = str(value)
+        comment = img.info.get("comment")
+        if comment:
+            out["Comment"] = comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
+        exif = img.getexif()
+        if 0x010E in exif:
+            out["ImageDescription"] = str(exif[0x010E])
+        if 0x0131 in exif:
+            out["Software"] = str(exif[0x0131])
+        user = exif.get_ifd(0x8769).get(0x9286)
+        if user:
+            raw = user if isinstance(user, bytes) else str(user).encode()
+            out["UserComment"] = raw[8:].decode("ascii", "replace") if raw[:8] == b"ASCII\x00\x00\x00" else raw.decode("utf-8", "replace")
+        xmp = img.info.get("xmp")
+        if xmp:
+            out["XMP"] = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else str(xmp)
+    return out
