@@ -135,7 +135,7 @@ def fit_to_size(array: np.ndarray, size: int, name: str = "image") -> np.ndarray
         log.warning("%s: %dx%d resized to the model size %dx%d", name, w, h, size, size)
     else:
         log.warning(
-            "%s: %dx%d is not square; shorter side resized to %d and centre-cropped to %dx%d (%s)",
+            "%s: %dx%d is not square; shorter side resized to %d and centre-cropped to %dx%d; for best results %s",
             name, w, h, size, size, size, FIX_CROP,
         )
     # torchvision's Resize(int) rule: the shorter side becomes `size`, the longer int(size * long / short)
