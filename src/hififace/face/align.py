@@ -1,0 +1,290 @@
+"""Face alignment: least-squares similarity transforms (Umeyama) from landmarks to named templates, warps, inverses.
+
+A transform is a 2 x 3 float64 matrix ``M`` mapping image pixels to crop pixels (``crop = M @ [x, y, 1]``), in the
+pixel-centre convention of ``cv2.warpAffine``. Templates (5 points, order of ``detect.LANDMARK_NAMES_5``):
+
+- ``arcface``: insightface's 112 x 112 template (FORMATS.md section 6), scaled by size/112 for multiples of 112
+  and by size/128 plus a shift of 8 * size/128 for multiples of 128 (so 256 is SimSwap's VGGFace2-224 alignment, the
+  data the reference trained on, at 256);
+- ``ffhq``: the FFHQ (NVlabs) oriented square computed from eye centres and mouth corners (5 or 68 points);
+- ``frontal``: xuehy/HiFiFace-pytorch's inference template (FORMATS.md section 4).
+
+:func:`refine_landmarks` re-detects on a canonical crop and on its mirror image and averages, which removes most of
+the landmark drift that 5-point detectors show under head roll and scale (see ``benchmarks/preprocess.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from .detect import MIRROR_5
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .detect import Face, FaceDetector
+
+#: insightface ArcFace 5-point template for 112 x 112 (FORMATS.md section 6).
+ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+                        [70.7299, 92.2041]], dtype=np.float64)
+#: xuehy/HiFiFace-pytorch "frontal" template for 112 (FORMATS.md section 4).
+FRONTAL_112 = np.array([[39.730, 51.138], [72.270, 51.138], [56.000, 68.493], [42.463, 87.010], [69.537, 87.010]],
+                       dtype=np.float64)
+TEMPLATES = ("arcface", "ffhq", "frontal")
+
+
+def template_points(name: str = "arcface", size: int = 256) -> np.ndarray:
+    """5 x 2 template landmarks for a ``size`` x ``size`` crop (``ffhq`` is given as its typical 5 points)."""
+    if name == "arcface":
+        if size % 112 == 0:
+            return ARCFACE_112 * (size / 112.0)
+        if size % 128 == 0:
+            return ARCFACE_112 * (size / 128.0) + np.array([8.0 * size / 128.0, 0.0])
+        return ARCFACE_112 * (size / 112.0)
+    if name == "frontal":
+        return FRONTAL_112 * (size / 112.0)
+    if name == "ffhq":
+        # an upright face whose FFHQ quad is exactly the crop: eye distance e = eye-to-mouth distance = size / 4
+        e, c = size / 4.0, size / 2.0 - 0.5
+        eye_y = c - 0.1 * e
+        return np.array([[c - e / 2, eye_y], [c + e / 2, eye_y], [c, eye_y + 0.5 * e], [c - 0.4 * e, eye_y + e],
+                         [c + 0.4 * e, eye_y + e]], dtype=np.float64)
+    raise ConfigError(f"unknown alignment template {name!r}; choose one of {', '.join(TEMPLATES)}")
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``: 2 x 3 matrix.
+
+    Umeyama (1991), without reflection.
+    """
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    var_s = (s0**2).sum() / len(src)
+    cov = d0.T @ s0 / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0
+    rot = u @ np.diag(d) @ vt
+    scale = (sig * d).sum() / max(var_s, 1e-12)
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - scale * rot @ mu_s
+    return m
+
+
+def to3x3(m: np.ndarray) -> np.ndarray:
+    out = np.eye(3)
+    out[:2] = np.asarray(m, dtype=np.float64).reshape(2, 3)
+    return out
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 2 x 3 affine matrix (crop -> image for an alignment matrix)."""
+    return np.linalg.inv(to3x3(m))[:2]
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a`` after ``b`` (2 x 3 each): points go through ``b`` first."""
+    return (to3x3(a) @ to3x3(b))[:2]
+
+
+def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply a 2 x 3 affine matrix to N x 2 points."""
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    m = np.asarray(m, dtype=np.float64).reshape(2, 3)
+    return p @ m[:, :2].T + m[:, 2]
+
+
+def ffhq_quad(eye_left: np.ndarray, eye_right: np.ndarray, mouth_left: np.ndarray, mouth_right: np.ndarray) -> np.ndarray:
+    """FFHQ oriented square (4 x 2 corners: top-left, bottom-left, bottom-right, top-right) from eyes and mouth.
+
+    Rule from NVlabs' ffhq-dataset (FORMATS.md section 6).
+    """
+    eye_avg = (eye_left + eye_right) * 0.5
+    eye_to_eye = eye_right - eye_left
+    mouth_avg = (mouth_left + mouth_right) * 0.5
+    eye_to_mouth = mouth_avg - eye_avg
+    x = eye_to_eye - np.array([-eye_to_mouth[1], eye_to_mouth[0]])
+    x = x / max(np.hypot(*x), 1e-9)
+    x = x * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.array([-x[1], x[0]])
+    c = eye_avg + eye_to_mouth * 0.1
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def ffhq_points(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Eye centres and mouth corners from 68 (dlib/iBUG order) or 5 points."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape[0] == 68:
+        return lm[36:42].mean(0), lm[42:48].mean(0), lm[48], lm[54]
+    if lm.shape[0] == 5:
+        return lm[0], lm[1], lm[3], lm[4]
+    raise ConfigError(f"FFHQ alignment needs 5 or 68 landmarks, got {lm.shape[0]}")
+
+
+def estimate_transform(landmarks: np.ndarray, template: str = "arcface", size: int = 256) -> np.ndarray:
+    """2 x 3 image -> crop matrix aligning ``landmarks`` (5 x 2, or 68 x 2 for ``ffhq``) to ``template`` at ``size``."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if template == "ffhq":
+        quad = ffhq_quad(*ffhq_points(lm))
+        # the quad's corners go to the crop's corners (pixel-centre convention: edges at -0.5 and size - 0.5)
+        lo, hi = -0.5, size - 0.5
+        corners = np.array([[lo, lo], [lo, hi], [hi, hi], [hi, lo]])
+        return umeyama(quad, corners)
+    if lm.shape[0] == 68:
+        from .landmarks import reduce68to5
+
+        lm = reduce68to5(lm)
+    return umeyama(lm, template_points(template, size))
+
+
+def warp_face(image: np.ndarray, matrix: np.ndarray, size: int, border: str = "constant",
+              interpolation: str = "linear") -> np.ndarray:
+    """Crop ``size`` x ``size`` from ``image`` (H x W x C or H x W) through ``matrix`` (image -> crop).
+
+    ``border``: ``constant`` (0, as insightface), ``reflect`` or ``replicate``. Bilinear by default; ``area``-like
+    quality when shrinking a lot comes from pre-blurring, which :func:`align_crop` does.
+    """
+    import cv2
+
+    modes = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
+    interps = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+    return cv2.warpAffine(image, np.asarray(matrix, dtype=np.float64), (int(size), int(size)), flags=interps[interpolation],
+                          borderMode=modes[border], borderValue=0)
+
+
+def matrix_scale(matrix: np.ndarray) -> float:
+    """Uniform scale of a similarity matrix (crop pixels per image pixel)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+
+
+def align_crop(image: np.ndarray, matrix: np.ndarray, size: int, border: str = "constant") -> np.ndarray:
+    """:func:`warp_face` with anti-aliasing: when the crop shrinks the face a lot, blur first (no aliasing)."""
+    import cv2
+
+    scale = matrix_scale(matrix)
+    if scale < 0.5:
+        sigma = 0.5 / scale * 0.5
+        k = int(2 * round(3 * sigma) + 1)
+        image = cv2.GaussianBlur(image, (k, k), sigma)
+    interp = "cubic" if scale > 1.5 else "linear"
+    return warp_face(image, matrix, size, border=border, interpolation=interp)
+
+
+def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, detector: "FaceDetector", passes: int = 1,
+                     mirror: bool = True, work_size: int = 256, work_scale: float = 0.55,
+                     jitter: tuple[tuple[float, float], ...] = ((0.0, 0.0),)) -> tuple[np.ndarray, float | None]:
+    """Re-detect the face on a canonical upright crop (and its mirror image) and average; returns landmarks, score.
+
+    The canonical crop puts the face at a fixed scale and upright, where the detector's landmarks are most
+    consistent; the mirrored pass cancels its left/right bias. Falls back to ``landmarks`` when re-detection fails.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    score = None
+    # face at about 45 % of the work crop: the ArcFace template scaled by 0.55 about the centre
+    base_tpl = (template_points("arcface", work_size) - work_size / 2.0) * work_scale + work_size / 2.0
+    for _ in range(max(1, passes)):
+        estimates, scores = [], []
+        for dx, dy in jitter:
+            work_tpl = base_tpl + [dx, dy]
+            m = umeyama(lm, work_tpl)
+            crop = warp_face(image, m, work_size, border="replicate")
+            found = _closest(detector.detect(crop), work_tpl)
+            if found is None:
+                continue
+            minv = invert_affine(m)
+            estimates.append(transform_points(found.landmarks, minv))
+            scores.append(found.score)
+            if mirror:
+                mirrored_tpl = work_tpl[list(MIRROR_5)] * [-1, 1] + [work_size - 1, 0]
+                flipped = _closest(detector.detect(np.ascontiguousarray(crop[:, ::-1])), mirrored_tpl)
+                if flipped is not None:
+                    back = flipped.landmarks.astype(np.float64)[list(MIRROR_5)].copy()
+                    back[:, 0] = work_size - 1 - back[:, 0]
+                    estimates.append(transform_points(back, minv))
+                    scores.append(flipped.score)
+        if not estimates:
+            break
+        lm = np.mean(estimates, axis=0)
+        score = float(np.mean(scores))
+    return lm, score
+
+
+def _closest(faces: list["Face"], expected: np.ndarray) -> "Face | None":
+    if not faces:
+        return None
+    errs = [float(np.abs(f.landmarks - expected).mean()) for f in faces]
+    i = int(np.argmin(errs))
+    # a face far from where the canonical crop puts it is another face, not this one
+    return faces[i] if errs[i] < 0.25 * abs(expected[1, 0] - expected[0, 0]) * 4 else None
+
+
+@dataclass
+class AlignedFace:
+    """A crop and the matrix that made it (image -> crop), with the landmarks used, in the image frame."""
+
+    crop: np.ndarray
+    matrix: np.ndarray
+    landmarks: np.ndarray
+    template: str
+    size: int
+
+    @property
+    def inverse(self) -> np.ndarray:
+        return invert_affine(self.matrix)
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, template: str = "arcface", size: int = 256,
+               border: str = "constant") -> AlignedFace:
+    """Crop one face: similarity transform from its landmarks to ``template`` at ``size``."""
+    m = estimate_transform(landmarks, template, size)
+    return AlignedFace(align_crop(image, m, size, border=border), m, np.asarray(landmarks, dtype=np.float64), template, size)
+
+
+# ---------------------------------------------------------------- batched torch version (GPU video)
+
+def _normalizer(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
+    """3 x 3 matrix taking pixel coordinates to affine_grid's [-1, 1] (align_corners=False)."""
+    return torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]], dtype=dtype)
+
+
+def _theta(matrices: torch.Tensor, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """affine_grid theta (output normalised -> input normalised) from image -> crop pixel matrices N x 2 x 3."""
+    m = matrices.to(torch.float64)
+    n = m.shape[0]
+    full = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+    full[:, :2] = m.cpu()
+    inv = torch.linalg.inv(full)  # crop pixels -> image pixels
+    n_in = _normalizer(*in_hw)
+    n_out_inv = torch.linalg.inv(_normalizer(*out_hw))
+    return (n_in @ inv @ n_out_inv)[:, :2]
+
+
+def warp_faces_torch(images: torch.Tensor, matrices: torch.Tensor | np.ndarray, size: int | tuple[int, int],
+                     mode: str = "bilinear", padding_mode: str = "zeros") -> torch.Tensor:
+    """Batched :func:`warp_face`: N x C x H x W images, N x 2 x 3 image -> crop matrices -> N x C x size x size."""
+    out_hw = (size, size) if isinstance(size, int) else tuple(size)
+    mats = torch.as_tensor(np.asarray(matrices) if not isinstance(matrices, torch.Tensor) else matrices)
+    if mats.ndim == 2:
+        mats = mats.unsqueeze(0).expand(images.shape[0], -1, -1)
+    theta = _theta(mats, tuple(images.shape[-2:]), out_hw).to(device=images.device, dtype=images.dtype if images.is_floating_point() else torch.float32)
+    grid = F.affine_grid(theta, [images.shape[0], images.shape[1], *out_hw], align_corners=False)
+    return F.grid_sample(images.float() if not images.is_floating_point() else images, grid, mode=mode,
+                         padding_mode=padding_mode, align_corners=False)
+
+
+def unwarp_faces_torch(crops: torch.Tensor, matrices: torch.Tensor | np.ndarray, image_hw: tuple[int, int],
+                       mode: str = "bilinear") -> torch.Tensor:
+    """Inverse of :func:`warp_faces_torch`: crops back into the image frame (zeros outside the crop)."""
+    mats = torch.as_tensor(np.asarray(matrices) if not isinstance(matrices, torch.Tensor) else matrices).to(torch.float64)
+    if mats.ndim == 2:
+        mats = mats.unsqueeze(0).expand(crops.shape[0], -1, -1)
+    inv = torch.stack([torch.as_tensor(invert_affine(m.cpu().numpy())) for m in mats])
+    return warp_faces_torch(crops, inv, image_hw, mode=mode)
