@@ -3,7 +3,24 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message (not the one at set-up), so that the
+    handler keeps working when stderr is replaced later (pytest's capsys, notebooks, redirect_stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the live sys.stderr wins
+        pass
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -15,7 +32,7 @@ def setup_logging(verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger()
     if not any(getattr(h, "_hififace", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s"))
         handler._hififace = True  # type: ignore[attr-defined]
         root.addHandler(handler)
