@@ -55,6 +55,20 @@ def strip_module_prefix(state: Mapping[str, torch.Tensor], source: str | Path) -
     return OrderedDict(state)
 
 
+def build_uninitialised(factory):
+    """Build a module without spending time on random init (every tensor is overwritten by a strict load).
+
+    BatchNorm ``num_batches_tracked`` counters, which old files may lack, are set to 0.
+    """
+    with torch.device("meta"):
+        module = factory()
+    module = module.to_empty(device="cpu")
+    for name, buf in module.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            buf.zero_()
+    return module
+
+
 def _is_tensor_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
@@ -86,7 +100,7 @@ def load_arcface(path: str | Path):
     from ..models.frozen.arcface import IResNet
 
     arch, state = load_arcface_state(path)
-    model = IResNet(arch)
+    model = build_uninitialised(lambda: IResNet(arch))
     load_into(model, state, path)
     log.info("ArcFace IResNet-%s loaded from %s", arch[1:], path)
     return model

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import WeightsError
-from .arcface import _is_tensor_dict, looks_like, strip_module_prefix
+from .arcface import _is_tensor_dict, build_uninitialised, looks_like, strip_module_prefix
 from .io import load_into, load_legacy, load_safetensors
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def load_recon(path: str | Path):
     from ..models.frozen.recon import ReconNet
 
     state = load_recon_state(path)
-    model = ReconNet()
+    model = build_uninitialised(ReconNet)
     load_into(model, state, path)
     log.info("Deep3DFaceRecon ReconNet loaded from %s", path)
     return model
