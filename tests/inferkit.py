@@ -1,0 +1,65 @@
+"""Helpers for the inference/CLI tests: a tiny random model folder, sample faces, CLI runs and leftover checks."""
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from hififace import HifiFace, HifiFaceConfig
+from hififace.cli.main import main as cli
+
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "hififace" / "assets" / "samples"
+TINY = dict(channel_multiplier=1 / 16, frozen_width=0.125, arcface_arch="r18", recon_input_size=64)
+
+
+def tiny_model(seed: int = 0) -> HifiFace:
+    return HifiFace.random(HifiFaceConfig(**TINY), seed=seed)
+
+
+def tiny_model_dir(path: Path, seed: int = 0) -> Path:
+    return tiny_model(seed).save_pretrained(path)
+
+
+def sample(name: str) -> np.ndarray:
+    from hififace.inference.images import load_image
+
+    return load_image(SAMPLES / f"{name}.png")
+
+
+def run_cli(argv, capsys) -> tuple[int, str, list[str]]:
+    """Exit code, stdout and the stderr lines of one in-process CLI run."""
+    capsys.readouterr()
+    rc = cli([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return rc, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def assert_one_error(rc: int, err: list[str], *needles: str) -> str:
+    """Exactly one stderr line, an `error:` line, non-zero exit, no traceback; it mentions every needle."""
+    assert rc != 0
+    assert len(err) == 1, err
+    line = err[0]
+    assert line.startswith("error: "), line
+    assert "Traceback" not in line
+    for needle in needles:
+        assert needle.lower() in line.lower(), (needle, line)
+    return line
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden files (atomic-write temporaries start with '.') left in ``folder``."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith("."))
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose IHDR claims ``width`` x ``height`` (8-bit RGB) with a tiny, incomplete IDAT: built in bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path

@@ -1,0 +1,377 @@
+"""Image files in and out: reading every kind of awkward file, labelled writing, pixel parity, grids, animations."""
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hififace.errors import HifiFaceError, InputImageError, MissingDependencyError
+from hififace.inference import images as im
+from hififace.inference.grid import make_grid, swap_grid
+from hififace.inference.interpolate import rates, save_animation
+from hififace.utils.imagetypes import to_uint8
+from inferkit import png_header_only
+
+RNG = np.random.RandomState(0)
+
+
+def rgb(h=64, w=64, seed=0) -> np.ndarray:
+    return np.random.RandomState(seed).randint(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- reading: failures
+def test_missing_file(tmp_path):
+    with pytest.raises(InputImageError, match="nope.png: file not found"):
+        im.load_image(tmp_path / "nope.png")
+
+
+def test_folder_is_not_an_image(tmp_path):
+    with pytest.raises(InputImageError, match="is a folder"):
+        im.load_image(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.png"
+    p.write_bytes(b"")
+    with pytest.raises(InputImageError, match=r"empty\.png: empty file"):
+        im.load_image(p)
+
+
+def test_not_an_image(tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("this is text, not pixels\n" * 20)
+    with pytest.raises(InputImageError, match=r"notes\.png: not an image"):
+        im.load_image(p)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root can read files without read permission")
+def test_unreadable_file(tmp_path):
+    p = tmp_path / "locked.png"
+    Image.fromarray(rgb()).save(p)
+    p.chmod(0)
+    try:
+        with pytest.raises(InputImageError, match="permission denied"):
+            im.load_image(p)
+    finally:
+        p.chmod(0o644)
+
+
+def test_unreadable_file_simulated(tmp_path, monkeypatch):
+    # the same path for everyone (root reads 0o000 files): the OS refuses to open the file
+    p = tmp_path / "locked.png"
+    Image.fromarray(rgb()).save(p)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(Image, "open", refuse)
+    with pytest.raises(InputImageError, match=r"locked\.png: cannot read the file \(permission denied\)"):
+        im.load_image(p)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_file(tmp_path, fmt):
+    buf = io.BytesIO()
+    Image.fromarray(rgb(128, 128)).save(buf, format=fmt)
+    p = tmp_path / f"cut.{fmt.lower()}"
+    p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(InputImageError, match="truncated or corrupt"):
+        im.load_image(p)
+
+
+def test_too_small(tmp_path):
+    p = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(p)
+    with pytest.raises(InputImageError, match=r"dot\.png: 1x1 is too small"):
+        im.load_image(p)
+
+
+@pytest.mark.parametrize("side", [20000, 7000])
+def test_too_large_refused_from_the_header(tmp_path, side):
+    # 20000^2 trips PIL's own bomb guard inside Image.open; 7000^2 is under PIL's limit but over ours.
+    p = png_header_only(tmp_path / f"huge{side}.png", side, side)
+    assert p.stat().st_size < 200
+    with pytest.raises(InputImageError, match=rf"huge{side}\.png: .*too large"):
+        im.load_image(p)
+
+
+# ---------------------------------------------------------------------------------------------- reading: conversions
+def test_rgb_png_round_trip_is_exact(tmp_path):
+    a = rgb(40, 30)
+    p = tmp_path / "a.png"
+    Image.fromarray(a).save(p)
+    b = im.load_image(p)
+    assert b.dtype == np.uint8 and b.shape == (40, 30, 3)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_rgba_composited_on_black(tmp_path, caplog):
+    a = rgb(32, 32)
+    alpha = np.full((32, 32), 255, np.uint8)
+    alpha[:16] = 0  # top half fully transparent
+    alpha[16:, :8] = 128
+    p = tmp_path / "alpha.png"
+    Image.fromarray(np.dstack([a, alpha]), "RGBA").save(p)
+    with caplog.at_level(logging.WARNING):
+        b = im.load_image(p)
+    assert b.shape == (32, 32, 3)
+    assert (b[:16] == 0).all()  # transparent -> black
+    np.testing.assert_array_equal(b[16:, 8:], a[16:, 8:])  # opaque pixels unchanged
+    half = a[16:, :8].astype(int) * 128 / 255
+    assert np.abs(b[16:, :8].astype(int) - half).max() <= 1
+    assert "transparency" in caplog.text
+
+
+def test_opaque_rgba_equals_rgb(tmp_path):
+    a = rgb(32, 32)
+    p = tmp_path / "opaque.png"
+    Image.fromarray(np.dstack([a, np.full((32, 32), 255, np.uint8)]), "RGBA").save(p)
+    np.testing.assert_array_equal(im.load_image(p), a)
+
+
+def test_16bit_greyscale_is_scaled(tmp_path):
+    g = np.array([[0, 257 * 127, 65535, 32768]] * 16, dtype=np.uint16)
+    g = np.repeat(g, 4, axis=1)  # 16 x 16
+    p = tmp_path / "deep.png"
+    Image.fromarray(g).save(p)
+    with Image.open(p) as check:
+        assert check.mode.startswith("I")  # really a 16-bit file
+    b = im.load_image(p)
+    assert b.dtype == np.uint8 and b.shape == (16, 16, 3)
+    assert (b[:, 0:4] == 0).all() and (b[:, 8:12] == 255).all()
+    assert (b[:, 4:8] == 127).all() and np.all(np.abs(b[:, 12:16].astype(int) - 127) <= 1)
+
+
+def test_greyscale_to_rgb(tmp_path):
+    g = RNG.randint(0, 256, (20, 24), dtype=np.uint8)
+    p = tmp_path / "grey.png"
+    Image.fromarray(g, "L").save(p)
+    b = im.load_image(p)
+    assert b.shape == (20, 24, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(b[:, :, c], g)
+
+
+def test_palette_image(tmp_path):
+    p = tmp_path / "pal.png"
+    Image.fromarray(rgb(32, 32)).convert("P").save(p)
+    b = im.load_image(p)
+    assert b.shape == (32, 32, 3) and b.dtype == np.uint8
+
+
+def test_exif_orientation_applied(tmp_path):
+    a = np.zeros((32, 64, 3), np.uint8)  # stored landscape: 64 wide, 32 high
+    a[:8, :8] = (255, 0, 0)  # red block in the stored top-left corner
+    img = Image.fromarray(a)
+    exif = img.getexif()
+    exif[0x0112] = 6  # Orientation 6: display rotated 90 degrees clockwise
+    p = tmp_path / "phone.jpg"
+    img.save(p, exif=exif.tobytes(), quality=100)
+    b = im.load_image(p)
+    assert b.shape == (64, 32, 3)  # upright: portrait
+    # after a clockwise turn the stored top-left corner is at the top-right
+    assert b[2, -3, 0] > 200 and b[2, -3, 1] < 60
+    assert b[2, 2].max() < 60 and b[-3, -3].max() < 60
+
+
+def test_fit_keeps_model_size_crops_untouched():
+    a = rgb(256, 256)
+    assert im.fit_to_size(a, 256) is a
+
+
+def test_fit_square_resize_matches_pil_bilinear(caplog):
+    a = rgb(300, 300)
+    with caplog.at_level(logging.WARNING):
+        b = im.fit_to_size(a, 256, name="x.png")
+    np.testing.assert_array_equal(b, np.asarray(Image.fromarray(a).resize((256, 256), Image.BILINEAR)))
+    assert "x.png: 300x300 resized to the model size 256x256" in caplog.text
+
+
+def test_fit_non_square_centre_crops(caplog):
+    a = np.zeros((400, 256, 3), np.uint8)
+    a[:72] = (255, 0, 0)
+    a[72:328] = (0, 255, 0)
+    a[328:] = (0, 0, 255)
+    with caplog.at_level(logging.WARNING):
+        b = im.fit_to_size(a, 256, name="tall.png")
+    assert b.shape == (256, 256, 3)
+    assert (b == np.array([0, 255, 0], np.uint8)).all()  # only the middle band is left
+    assert "not square" in caplog.text
+
+
+def test_load_with_size(tmp_path):
+    p = tmp_path / "big.png"
+    Image.fromarray(rgb(512, 512)).save(p)
+    assert im.load_image(p, 256).shape == (256, 256, 3)
+
+
+def test_list_images(tmp_path):
+    for name in ("b.png", "a.jpg", ".hidden.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in im.list_images(tmp_path)] == ["a.jpg", "b.png"]
+    with pytest.raises(InputImageError, match="no images"):
+        im.list_images(_empty(tmp_path))
+    with pytest.raises(InputImageError, match="folder not found"):
+        im.list_images(tmp_path / "missing")
+
+
+def _empty(tmp_path):
+    d = tmp_path / "empty_dir"
+    d.mkdir()
+    return d
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def test_png_pixels_equal_the_reference_topilimage():
+    # the reference saves `ToPILImage()(out.clamp(0, 1))`, i.e. `pic.mul(255).byte()`: truncation, not rounding
+    t = torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(3)) * 1.2 - 0.1
+    expected = t.clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
+    buf_path = _tmp_file("parity.png")
+    im.save_image(buf_path, to_uint8(t))
+    with Image.open(buf_path) as img:
+        assert img.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(img), expected)
+
+
+def _tmp_file(name):
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp()) / name
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "jpeg", "webp"])
+def test_every_output_carries_the_label(tmp_path, ext):
+    p = im.save_image(tmp_path / f"out.{ext}", rgb(), meta={"hififace:command": "test"})
+    label = im.read_label(p)
+    text = " ".join(label.values())
+    assert "Synthetic image generated by hififace" in text
+    assert "hififace 0.1" in label["Software"]
+    assert "trainedAlgorithmicMedia" in label.get("XMP", "") + label.get("XML:com.adobe.xmp", "")
+    assert "hififace:command" in text or label.get("hififace:command") == "test"
+    if ext == "png":
+        assert label["AI-Generated"] == "true" and label["hififace:command"] == "test"
+    else:
+        assert label["ImageDescription"].startswith("Synthetic image") and "AI-Generated=true" in label["UserComment"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == [f"out.{ext}"]  # no temporary file left
+
+
+@pytest.mark.parametrize("ext", ["png", "webp"])
+def test_lossless_outputs_keep_pixels(tmp_path, ext):
+    a = rgb(50, 60)
+    np.testing.assert_array_equal(im.load_image(im.save_image(tmp_path / f"o.{ext}", a)), a)
+
+
+def test_watermark_marks_only_a_corner(tmp_path):
+    a = np.full((256, 256, 3), 128, np.uint8)
+    b = im.load_image(im.save_image(tmp_path / "w.png", a, watermark=True))
+    diff = np.any(b != a, axis=2)
+    assert diff.sum() > 100  # something visible was drawn
+    ys, xs = np.nonzero(diff)
+    assert ys.min() > 256 * 0.75 and xs.min() > 256 * 0.4  # bottom-right corner only
+
+
+def test_unsupported_output_format_refused(tmp_path):
+    with pytest.raises(HifiFaceError, match=r"out\.bmp: unsupported output format"):
+        im.save_image(tmp_path / "out.bmp", rgb())
+    with pytest.raises(HifiFaceError, match="is a folder"):
+        im.check_output_path(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(TypeError):
+        im.save_image(tmp_path / "o.png", np.zeros((8, 8, 3), np.float32))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- grids
+class CountingModel:
+    """Stands in for HifiFace: identity = the source's mean colour, swap = the target tinted by it."""
+
+    def __init__(self):
+        self.identity_calls = 0
+        self.swap_calls = 0
+
+    def identity(self, source):
+        self.identity_calls += 1
+        return int(source.mean())
+
+    def swap(self, ident, targets):
+        self.swap_calls += 1
+        return [np.full_like(t, ident) for t in targets]
+
+
+def test_swap_grid_encodes_each_source_once():
+    sources = [np.full((8, 8, 3), v, np.uint8) for v in (10, 20, 30)]
+    targets = [np.zeros((8, 8, 3), np.uint8)] * 5
+    model = CountingModel()
+    done = []
+    res = swap_grid(model, sources, targets, batch_size=2, progress=done.append)
+    assert model.identity_calls == 3
+    assert model.swap_calls == 3 * 3  # 5 targets in batches of 2
+    assert sum(done) == 15
+    assert [[int(c[0, 0, 0]) for c in row] for row in res] == [[10] * 5, [20] * 5, [30] * 5]
+
+
+def test_make_grid_layout():
+    s = [np.full((32, 32, 3), 50 * (i + 1), np.uint8) for i in range(2)]
+    t = [np.full((32, 32, 3), 200, np.uint8), np.full((32, 32, 3), 220, np.uint8), np.full((32, 32, 3), 240, np.uint8)]
+    r = [[np.full((32, 32, 3), 10 * (i * 3 + j), np.uint8) for j in range(3)] for i in range(2)]
+    g = np.asarray(make_grid(["s0", "s1"], s, ["t0", "t1", "t2"], t, r, padding=2))
+    band = 12
+    assert g.shape == (2 + 3 * (32 + band + 2), 2 + 4 * (32 + 2), 3)
+
+    def cell(row, col):
+        y, x = 2 + row * (32 + band + 2), 2 + col * (32 + 2)
+        return g[y : y + 32, x : x + 32]
+
+    np.testing.assert_array_equal(cell(0, 2), t[1])  # first row: targets
+    np.testing.assert_array_equal(cell(2, 0), s[1])  # first column: sources
+    np.testing.assert_array_equal(cell(2, 3), r[1][2])
+    caption = g[2 + 32 : 2 + 32 + band, 2 + 34 : 2 + 34 + 32]
+    assert (caption < 128).any()  # a caption was written under the target
+
+
+# ---------------------------------------------------------------------------------------------- animations
+def test_rates_match_the_reference():
+    assert rates() == [i / 20.0 for i in range(21)]
+
+
+def test_gif_like_the_reference(tmp_path):
+    frames = [np.full((64, 64, 3), 12 * i, np.uint8) for i in range(21)]
+    p = save_animation(tmp_path / "o.gif", frames, meta={"hififace:mode": "all"})
+    with Image.open(p) as gif:
+        assert gif.n_frames == 21 and gif.info["loop"] == 0 and gif.info["duration"] == 300
+        assert b"Synthetic image generated by hififace" in gif.info["comment"]
+        assert "hififace:mode=all" in im.read_label(p)["Comment"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["o.gif"]
+
+
+def test_mp4_written_and_labelled(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    import imageio.v2 as iio
+
+    frames = [np.full((64, 64, 3), 12 * i, np.uint8) for i in range(21)]
+    p = save_animation(tmp_path / "o.mp4", frames)
+    reader = iio.get_reader(str(p))
+    try:
+        assert sum(1 for _ in reader) == 21
+    finally:
+        reader.close()
+    assert b"Synthetic image generated by hififace" in p.read_bytes()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["o.mp4"]
+
+
+def test_mp4_without_the_video_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # makes `import imageio_ffmpeg` fail
+    with pytest.raises(MissingDependencyError, match=r"hififace\[video\]"):
+        save_animation(tmp_path / "o.mp4", [np.zeros((16, 16, 3), np.uint8)] * 2)
+    assert list(tmp_path.iterdir()) == []
