@@ -178,17 +178,20 @@ def align_crop(image: np.ndarray, matrix: np.ndarray, size: int, border: str = "
     return warp_face(image, matrix, size, border=border, interpolation=interp)
 
 
-def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, detector: "FaceDetector", passes: int = 1,
-                     mirror: bool = True, work_size: int = 256, work_scale: float = 0.55,
+def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, detector: "FaceDetector", passes: int = 2,
+                     mirror: bool = True, work_size: int = 256, work_scale: float = 0.8,
                      jitter: tuple[tuple[float, float], ...] = ((0.0, 0.0),)) -> tuple[np.ndarray, float | None]:
     """Re-detect the face on a canonical upright crop (and its mirror image) and average; returns landmarks, score.
 
     The canonical crop puts the face at a fixed scale and upright, where the detector's landmarks are most
     consistent; the mirrored pass cancels its left/right bias. Falls back to ``landmarks`` when re-detection fails.
+    ``jitter`` lists sub-crop offsets (work pixels) whose estimates are averaged too: e.g.
+    :data:`JITTER_4` averages out the detector's anchor-grid quantisation at four times the cost.
     """
     lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     score = None
-    # face at about 45 % of the work crop: the ArcFace template scaled by 0.55 about the centre
+    # the face fills about 60 % of the work crop (ArcFace template scaled by 0.8): large enough for precise points,
+    # small enough for YuNet's preferred face sizes
     base_tpl = (template_points("arcface", work_size) - work_size / 2.0) * work_scale + work_size / 2.0
     for _ in range(max(1, passes)):
         estimates, scores = [], []
@@ -215,6 +218,9 @@ def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, detector: "FaceDe
         lm = np.mean(estimates, axis=0)
         score = float(np.mean(scores))
     return lm, score
+
+
+JITTER_4 = ((0.0, 0.0), (8.0, 8.0), (16.0, 0.0), (0.0, 16.0))
 
 
 def _closest(faces: list["Face"], expected: np.ndarray) -> "Face | None":

@@ -194,6 +194,13 @@ def _load_parser_state(net, weights: str | Path, what: str) -> None:
         raise WeightsError(f"{path}: expected a state_dict for the {what}, found {type(state).__name__}")
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
+    looks_psfrgan = "encoder.0.conv2d.weight" in state
+    looks_bisenet = "cp.resnet.conv1.weight" in state
+    wanted_bisenet = type(net).__name__ == "BiSeNet"
+    if wanted_bisenet and looks_psfrgan:
+        raise WeightsError(f"{path}: this is PSFRGAN's ParseNet file, not BiSeNet's; use --parsing psfrgan")
+    if not wanted_bisenet and looks_bisenet:
+        raise WeightsError(f"{path}: this is BiSeNet's file, not PSFRGAN's ParseNet; use --parsing bisenet")
     load_into(net, state, path)
 
 

@@ -1,0 +1,71 @@
+"""``hififace faces``: detect faces in a photo and show them (boxes, scores, 5 landmarks, numbered left to right)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+log = logging.getLogger("hififace")
+
+EPILOG = """examples:
+  hififace faces photo.jpg -o preview.png
+  hififace faces photo.jpg --json
+  hififace faces photo.jpg --detector scrfd --detector-model det_10g.onnx -o preview.png
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("faces", help="detect faces in a photo; print them and draw a numbered preview",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", help="photo to look at")
+    p.add_argument("-o", "--output", help="write a preview image (PNG/JPEG) with boxes, scores and landmarks")
+    p.add_argument("--detector", default="yunet", help="yunet (default, built in), scrfd or retinaface")
+    p.add_argument("--detector-model", metavar="ONNX", help="insightface .onnx file for scrfd/retinaface")
+    p.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (default 0.6)")
+    p.add_argument("--refine", action="store_true", help="refine landmarks by re-detecting on aligned crops")
+    p.add_argument("--landmarks68", default="none", help="also 68 points: auto, recon, dlib, mediapipe or none (default)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..face.align import refine_landmarks
+    from ..face.detect import get_detector
+    from ..face.io import read_image
+    from ..face.landmarks import get_landmarker
+
+    image = read_image(args.image)
+    kw = {"score_threshold": args.threshold}
+    if args.detector_model:
+        kw["model_path"] = args.detector_model
+    detector = get_detector(args.detector, **kw)
+    faces = detector.detect(image)
+    if args.refine:
+        for f in faces:
+            lm, _ = refine_landmarks(image, f.landmarks, detector)
+            f.landmarks = lm.astype(np.float32)
+    landmarker = get_landmarker(args.landmarks68)
+    if landmarker is not None:
+        for f in faces:
+            f.landmarks68 = landmarker.landmarks68(image, f)
+    if args.json:
+        print(json.dumps({"image": str(args.image), "size": [int(image.shape[1]), int(image.shape[0])],
+                          "faces": [dict(index=i, **f.to_dict()) for i, f in enumerate(faces)]}, indent=2))
+    else:
+        print(f"{args.image}: {image.shape[1]}x{image.shape[0]}, {len(faces)} face(s), numbered left to right")
+        for i, f in enumerate(faces):
+            x1, y1, x2, y2 = (float(v) for v in f.box)
+            print(f"  #{i}  score {f.score:.3f}  box x={x1:.0f} y={y1:.0f} w={x2 - x1:.0f} h={y2 - y1:.0f}")
+    if args.output:
+        from ..face.draw import draw_faces
+        from ..utils.atomic import atomic_path
+
+        preview = draw_faces(image, faces)
+        from PIL import Image
+
+        with atomic_path(args.output) as tmp:
+            Image.fromarray(preview).save(tmp)
+        log.info("wrote %s", args.output)
+    return 0

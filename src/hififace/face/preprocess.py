@@ -1,0 +1,518 @@
+"""Dataset preprocessing (``hififace preprocess``): one aligned crop and one parsing map per usable photo.
+
+Input: ``RAW_DIR/<identity>/<file>`` (VGGFace2 layout: one folder per identity, photos directly inside).
+Output, readable by mindslab-ai/hififace's ``dataset.py`` (``img_root=OUT_DIR/images``, ``parsing_root=OUT_DIR/parsing``)
+and by this project's training::
+
+    OUT_DIR/images/<identity>/<file stem>.png     aligned RGB crop, size x size
+    OUT_DIR/parsing/<identity>/<file stem>.png    colour-coded parsing (PSFRGAN palette, palette PNG, lossless)
+    OUT_DIR/index.jsonl                           one JSON object per source file, sorted by "source"
+    OUT_DIR/preprocess.json                       the options the folder was made with (checked on resume)
+    OUT_DIR/summary.json                          counts and skip reasons of the last complete run
+
+With ``--shard i/n`` each shard writes ``index.shard-IIIII-of-NNNNN.jsonl`` and ``summary.shard-IIIII-of-NNNNN.json``;
+the shard that completes the set merges them into ``index.jsonl`` and ``summary.json``.
+
+``index.jsonl`` record (keys always present unless marked "ok only"):
+
+- ``source`` (str): path of the photo relative to RAW_DIR, POSIX separators; the key of the record
+- ``identity`` (str): the identity folder name
+- ``status`` (str): ``"ok"`` or ``"skipped"``
+- ``reason`` (str | null): why it was skipped: ``unreadable`` (corrupt/truncated/not decodable), ``not_an_image``
+  (extension not an image), ``no_face``, ``low_score``, ``face_too_small``, ``several_faces`` (with
+  ``--multi-face skip``), ``duplicate_name`` (another file of the same stem in the folder came first),
+  ``unreadable_folder``, ``not_in_identity_folder``, ``error`` (unexpected; see ``detail``)
+- ``detail`` (str | null): one line for humans
+- ok only: ``image`` and ``parsing`` (paths relative to OUT_DIR), ``size`` (int), ``align`` (template name),
+  ``parser`` (the parser actually used: ``bisenet``, ``psfrgan`` or ``landmarks``), ``photo_size`` ([w, h]),
+  ``faces`` (faces detected), ``box`` ([x1, y1, x2, y2] photo pixels), ``score`` (detector score),
+  ``landmarks5`` (5 x [x, y] photo pixels, after refinement; order eye_left, eye_right, nose, mouth_left,
+  mouth_right in image left/right), ``landmarks5_detector`` (the detector's own 5 points), ``landmarks68``
+  (68 x [x, y] iBUG order, or null when no 68-point backend is available), ``landmarks68_backend`` (str | null),
+  ``matrix`` (2 x 3 photo -> crop similarity, pixel-centre convention as ``cv2.warpAffine``)
+
+Resuming: files whose outputs exist are never rewritten; recorded results are not recomputed; outputs are written
+through temporary ``.tmp`` files renamed into place, so an interrupted run leaves no partial PNG.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import ConfigError, HifiFaceError, InputImageError
+from ..utils.atomic import atomic_path, atomic_write_text
+from .io import IMAGE_EXTENSIONS, read_image
+
+log = logging.getLogger(__name__)
+
+SKIP_REASONS = ("unreadable", "not_an_image", "no_face", "low_score", "face_too_small", "several_faces",
+                "duplicate_name", "unreadable_folder", "not_in_identity_folder", "error")
+#: Options that change the outputs; a folder made with other values is refused on resume.
+_OUTPUT_OPTIONS = ("size", "align", "parsing", "detector", "min_face", "min_score", "multi_face", "refine_passes",
+                   "refine_jitter", "landmarks68")
+
+
+@dataclass
+class PreprocessConfig:
+    """Options of :func:`preprocess` (the CLI flags of ``hififace preprocess``)."""
+
+    size: int = 256
+    align: str = "arcface"
+    parsing: str = "auto"
+    parsing_weights: str | None = None
+    detector: str = "yunet"
+    detector_model: str | None = None
+    landmarks68: str = "auto"
+    refine_passes: int = 2
+    refine_jitter: bool = False
+    min_face: float = 40.0
+    min_score: float = 0.7
+    multi_face: str = "largest"
+    device: str = "cpu"
+    workers: int = 1
+    shard: tuple[int, int] = (0, 1)
+    retry_skipped: bool = False
+
+    def check(self) -> None:
+        from .align import TEMPLATES
+        from .parse import PARSERS
+
+        if self.size < 32 or self.size > 2048:
+            raise ConfigError(f"--size {self.size}: use 32..2048 (256 or 512 for training)")
+        if self.align not in TEMPLATES:
+            raise ConfigError(f"--align {self.align}: choose one of {', '.join(TEMPLATES)}")
+        if self.parsing not in PARSERS:
+            raise ConfigError(f"--parsing {self.parsing}: choose one of {', '.join(PARSERS)}")
+        if self.multi_face not in ("largest", "skip"):
+            raise ConfigError(f"--multi-face {self.multi_face}: choose largest or skip")
+        i, n = self.shard
+        if n < 1 or not 0 <= i < n:
+            raise ConfigError(f"--shard {i}/{n}: need 0 <= i < n (shards are numbered from 0)")
+        if self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}: need at least 1")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"3/64"`` -> (3, 64); shards are numbered from 0 (a Slurm array ``--array=0-63``)."""
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected i/n, e.g. 3/64 (numbered from 0)") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {text}: need 0 <= i < n (shards are numbered from 0)")
+    return i, n
+
+
+def shard_of(source: str, n: int) -> int:
+    """Stable shard of a relative path: crc32 of its POSIX form modulo n (independent of listing order)."""
+    return zlib.crc32(source.encode("utf-8")) % n
+
+
+@dataclass
+class Task:
+    source: str
+    identity: str
+    path: str | None
+    stem: str
+    skip: str | None = None
+    detail: str | None = None
+
+
+def list_tasks(raw_dir: Path) -> list[Task]:
+    """Every entry under RAW_DIR as a task (skips are tasks too, so they are counted), sorted by source."""
+    tasks: list[Task] = []
+    try:
+        top = sorted(os.scandir(raw_dir), key=lambda e: e.name)
+    except OSError as err:
+        raise InputImageError(f"{raw_dir}: cannot list the input folder ({err.strerror or err}); check the path and permissions") from None
+    for entry in top:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            tasks.append(Task(entry.name, "", None, Path(entry.name).stem, "not_in_identity_folder",
+                              "photos must sit in RAW_DIR/<identity>/"))
+            continue
+        if not entry.is_dir():
+            continue
+        try:
+            files = sorted((e for e in os.scandir(entry.path) if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as err:
+            tasks.append(Task(entry.name + "/", entry.name, None, "", "unreadable_folder", str(err.strerror or err)))
+            continue
+        seen: dict[str, str] = {}
+        for f in files:
+            source = f"{entry.name}/{f.name}"
+            try:
+                is_file = f.is_file()
+            except OSError:
+                is_file = False
+            if not is_file:
+                continue  # sub-folders are not part of the layout
+            stem = Path(f.name).stem
+            if Path(f.name).suffix.lower() not in IMAGE_EXTENSIONS:
+                tasks.append(Task(source, entry.name, f.path, stem, "not_an_image", "extension is not an image type"))
+            elif stem in seen:
+                tasks.append(Task(source, entry.name, f.path, stem, "duplicate_name", f"same stem as {seen[stem]}"))
+            else:
+                seen[stem] = f.name
+                tasks.append(Task(source, entry.name, f.path, stem))
+    return tasks
+
+
+# ---------------------------------------------------------------- per-process pipeline
+
+
+class FacePipeline:
+    """Detector, optional 68-point landmarker and parser for one process; :meth:`process` handles one photo."""
+
+    def __init__(self, config: PreprocessConfig):
+        from .detect import get_detector
+        from .landmarks import get_landmarker
+        from .parse import get_parser
+
+        self.config = config
+        kw: dict[str, Any] = {"model_path": config.detector_model} if config.detector_model else {}
+        self.detector = get_detector(config.detector, **kw)
+        self.landmarker = get_landmarker(config.landmarks68)
+        self.parser = get_parser(config.parsing, config.parsing_weights, device=config.device)
+
+    def analyse(self, image: np.ndarray) -> tuple[dict[str, Any] | None, str | None, str | None]:
+        """Detection, filters, refinement and alignment of one photo: (record fields, skip reason, detail)."""
+        from .align import JITTER_4, align_crop, estimate_transform, refine_landmarks
+
+        cfg = self.config
+        faces = self.detector.detect(image)
+        if not faces:
+            return None, "no_face", "no face detected"
+        scored = [f for f in faces if f.score >= cfg.min_score]
+        if not scored:
+            return None, "low_score", f"best detector score {max(f.score for f in faces):.3f} < {cfg.min_score}"
+        usable = [f for f in scored if f.size >= cfg.min_face]
+        if not usable:
+            return None, "face_too_small", f"largest face {max(f.size for f in scored):.0f} px < {cfg.min_face:g} px"
+        if len(usable) > 1 and cfg.multi_face == "skip":
+            return None, "several_faces", f"{len(usable)} faces"
+        face = max(usable, key=lambda f: f.area)
+        raw5 = face.landmarks.astype(np.float64).copy()
+        lm5 = raw5.copy()
+        if cfg.refine_passes > 0:
+            jitter = JITTER_4 if cfg.refine_jitter else ((0.0, 0.0),)
+            lm5, _ = refine_landmarks(image, lm5, self.detector, passes=cfg.refine_passes, jitter=jitter)
+        lm68 = None
+        if self.landmarker is not None:
+            face.landmarks = lm5.astype(np.float32)
+            try:
+                lm68 = self.landmarker.landmarks68(image, face)
+            except HifiFaceError as err:
+                log.debug("68-point landmarks failed: %s", err)
+        matrix = estimate_transform(lm68 if (cfg.align == "ffhq" and lm68 is not None) else lm5, cfg.align, cfg.size)
+        crop = align_crop(image, matrix, cfg.size)
+        rec = {
+            "photo_size": [int(image.shape[1]), int(image.shape[0])],
+            "faces": len(faces),
+            "box": [round(float(v), 2) for v in face.box],
+            "score": round(float(face.score), 4),
+            "landmarks5": np.round(lm5, 2).tolist(),
+            "landmarks5_detector": np.round(raw5, 2).tolist(),
+            "landmarks68": None if lm68 is None else np.round(lm68, 2).tolist(),
+            "landmarks68_backend": None if lm68 is None else self.landmarker.name,
+            "matrix": np.round(matrix, 6).tolist(),
+        }
+        return {"record": rec, "crop": crop, "lm5": lm5, "lm68": lm68, "matrix": matrix}, None, None
+
+    def parse(self, crop: np.ndarray, lm5: np.ndarray, lm68: np.ndarray | None, matrix: np.ndarray) -> np.ndarray:
+        from .align import transform_points
+
+        pts = transform_points(lm68 if lm68 is not None else lm5, matrix)
+        return self.parser.parse(crop, pts)
+
+
+def _clean_partials(folder: Path, name: str) -> None:
+    """Remove temporaries an interrupted run of this very file left behind (``.<name>.*.tmp``)."""
+    try:
+        for p in folder.glob(f".{name}.*.tmp"):
+            p.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def process_task(pipeline: FacePipeline, task: Task, out_dir: Path) -> dict[str, Any]:
+    """One photo -> its index record; writes the two PNGs unless they already exist. Never raises for bad input."""
+    rec: dict[str, Any] = {"source": task.source, "identity": task.identity, "status": "skipped", "reason": task.skip,
+                           "detail": task.detail}
+    if task.skip:
+        return rec
+    cfg = pipeline.config
+    img_rel = f"images/{task.identity}/{task.stem}.png"
+    par_rel = f"parsing/{task.identity}/{task.stem}.png"
+    img_path, par_path = out_dir / img_rel, out_dir / par_rel
+    try:
+        image = read_image(task.path)  # type: ignore[arg-type]
+        result, reason, detail = pipeline.analyse(image)
+        if result is None:
+            rec.update(reason=reason, detail=detail)
+            return rec
+        have_img, have_par = img_path.is_file(), par_path.is_file()
+        parser_name = pipeline.parser.name
+        if not (have_img and have_par):
+            _clean_partials(img_path.parent, img_path.name)
+            _clean_partials(par_path.parent, par_path.name)
+            if not have_par:
+                from .palette import save_parsing
+
+                labels = pipeline.parse(result["crop"], result["lm5"], result["lm68"], result["matrix"])
+                save_parsing(par_path, labels)
+            if not have_img:
+                _save_png(img_path, result["crop"])
+        rec.update(status="ok", reason=None, detail=None, image=img_rel, parsing=par_rel, size=cfg.size, align=cfg.align,
+                   parser=parser_name)
+        rec.update(result["record"])
+        return rec
+    except InputImageError as err:
+        rec.update(reason="unreadable", detail=str(err))
+        return rec
+    except HifiFaceError:
+        raise
+    except Exception as err:  # one bad photo must never stop a dataset run
+        log.warning("%s: unexpected error %s: %s", task.source, type(err).__name__, err)
+        rec.update(reason="error", detail=f"{type(err).__name__}: {str(err)[:200]}")
+        return rec
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path, suffix=".tmp") as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG", compress_level=3)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(config: PreprocessConfig, out_dir: str, threads: int) -> None:
+    import cv2
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    cv2.setNumThreads(max(1, threads))
+    from ..utils.logs import setup_logging
+
+    setup_logging(False)
+    _WORKER["out"] = Path(out_dir)
+    try:
+        _WORKER["pipeline"] = FacePipeline(config)
+    except Exception as err:  # an initializer that raises would make the pool restart workers forever
+        _WORKER["error"] = err
+
+
+def _worker_run(task: Task) -> dict[str, Any]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
+    return process_task(_WORKER["pipeline"], task, _WORKER["out"])
+
+
+# ---------------------------------------------------------------- index files
+
+
+def _index_name(shard: tuple[int, int]) -> str:
+    i, n = shard
+    return "index.jsonl" if n == 1 else f"index.shard-{i:05d}-of-{n:05d}.jsonl"
+
+
+def _summary_name(shard: tuple[int, int]) -> str:
+    i, n = shard
+    return "summary.json" if n == 1 else f"summary.shard-{i:05d}-of-{n:05d}.json"
+
+
+def read_index(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Records of an index file by source; a torn last line (interrupted write) is ignored."""
+    out: dict[str, dict[str, Any]] = {}
+    p = Path(path)
+    if not p.is_file():
+        return out
+    with p.open("r", encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and "source" in rec:
+                out[rec["source"]] = rec
+    return out
+
+
+def _write_index(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=lambda r: r["source"]))
+    atomic_write_text(path, text)
+
+
+def _check_settings(out_dir: Path, config: PreprocessConfig) -> None:
+    settings = {k: getattr(config, k) for k in _OUTPUT_OPTIONS}
+    path = out_dir / "preprocess.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if isinstance(old, dict):
+            diff = [k for k in _OUTPUT_OPTIONS if k in old and old[k] != settings[k]]
+            if diff:
+                was = ", ".join(f"{k}={old[k]!r}" for k in diff)
+                raise ConfigError(f"{path}: this folder was made with {was}; rerun with the same options or use another OUT_DIR")
+            return
+    atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    reasons: Counter[str] = Counter()
+    parsers: Counter[str] = Counter()
+    total = ok = 0
+    for r in records:
+        total += 1
+        if r.get("status") == "ok":
+            ok += 1
+            parsers[r.get("parser", "?")] += 1
+        else:
+            reasons[r.get("reason") or "?"] += 1
+    return {"files": total, "ok": ok, "skipped": total - ok, "skip_reasons": dict(sorted(reasons.items())),
+            "parsers": dict(sorted(parsers.items()))}
+
+
+def merge_shards(out_dir: str | Path, n: int | None = None, force: bool = False) -> dict[str, Any] | None:
+    """Merge ``index.shard-*`` into ``index.jsonl`` (and a summary) once every shard has written its summary.
+
+    Returns the merged summary, or None when shards are still missing (unless ``force``).
+    """
+    out = Path(out_dir)
+    shard_indexes = sorted(out.glob("index.shard-*-of-*.jsonl"))
+    if not shard_indexes:
+        return None
+    total = n or int(shard_indexes[0].name.split("-of-")[1].split(".")[0])
+    done = [out / _summary_name((i, total)) for i in range(total)]
+    if not force and not all(p.is_file() for p in done):
+        return None
+    records: dict[str, dict[str, Any]] = {}
+    for p in shard_indexes:
+        records.update(read_index(p))
+    _write_index(out / "index.jsonl", records.values())
+    summary = summarize(records.values())
+    summary["shards"] = total
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+# ---------------------------------------------------------------- driver
+
+
+@dataclass
+class PreprocessResult:
+    summary: dict[str, Any]
+    index_path: Path
+    processed: int = 0
+    already_done: int = 0
+    seconds: float = 0.0
+    merged: dict[str, Any] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def preprocess(raw_dir: str | Path, out_dir: str | Path, config: PreprocessConfig | None = None,
+               progress: bool = False) -> PreprocessResult:
+    """Run (or resume) preprocessing of this shard; see the module docstring for the layout and index schema."""
+    cfg = config or PreprocessConfig()
+    cfg.check()
+    raw, out = Path(raw_dir), Path(out_dir)
+    if not raw.is_dir():
+        raise InputImageError(f"{raw}: input folder not found; pass RAW_DIR with one sub-folder per identity")
+    if out.resolve() == raw.resolve() or raw.resolve() in out.resolve().parents:
+        raise ConfigError(f"{out}: OUT_DIR must not be inside RAW_DIR (the outputs would be read as inputs)")
+    # build the pipeline here first: a missing or wrong weight file is one clear error before any work
+    pipeline = FacePipeline(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, cfg)
+
+    i, n = cfg.shard
+    index_path = out / _index_name(cfg.shard)
+    existing = read_index(index_path)
+    _write_index(index_path, existing.values())  # drops a torn last line of an interrupted run
+
+    tasks = [t for t in list_tasks(raw) if n == 1 or shard_of(t.source, n) == i]
+    todo: list[Task] = []
+    records: dict[str, dict[str, Any]] = {}
+    for t in tasks:
+        old = existing.get(t.source)
+        if old is not None and _is_done(old, out, cfg):
+            records[t.source] = old
+        else:
+            todo.append(t)
+    already = len(records)
+    log.info("%d files in this shard, %d already done, %d to process", len(tasks), already, len(todo))
+
+    t0 = time.perf_counter()
+    with index_path.open("a", encoding="utf-8") as fh:
+        for rec in _run(todo, out, cfg, progress, pipeline):
+            records[rec["source"]] = rec
+            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            fh.flush()
+    seconds = time.perf_counter() - t0
+    _write_index(index_path, records.values())
+    summary = summarize(records.values())
+    summary.update(processed=len(todo), already_done=already, seconds=round(seconds, 2))
+    if n > 1:
+        summary["shard"] = [i, n]
+    atomic_write_text(out / _summary_name(cfg.shard), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    merged = merge_shards(out, n) if n > 1 else None
+    return PreprocessResult(summary, index_path, len(todo), already, seconds, merged)
+
+
+def _is_done(rec: dict[str, Any], out: Path, cfg: PreprocessConfig) -> bool:
+    if rec.get("status") == "ok":
+        return (out / rec["image"]).is_file() and (out / rec["parsing"]).is_file()
+    return not cfg.retry_skipped and rec.get("reason") != "error"
+
+
+def _run(todo: list[Task], out: Path, cfg: PreprocessConfig, progress: bool,
+         pipeline: FacePipeline | None = None) -> Iterator[dict[str, Any]]:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True, desc="preprocess")
+    try:
+        if cfg.workers <= 1 or len(todo) <= 1:
+            pipeline = pipeline or FacePipeline(cfg)
+            for t in todo:
+                yield process_task(pipeline, t, out)
+                if bar:
+                    bar.update(1)
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")  # safe with torch/OpenCV threads and CUDA
+            threads = max(1, (os.cpu_count() or 1) // cfg.workers)
+            del pipeline  # each worker builds its own
+            with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(cfg, str(out), threads)) as pool:
+                for rec in pool.imap_unordered(_worker_run, todo, chunksize=4):
+                    yield rec
+                    if bar:
+                        bar.update(1)
+    finally:
+        if bar:
+            bar.close()
+
+
+def config_from_dict(d: dict[str, Any]) -> PreprocessConfig:
+    names = {f.name for f in dataclasses.fields(PreprocessConfig)}
+    return PreprocessConfig(**{k: v for k, v in d.items() if k in names})
