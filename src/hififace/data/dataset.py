@@ -115,8 +115,8 @@ class FacePairDataset(Dataset):
         size = self.config.image_size
         if mask.shape != (size, size):
             # Soft edges as the reference (bilinear resize of the 0/1 mask).
-            mask = np.asarray(Image.fromarray(mask, mode="F").resize((size, size), Image.BILINEAR))
-        return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+            mask = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((size, size), Image.BILINEAR))
+        return torch.from_numpy(np.array(mask, dtype=np.float32))[None]
 
     def load_pair(self, i: int, j: int, same: bool) -> dict[str, torch.Tensor]:
         _, src_rel, _ = self.index.items[i]
@@ -163,7 +163,8 @@ class PairSampler(Sampler):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return max(0, math.ceil(self.n / self.world_size) - self.start)
+        # The full epoch length even when resuming: the trainer's batch counter continues from where it stopped.
+        return math.ceil(self.n / self.world_size)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)

@@ -129,7 +129,7 @@ class LPIPS(FrozenModule):
         state = load_legacy(path, "torchvision vgg16-397923af.pth")
         state = _unwrap(state, path, "torchvision VGG-16")
         own = self.net.state_dict()
-        index_to_key = {k.split(".", 2)[1]: k for k in own}  # "0.weight" -> "slice1.0.weight"
+        index_to_key = {k.split(".", 1)[1]: k for k in own}  # "0.weight" -> "slice1.0.weight"
         mapped = {}
         for key, value in state.items():
             if key.startswith("classifier."):

@@ -1,0 +1,58 @@
+"""``hififace train``: train or fine-tune HifiFace with Lightning (one GPU, several, or several nodes)."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger("hififace")
+
+EPILOG = """examples:
+  hififace train --config configs/hififace_256_reference.yaml --data.images DIR --data.parsing DIR
+  hififace train --config configs/hififace_256_reference.yaml --resume runs/x/checkpoints/last.ckpt
+  hififace train --config configs/hififace_256_paper.yaml --init weights/init-256 --data.root prep/
+  hififace train --config ... --trainer.devices 8 --trainer.precision bf16-mixed
+  srun hififace train --config ... --trainer.num_nodes 4 --trainer.devices 8
+  tensorboard --logdir runs/
+
+Any config value can be overridden as --section.key VALUE (VALUE is read as YAML: 1e-4, [0, 0.99], null).
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..training.config import override_keys  # no Lightning import here: --help stays fast
+
+    p = sub.add_parser("train", help="train or fine-tune a HifiFace model", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML training config (configs/*.yaml); defaults apply without one")
+    p.add_argument("--resume", help="continue a run exactly from its checkpoint (e.g. runs/x/checkpoints/last.ckpt)")
+    p.add_argument("--init", help="start from this model folder (shortcut for --model.init)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    group = p.add_argument_group("config overrides")
+    for key in override_keys():
+        group.add_argument(f"--{key}", dest=f"override:{key}", default=argparse.SUPPRESS, metavar="V")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.config import load_config
+
+    overrides = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("override:")}
+    if args.init:
+        overrides["model.init"] = args.init
+    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    try:
+        import lightning  # noqa: F401
+    except ImportError:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("lightning", "train", "hififace train") from None
+    from ..training.build import fit
+
+    trainer, module = fit(cfg, resume=args.resume)
+    log.info("finished at iteration %d; checkpoints in %s/checkpoints", module.iteration, cfg.checkpoint.dir)
+    return 0
