@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Inference speed and memory of ``HifiFace.swap``: one JSON line per measurement.
+
+Cases: ``cold`` (source image given: identity computed every call) and ``cached`` (a source identity from
+``model.identity`` reused), at batch 1 and 4, sizes 256 and 512, fp32 and bf16; on a GPU also channels_last and
+torch.compile. ``swap_peak_rss`` runs a fresh process that loads the model folder and swaps one pair, and reports
+its peak resident memory. Without ``--weights`` a random-weight model of the full size is written to a temporary
+folder first (the load path is then the same as for real weights).
+
+    python benchmarks/inference.py [--quick] [--weights DIR] [--device cuda] [--dtypes fp32,bf16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import emit, machine, median_time, peak_rss_mib  # noqa: E402
+
+BENCH = "inference"
+
+
+def make_model_dir(size: int, root: Path) -> Path:
+    from hififace import HifiFace, HifiFaceConfig
+
+    out = root / f"random-{size}"
+    if not (out / "config.json").exists():
+        HifiFace.random(HifiFaceConfig(image_size=size), seed=0).save_pretrained(out)
+    return out
+
+
+def peak_of_fresh_swap(model_dir: Path, size: int, device: str, dtype: str) -> float:
+    """Peak RSS (MiB) of a new process that loads ``model_dir`` and swaps one pair."""
+    code = f"""
+import resource, torch
+from hififace import HifiFace
+m = HifiFace.from_pretrained({str(model_dir)!r}, device={device!r}, dtype={dtype!r})
+g = torch.Generator().manual_seed(0)
+s, t = torch.rand(1, 3, {size}, {size}, generator=g), torch.rand(1, 3, {size}, {size}, generator=g)
+m.swap(s, t)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return round(float(out.stdout.strip().splitlines()[-1]), 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="batch 1, size 256, fp32, 2 repeats")
+    ap.add_argument("--weights", type=Path, help="model folder (default: random weights of the full size)")
+    ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    ap.add_argument("--sizes", default="256,512")
+    ap.add_argument("--batches", default="1,4")
+    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory case")
+    args = ap.parse_args()
+
+    import torch
+
+    from hififace import HifiFace
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = [256] if args.quick else [int(s) for s in args.sizes.split(",")]
+    batches = [1] if args.quick else [int(b) for b in args.batches.split(",")]
+    dtypes = ["fp32"] if args.quick else args.dtypes.split(",")
+    repeats = 2 if args.quick else args.repeats
+    variants = [("eager", False, False)]
+    if args.device.startswith("cuda") and not args.quick:
+        variants += [("channels_last", True, False), ("compile", False, True)]
+    print(json.dumps({"bench": BENCH, "machine": machine(), "device": args.device}), flush=True)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            model_dir = args.weights if args.weights else make_model_dir(size, Path(tmp))
+            for dtype in dtypes:
+                for vname, channels_last, compiled in variants:
+                    model = HifiFace.from_pretrained(model_dir, device=args.device, dtype=dtype)
+                    if model.config.image_size != size:
+                        continue
+                    if channels_last:
+                        model = model.to(memory_format=torch.channels_last)
+                    if compiled:
+                        model.generator = torch.compile(model.generator)
+                    g = torch.Generator().manual_seed(0)
+                    for batch in batches:
+                        src = torch.rand(1, 3, size, size, generator=g).to(args.device)
+                        tgt = torch.rand(batch, 3, size, size, generator=g).to(args.device)
+                        ident = model.identity(src)
+                        for case, source in (("cold", src), ("cached", ident)):
+                            value = median_time(lambda: model.swap(source, tgt), repeats, sync=sync)
+                            emit(BENCH, case=case if vname == "eager" else f"{case}+{vname}", batch=batch, size=size,
+                                 device=args.device, dtype=dtype, value=round(value, 4))
+                    del model
+                if not args.no_memory and args.device == "cpu":
+                    emit(BENCH, case="swap_peak_rss", batch=1, size=size, device=args.device, dtype=dtype,
+                         value=peak_of_fresh_swap(model_dir, size, args.device, dtype), unit="MiB",
+                         peak_rss_mib=peak_rss_mib())
+    return 0
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    sys.exit(main())
