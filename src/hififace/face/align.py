@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .detect import MIRROR_5
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from .detect import Face, FaceDetector
 
 #: insightface ArcFace 5-point template for 112 x 112 (FORMATS.md section 6).
@@ -256,13 +256,18 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, template: str = "arcfac
 
 # ---------------------------------------------------------------- batched torch version (GPU video)
 
-def _normalizer(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
+def _normalizer(h: int, w: int) -> "torch.Tensor":
     """3 x 3 matrix taking pixel coordinates to affine_grid's [-1, 1] (align_corners=False)."""
+    import torch
+
+    dtype = torch.float64
     return torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]], dtype=dtype)
 
 
 def _theta(matrices: torch.Tensor, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
     """affine_grid theta (output normalised -> input normalised) from image -> crop pixel matrices N x 2 x 3."""
+    import torch
+
     m = matrices.to(torch.float64)
     n = m.shape[0]
     full = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
@@ -276,6 +281,9 @@ def _theta(matrices: torch.Tensor, in_hw: tuple[int, int], out_hw: tuple[int, in
 def warp_faces_torch(images: torch.Tensor, matrices: torch.Tensor | np.ndarray, size: int | tuple[int, int],
                      mode: str = "bilinear", padding_mode: str = "zeros") -> torch.Tensor:
     """Batched :func:`warp_face`: N x C x H x W images, N x 2 x 3 image -> crop matrices -> N x C x size x size."""
+    import torch
+    import torch.nn.functional as F
+
     out_hw = (size, size) if isinstance(size, int) else tuple(size)
     mats = torch.as_tensor(np.asarray(matrices) if not isinstance(matrices, torch.Tensor) else matrices)
     if mats.ndim == 2:
@@ -289,6 +297,8 @@ def warp_faces_torch(images: torch.Tensor, matrices: torch.Tensor | np.ndarray, 
 def unwarp_faces_torch(crops: torch.Tensor, matrices: torch.Tensor | np.ndarray, image_hw: tuple[int, int],
                        mode: str = "bilinear") -> torch.Tensor:
     """Inverse of :func:`warp_faces_torch`: crops back into the image frame (zeros outside the crop)."""
+    import torch
+
     mats = torch.as_tensor(np.asarray(matrices) if not isinstance(matrices, torch.Tensor) else matrices).to(torch.float64)
     if mats.ndim == 2:
         mats = mats.unsqueeze(0).expand(crops.shape[0], -1, -1)

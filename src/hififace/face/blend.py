@@ -5,11 +5,14 @@ photo's resolution.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .align import unwarp_faces_torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 def soft_mask(size: int | tuple[int, int], mask: np.ndarray | None = None, erode: float = 0.03, blur: float = 0.05,
@@ -85,6 +88,9 @@ def paste_back_torch(frames: torch.Tensor, crops: torch.Tensor, matrices: torch.
 
     ``masks`` (N x 1 x S x S in [0, 1]) default to the whole crop; erosion is a min-pool, blur a separable Gaussian.
     """
+    import torch
+    import torch.nn.functional as F
+
     n, _, s, _ = crops.shape
     m = torch.ones(n, 1, s, s, device=crops.device, dtype=crops.dtype) if masks is None else masks.to(crops.dtype)
     pad = max(1, int(round(0.02 * s)))

@@ -300,10 +300,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(config: PreprocessConfig, out_dir: str, threads: int) -> None:
-    import cv2
-    import torch
+    import sys
 
-    torch.set_num_threads(max(1, threads))
+    import cv2
+
     cv2.setNumThreads(max(1, threads))
     from ..utils.logs import setup_logging
 
@@ -313,6 +313,8 @@ def _worker_init(config: PreprocessConfig, out_dir: str, threads: int) -> None:
         _WORKER["pipeline"] = FacePipeline(config)
     except Exception as err:  # an initializer that raises would make the pool restart workers forever
         _WORKER["error"] = err
+    if "torch" in sys.modules:  # only neural parsers/landmarks need torch; importing it costs seconds per worker
+        sys.modules["torch"].set_num_threads(max(1, threads))
 
 
 def _worker_run(task: Task) -> dict[str, Any]:
