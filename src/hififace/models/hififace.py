@@ -138,9 +138,10 @@ class HifiFace(nn.Module):
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+        # one metadata key: safetensors keeps several in hash order, which would make files differ between runs
+        meta = {"format": f"{FORMAT_NAME}/{FORMAT_VERSION}"}
         save_safetensors(self.generator.state_dict(), path / GENERATOR_FILE, meta)
-        save_safetensors(self.id_extractor.arcface.state_dict(), path / ARCFACE_FILE, {**meta, "arch": self.config.arcface_arch})
+        save_safetensors(self.id_extractor.arcface.state_dict(), path / ARCFACE_FILE, meta)
         save_safetensors(self.id_extractor.recon.state_dict(), path / RECON_FILE, meta)
         for name, tensors in (extra_files or {}).items():
             save_safetensors(tensors, path / name, meta)

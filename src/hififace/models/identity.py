@@ -79,7 +79,8 @@ class ShapeAwareIdentityExtractor(nn.Module):
         """257 Deep3DFaceRecon coefficients of images in [0, 1] (differentiable w.r.t. ``x``)."""
         size = self.config.recon_input_size
         if size is not None and x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            # antialiased resizing has no bfloat16 kernel on CPU: resize in float32
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True).to(x.dtype)
         return self.recon(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

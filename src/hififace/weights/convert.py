@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ import torch
 
 from ..config import HifiFaceConfig
 from ..errors import WeightsError
+from ..utils.atomic import current_umask
 from .resolve import require_file
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ def atomic_folder(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
