@@ -225,9 +225,11 @@ def get_parser(name: str = "auto", weights: str | Path | None = None, **kwargs: 
     if key == "landmarks":
         return LandmarkParser()
     if key == "auto":
+        if weights:  # a file the user named wins over anything found in the model folders
+            return get_parser(_guess_kind(weights), weights, **kwargs)
         for cand in ("bisenet", "psfrgan"):
-            found = Path(weights) if weights and cand == _guess_kind(weights) else find_parser_weights(cand)
-            if found is not None and found.is_file():
+            found = find_parser_weights(cand)
+            if found is not None:
                 return get_parser(cand, found, **kwargs)
         return LandmarkParser()
     path = Path(weights) if weights else find_parser_weights(key)
