@@ -147,6 +147,16 @@ def test_16bit_greyscale_is_scaled(tmp_path):
     assert (b[:, 4:8] == 127).all() and np.all(np.abs(b[:, 12:16].astype(int) - 127) <= 1)
 
 
+def test_16bit_rgb(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    a = np.zeros((16, 16, 3), np.uint16)
+    a[..., 0], a[..., 1], a[..., 2] = 1000, 32768, 65535  # BGR order for OpenCV
+    p = tmp_path / "rgb16.png"
+    assert cv2.imwrite(str(p), a)
+    b = im.load_image(p)
+    assert b.dtype == np.uint8 and (b[0, 0] == [255, 128, 3]).all()
+
+
 def test_greyscale_to_rgb(tmp_path):
     g = RNG.randint(0, 256, (20, 24), dtype=np.uint8)
     p = tmp_path / "grey.png"
