@@ -50,9 +50,13 @@ def test_recon_backend_maps_crop_points_back_to_the_photo(monkeypatch, tmp_path)
             seen["input"] = x
             return torch.zeros(x.shape[0], 257)
 
+    from hififace.models.frozen.bfm import BFMLandmarks
+
     class FakeBFM(torch.nn.Module):
-        def forward(self, coeffs):
-            return torch.full((coeffs.shape[0], 68, 2), 112.0)  # every point at the crop centre
+        to_pixel_frame = staticmethod(BFMLandmarks.to_pixel_frame)  # the real y-up -> y-down convention
+
+        def forward(self, coeffs):  # Deep3DFaceRecon's frame, y up: (112, 100) is 12 px above the centre
+            return torch.tensor([112.0, 100.0]).expand(coeffs.shape[0], 68, 2)
 
     deep3d = types.ModuleType("hififace.weights.deep3d")
     deep3d.load_recon = lambda path: FakeRecon()
@@ -72,7 +76,7 @@ def test_recon_backend_maps_crop_points_back_to_the_photo(monkeypatch, tmp_path)
     out = lmk.landmarks68(img, face)
     assert out.shape == (68, 2)
     assert seen["input"].shape == (1, 3, 224, 224) and float(seen["input"].max()) <= 1.0
-    expected = transform_points([[112.0, 112.0]], invert_affine(deep3d_align_matrix(pts, 300)))[0]
+    expected = transform_points([[112.0, 123.0]], invert_affine(deep3d_align_matrix(pts, 300)))[0]  # 223 - 100
     np.testing.assert_allclose(out[0], expected, atol=1e-6)
 
 

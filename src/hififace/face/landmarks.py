@@ -99,7 +99,8 @@ class ReconLandmarker(Landmarker):
         crop = warp_face(image, m, DEEP3D_SIZE, border="constant", interpolation="cubic")
         x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
         with torch.no_grad():
-            lm = self.bfm(self.recon(x))[0].double().cpu().numpy()  # 68 x 2 in the 224 crop, y down
+            # BFMLandmarks gives Deep3DFaceRecon's y-up frame; to_pixel_frame flips it to y-down crop pixels
+            lm = self.bfm.to_pixel_frame(self.bfm(self.recon(x)), DEEP3D_SIZE)[0].double().cpu().numpy()
         return transform_points(lm, invert_affine(m))
 
 
