@@ -1,0 +1,71 @@
+"""Training configs: shipped YAML files load, bad values give one clear error, the CLI reports them cleanly."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hififace.cli.main import main
+from hififace.errors import ConfigError
+from hififace.training.config import load_config
+from trainkit import make_dataset
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["hififace_256_reference", "hififace_512_reference", "hififace_256_paper",
+                                  "hififace_512_paper", "hififace_tiny"])
+def test_shipped_configs_load(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert cfg.model.image_size == (512 if "512" in name else 256)
+    losses = cfg.loss_config()
+    if "paper" in name:
+        assert cfg.model.variant == "paper" and losses.adversarial == "nonsaturating" and losses.r1 > 0
+        assert cfg.optim.optimizer == "adam" and cfg.optim.betas == [0.0, 0.99]
+    else:
+        assert losses.adversarial == "hinge" and cfg.optim.betas[1] == pytest.approx(0.999)
+    assert all(isinstance(b, float) for b in cfg.optim.betas)  # integer 0 from YAML becomes 0.0
+
+
+def test_yaml_quirks_are_accepted(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("optim:\n  g_lr: 1e-4\n  betas: [0, 0.99]\n")  # '1e-4' is a string for YAML 1.1
+    cfg = load_config(p, {"trainer.devices": "8", "trainer.precision": "bf16-mixed", "model.init": "null"})
+    assert cfg.optim.g_lr == 1e-4 and cfg.trainer.devices == 8 and cfg.model.init is None
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"model.image_size": "300"}, "image_size"),
+    ({"model.variant": "v2"}, "variant"),
+    ({"optim.betas": "[0, 1.5]"}, "optim.betas"),
+    ({"optim.g_lr": "fast"}, "optim.g_lr"),
+    ({"data.same_rate": "2"}, "data.same_rate"),
+    ({"data.pair_mode": "random"}, "data.pair_mode"),
+    ({"trainer.precision": "fp8"}, "trainer.precision"),
+    ({"trainer.max_steps": "0"}, "trainer.max_steps"),
+    ({"losses.seg": "-1"}, "losses.seg"),
+    ({"losses.bogus": "1"}, "losses.bogus"),
+    ({"data.colour": "1"}, "data.colour"),
+])
+def test_bad_values_give_one_clear_error(overrides, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        load_config(CONFIGS / "hififace_tiny.yaml", overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
+    tiny = str(CONFIGS / "hififace_tiny.yaml")
+    assert main(["train", "--config", tiny, "--optim.betas", "[0, 2]"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: optim.betas") and "Traceback" not in err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    # no data given / a data set with no usable pair: one clear error before any network is built
+    assert main(["train", "--config", tiny, "--checkpoint.dir", str(tmp_path / "run")]) == 2
+    assert "no training data" in capsys.readouterr().err
+    images, parsing = make_dataset(tmp_path / "d", identities=1, per_identity=1, size=16)
+    assert main(["train", "--config", tiny, "--data.images", str(images), "--data.parsing", str(parsing),
+                 "--checkpoint.dir", str(tmp_path / "run")]) == 2
+    assert "no usable training pair" in capsys.readouterr().err
+    assert main(["train", "--config", tiny, "--print-config", "--data.batch_size", "3"]) == 0
+    assert "batch_size: 3" in capsys.readouterr().out
