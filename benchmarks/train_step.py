@@ -1,0 +1,112 @@
+"""Benchmark one full HifiFace training step: G forward incl. cycle, all losses, backward, G and D optimizer steps.
+
+Each case runs in a fresh process so that its peak RSS is its own. Prints one JSON line per case:
+{"bench": "train_step", "variant", "batch", "size", "device", "dtype", "value": median seconds, "unit": "s",
+ "peak_rss_mib", "threads", "params_trained", "params_frozen"}.
+Networks have random weights (full size); timing does not depend on the values.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repeats: int, warmup: int) -> dict:
+    import logging
+    import resource
+    import statistics
+
+    import torch
+
+    logging.disable(logging.WARNING)  # random-weight warnings
+    from hififace.losses.composite import discriminator_loss
+    from hififace.training.build import build_networks
+    from hififace.training.config import load_config
+    from hififace.training.module import HifiFaceModule
+
+    cfg = load_config(None, {"model.variant": variant, "model.image_size": str(size),
+                             **({"losses.recon_size": "224"} if variant == "reference" else {})})
+    model, disc, lpips, landmarks, _ = build_networks(cfg)
+    module = HifiFaceModule(cfg, model, disc, lpips, landmarks).to(device)
+    module.train()
+    opt_g = torch.optim.AdamW(model.generator.parameters(), lr=1e-4, betas=(0.0, 0.999))
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=1e-4, betas=(0.0, 0.999))
+    g = torch.Generator().manual_seed(0)
+    b = {"source": torch.rand(batch, 3, size, size, generator=g), "target": torch.rand(batch, 3, size, size, generator=g),
+         "mask": (torch.rand(batch, 1, size, size, generator=g) > 0.5).float(), "same": (torch.arange(batch) % 2).float()}
+    b = {k: v.to(device) for k, v in b.items()}
+    amp = dtype == "bf16"
+
+    def step():
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
+            disc.requires_grad_(False)
+            v_sid, out, cyc = module._generate(model.generator, b["source"], b["target"])
+            loss, _ = module._g_loss(b, v_sid, out, cyc)
+        loss.backward()
+        disc.requires_grad_(True)
+        opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
+            d_loss, _ = discriminator_loss(disc, module.loss_cfg, b["target"], out.i_r.detach())
+        d_loss.backward()
+        opt_d.step()
+        opt_d.zero_grad(set_to_none=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    trained = sum(p.numel() for p in list(model.generator.parameters()) + list(disc.parameters()))
+    frozen = sum(p.numel() for m in module.frozen_modules() for p in m.parameters())
+    requires_grad = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    rec = {"bench": "train_step", "variant": variant, "batch": batch, "size": size, "device": device, "dtype": dtype,
+           "value": statistics.median(times), "unit": "s",
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "threads": torch.get_num_threads(), "params_trained": trained, "params_frozen": frozen,
+           "params_requiring_grad": requires_grad, "repeats": repeats}
+    if device.startswith("cuda"):
+        rec["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return rec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only batch 2, 256, reference, fp32 + bf16, 2 repeats")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
+    args = ap.parse_args()
+    if args.case:
+        print(json.dumps(run_case(**json.loads(args.case))), flush=True)
+        return
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    repeats, warmup = (2, 1) if args.quick else (args.repeats, 1)
+    cases = [("reference", 2, 256, "fp32"), ("reference", 2, 256, "bf16")]
+    if not args.quick:
+        cases += [("paper", 2, 256, "fp32"), ("paper", 2, 256, "bf16")]
+        if device.startswith("cuda"):
+            cases += [(v, bs, 256, "bf16") for v in ("reference", "paper") for bs in (16, 32)]
+    for variant, batch, size, dtype in cases:
+        spec = dict(variant=variant, batch=batch, size=size, device=device, dtype=dtype, repeats=repeats, warmup=warmup)
+        proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(spec)], capture_output=True, text=True,
+                              env={**os.environ})
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode or not line:
+            print(json.dumps({"bench": "train_step", **spec, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}))
+        else:
+            print(line[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main()
