@@ -89,6 +89,11 @@ def test_checkpoint_is_lean_and_converts_to_an_inference_folder(run, tmp_path):
     assert torch.equal(loaded.id_extractor.arcface.conv1.weight, module.model.id_extractor.arcface.conv1.weight)
     assert json.loads((out / "config.json").read_text())["notes"]["generator"] == "ema"
     assert (out / "lpips.safetensors").exists() and (out / "bfm_landmarks.safetensors").exists()
+    # the same through the command line, which detects the checkpoint kind; --no-ema takes the raw generator
+    from hififace.cli.main import main as cli
+
+    assert cli(["convert", ckpt_path, "-o", str(tmp_path / "model_cli"), "--no-ema"]) == 0
+    assert json.loads((tmp_path / "model_cli" / "config.json").read_text())["notes"]["generator"] == "raw"
     with torch.no_grad():
         y = loaded(torch.rand(1, 3, 256, 256), torch.rand(1, 3, 256, 256)).i_r
     assert y.shape == (1, 3, 256, 256) and bool(torch.isfinite(y).all())

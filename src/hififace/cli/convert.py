@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=256, choices=(256, 512), help="image size of a fresh model")
     p.add_argument("--variant", default="reference", choices=("reference", "paper"), help="variant of a fresh model")
     p.add_argument("--seed", type=int, default=0, help="seed of a fresh generator's random initialisation")
+    p.add_argument("--frozen-from", metavar="DIR",
+                   help="training checkpoints: model folder holding the run's frozen ArcFace/ReconNet (default: recorded)")
+    p.add_argument("--no-ema", action="store_true", help="training checkpoints: export the raw generator, not its EMA")
     p.add_argument("--to", choices=("reference",), help="write a model folder as a reference Lightning checkpoint")
     p.add_argument("--allow-random-training-parts", action="store_true",
                    help="with --to reference: write fresh discriminator/LPIPS weights when the folder has none")
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint and (args.arcface or args.recon3d):
         raise HifiFaceError("give either a checkpoint or --arcface/--recon3d files, not both")
     if args.checkpoint:
-        out = conv.convert_checkpoint(args.checkpoint, args.output, overwrite=args.overwrite)
+        out = conv.convert_checkpoint(args.checkpoint, args.output, overwrite=args.overwrite,
+                                      frozen_from=args.frozen_from, use_ema=not args.no_ema)
     elif args.arcface or args.recon3d:
         out = conv.convert_separate_files(args.output, args.arcface, args.recon3d, args.bfm, args.size, args.variant,
                                           args.seed, overwrite=args.overwrite)

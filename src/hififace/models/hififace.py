@@ -208,22 +208,9 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 
 def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """Strictly load ``state`` into a module built on the meta device (no second copy of the weights)."""
-    from ..weights.io import check_finite, describe_keys
+    from ..weights.io import check_state
 
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {describe_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {describe_keys(unexpected)}")
-        raise WeightsError(f"{source}: does not match the config ({'; '.join(parts)}); was config.json edited?")
-    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
-    if bad:
-        raise WeightsError(f"{source}: shape mismatch with config.json for {len(bad)} key(s): {'; '.join(bad[:3])}")
-    check_finite(state, source)
+    check_state(module, state, source, hint="; was config.json edited?")
     module.load_state_dict(state, strict=True, assign=True)
 
 

@@ -40,8 +40,12 @@ def atomic_folder(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path
         raise
 
 
-def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """A reference Lightning checkpoint or one of our training checkpoints -> model folder."""
+def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = False,
+                       frozen_from: str | Path | None = None, use_ema: bool = True) -> Path:
+    """A reference Lightning checkpoint or one of our training checkpoints -> model folder.
+
+    ``frozen_from`` and ``use_ema`` apply to training checkpoints (which do not hold the frozen networks).
+    """
     from .io import load_legacy
     from .reference import GEN, convert_reference_checkpoint, describe_checkpoint
 
@@ -61,7 +65,7 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
                 is_training_checkpoint = None  # type: ignore[assignment]
             if is_training_checkpoint is not None and is_training_checkpoint(obj):
                 del state
-                convert_training_checkpoint(path, tmp)
+                convert_training_checkpoint(path, tmp, frozen_from=frozen_from, use_ema=use_ema)
             else:
                 raise WeightsError(f"{path}: not a HifiFace checkpoint ({describe_checkpoint(obj)}); "
                                    "give the reference hififace_opensouce_299999.ckpt or a 'hififace train' checkpoint")

@@ -120,15 +120,15 @@ def describe_keys(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path,
-              optional: tuple[str, ...] = ("num_batches_tracked",)) -> None:
-    """Copy ``state`` into ``module`` requiring every key to match by name and shape.
+def check_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path,
+                optional: tuple[str, ...] = (), hint: str = "") -> None:
+    """Require ``state`` to match ``module`` key for key and shape for shape, with finite values.
 
-    Keys ending in one of ``optional`` may be absent from ``state`` (old files lack BatchNorm counters).
-    Anything else missing, unexpected or of another shape stops the load with the keys named.
+    Keys ending in one of ``optional`` may be absent from ``state``. Anything else missing, unexpected or of
+    another shape stops the load with one error naming the keys (``hint`` is appended to it).
     """
     own = module.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith(optional)]
+    missing = [k for k in own if k not in state and not (optional and k.endswith(optional))]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         parts = []
@@ -136,11 +136,18 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source
             parts.append(f"missing {len(missing)} key(s): {describe_keys(missing)}")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} key(s): {describe_keys(unexpected)}")
-        raise WeightsError(f"{source}: does not match {type(module).__name__} ({'; '.join(parts)})")
+        raise WeightsError(f"{source}: does not match {type(module).__name__} ({'; '.join(parts)}){hint}")
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
     if bad:
-        raise WeightsError(f"{source}: shape mismatch for {len(bad)} key(s): {'; '.join(bad[:3])}")
+        raise WeightsError(f"{source}: shape mismatch for {len(bad)} key(s): {'; '.join(bad[:3])}{hint}")
     check_finite(state, source)
+
+
+def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path,
+              optional: tuple[str, ...] = ("num_batches_tracked",)) -> None:
+    """Copy ``state`` into ``module`` after :func:`check_state` (old files may lack BatchNorm counters)."""
+    check_state(module, state, source, optional)
+    own = module.state_dict()
     with torch.no_grad():
         for k, v in own.items():
             if k in state:
