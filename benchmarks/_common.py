@@ -49,3 +49,16 @@ def machine() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def native_bf16(device: str) -> bool:
+    """Whether bf16 runs natively: always on CUDA; on CPU only with AVX512-BF16/AMX (oneDNN says so).
+
+    Without it (AVX2-only CPUs) PyTorch emulates bf16 convolutions tens of times slower than fp32, so the
+    bf16 cases are skipped there unless asked for explicitly.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return True
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

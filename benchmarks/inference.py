@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, machine, median_time, peak_rss_mib  # noqa: E402
+from _common import emit, machine, median_time, native_bf16, peak_rss_mib  # noqa: E402
 
 BENCH = "inference"
 
@@ -59,6 +59,7 @@ def main() -> int:
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--force-bf16", action="store_true", help="run bf16 even on a CPU without native bf16")
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory case")
     args = ap.parse_args()
 
@@ -82,6 +83,10 @@ def main() -> int:
         for size in sizes:
             model_dir = args.weights if args.weights else make_model_dir(size, Path(tmp))
             for dtype in dtypes:
+                if dtype == "bf16" and not (args.force_bf16 or native_bf16(args.device)):
+                    print(json.dumps({"bench": BENCH, "size": size, "device": args.device, "dtype": dtype,
+                                      "skipped": "no native bf16 on this CPU (--force-bf16 to run anyway)"}), flush=True)
+                    continue
                 for vname, channels_last, compiled in variants:
                     model = HifiFace.from_pretrained(model_dir, device=args.device, dtype=dtype)
                     if model.config.image_size != size:

@@ -43,6 +43,7 @@ def main() -> int:
 
     spec = importlib.util.spec_from_file_location("seedref_common", SEEDREF / "_common.py")
     kit = importlib.util.module_from_spec(spec)
+    sys.modules["seedref_common"] = kit  # the kit registers state on its own module object
     sys.path.insert(0, str(SEEDREF))
     spec.loader.exec_module(kit)  # type: ignore[union-attr]
     kit.set_determinism(threads=args.threads)

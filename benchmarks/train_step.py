@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only batch 2, 256, reference, fp32 + bf16, 2 repeats")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--force-bf16", action="store_true", help="run bf16 cases even on a CPU without native bf16")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = ap.parse_args()
     if args.case:
@@ -97,7 +98,14 @@ def main() -> None:
         cases += [("paper", 2, 256, "fp32"), ("paper", 2, 256, "bf16")]
         if device.startswith("cuda"):
             cases += [(v, bs, 256, "bf16") for v in ("reference", "paper") for bs in (16, 32)]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import native_bf16
+
     for variant, batch, size, dtype in cases:
+        if dtype == "bf16" and not (args.force_bf16 or native_bf16(device)):
+            print(json.dumps({"bench": "train_step", "variant": variant, "batch": batch, "size": size, "device": device,
+                              "dtype": dtype, "skipped": "no native bf16 on this CPU (--force-bf16 to run anyway)"}))
+            continue
         spec = dict(variant=variant, batch=batch, size=size, device=device, dtype=dtype, repeats=repeats, warmup=warmup)
         proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(spec)], capture_output=True, text=True,
                               env={**os.environ})

@@ -178,7 +178,10 @@ class HifiFace(nn.Module):
                 raise WeightsError(f"{file}: missing {what}; the folder is incomplete, re-create it with 'hififace convert'")
             assign_state(module, load_safetensors(file, what), file)
         model.eval()
-        return model.to(device=device, dtype=resolve_dtype(dtype))
+        dtype = resolve_dtype(dtype)
+        if dtype == torch.bfloat16 and torch.device(device or "cpu").type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            log.warning("this CPU has no native bfloat16 (no AVX512-BF16/AMX): bf16 runs much slower than fp32 here")
+        return model.to(device=device, dtype=dtype)
 
     @classmethod
     def random(cls, config: HifiFaceConfig | None = None, seed: int = 0) -> "HifiFace":
