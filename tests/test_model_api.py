@@ -209,3 +209,22 @@ def test_convert_from_separate_files_and_info(tmp_path, capsys):
     # refuses to overwrite a non-empty folder
     rc = cli(["convert", "--arcface", str(arc), "--recon3d", str(rec), "-o", str(out)])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_prepared_target_is_encoded_once_and_gives_the_same_result(model):
+    x = images(3)
+    calls = {"encoder": 0, "recon": 0}
+    h1 = model.generator.encoder.register_forward_hook(lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1))
+    h2 = model.id_extractor.recon.register_forward_hook(lambda *a: calls.__setitem__("recon", calls["recon"] + 1))
+    try:
+        prepared = model.prepare_target(x[2:])
+        a, b = model.identity(x[:1]), model.identity(x[1:2])
+        calls.update(encoder=0, recon=0)
+        outs = [model.swap(a, prepared), model.swap(b, prepared), model.interpolate(a, b, prepared, 0.5)]
+        assert calls == {"encoder": 0, "recon": 0}  # nothing about the target is computed again
+    finally:
+        h1.remove()
+        h2.remove()
+    assert torch.equal(outs[0], model.swap(x[:1], x[2:]))
+    assert torch.equal(outs[1], model.swap(x[1:2], x[2:]))
+    assert torch.equal(outs[2], model.interpolate(x[:1], x[1:2], x[2:], 0.5))

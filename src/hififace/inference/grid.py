@@ -93,19 +93,18 @@ def swap_grid(
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
 ) -> list[list[np.ndarray]]:
-    """Every source on every target; each source identity is encoded once (``model.identity``) and reused.
+    """Every source on every target. Each source identity (``model.identity``) and each target batch
+    (``model.prepare_target``: its 3DMM coefficients and encoder features) is computed once and reused.
 
     ``progress(n)`` is called after each batch with the number of swaps done in it.
     """
-    results: list[list[np.ndarray]] = []
     batch_size = max(1, int(batch_size))
-    for src in sources:
-        ident = model.identity(src)
-        row: list[np.ndarray] = []
-        for start in range(0, len(targets), batch_size):
-            chunk = list(targets[start : start + batch_size])
-            row.extend(model.swap(ident, chunk))
+    identities = [model.identity(src) for src in sources]
+    results: list[list[np.ndarray]] = [[] for _ in sources]
+    for start in range(0, len(targets), batch_size):
+        prepared = model.prepare_target(list(targets[start : start + batch_size]))
+        for row, ident in zip(results, identities):
+            row.extend(model.swap(ident, prepared))
             if progress is not None:
-                progress(len(chunk))
-        results.append(row)
+                progress(len(prepared))
     return results

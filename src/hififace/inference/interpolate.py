@@ -36,12 +36,14 @@ def interpolation_frames(
     n_frames: int = N_FRAMES,
     progress: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
-    """The frames of :meth:`HifiFace.interpolate` over :func:`rates`; both identities are encoded once."""
+    """The frames of :meth:`HifiFace.interpolate` over :func:`rates`; both identities and the target are
+    encoded once."""
     a = model.identity(source)
     b = model.identity(source2)
+    prepared = model.prepare_target(target)
     frames = []
     for rate in rates(n_frames):
-        frames.append(model.interpolate(a, b, target, rate, mode))
+        frames.append(model.interpolate(a, b, prepared, rate, mode))
         if progress is not None:
             progress(1)
     return frames

@@ -162,9 +162,11 @@ class Generator(nn.Module):
         self.sff = SFFReference(config) if config.variant == "reference" else SFFPaper(config)
 
     def forward(self, target: torch.Tensor, v_sid: torch.Tensor) -> GeneratorOutput:
-        z_enc, z = self.encoder(target)
-        z_dec = self.decoder(z, v_sid)
-        return self.sff(target, z_enc, z_dec, v_sid)
+        return self.decode(target, *self.encoder(target), v_sid)
+
+    def decode(self, target: torch.Tensor, z_enc: torch.Tensor, z: torch.Tensor, v_sid: torch.Tensor) -> GeneratorOutput:
+        """The identity-dependent part, from the encoder's outputs (which depend on the target only)."""
+        return self.sff(target, z_enc, self.decoder(z, v_sid), v_sid)
 
 
 def create_generator(image_size: int = 256, variant: str = "reference", **overrides) -> Generator:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,22 @@ LPIPS_FILE = "lpips.safetensors"
 CONFIG_FILE = "config.json"
 
 SwapOutput = GeneratorOutput
+
+
+@dataclass
+class PreparedTarget:
+    """Target face(s) with everything that depends on them alone computed once: the image tensor, its 3DMM
+    coefficients and the encoder's outputs. ``model.swap(identity, prepared)`` then only runs the decoder and
+    the SFF, so many sources (a grid, an interpolation) cost no repeated target work."""
+
+    image: torch.Tensor
+    coeffs: torch.Tensor
+    z_enc: torch.Tensor
+    z: torch.Tensor
+    kind: Any = None
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
 
 
 def build_frozen(config: HifiFaceConfig) -> tuple[nn.Module, nn.Module]:
@@ -95,37 +112,48 @@ class HifiFace(nn.Module):
         return self.id_extractor.encode_source(batch.to(self.device, self.dtype))
 
     @torch.inference_mode()
-    def swap(self, source: Any, target: Any, return_all: bool = False) -> Any:
-        """Put the source's identity on the target(s); the result comes back in the target's kind.
-
-        ``source`` is an image (tensor in [0, 1], PIL image, uint8 array, or a list) or an :class:`Identity`.
-        One source may serve a batch of targets. With ``return_all`` the raw :class:`GeneratorOutput` tensors
-        are returned instead (not clamped).
-        """
-        from ..utils.imagetypes import as_batch, restore
+    def prepare_target(self, target: Any) -> PreparedTarget:
+        """Encode target face(s) once; pass the result to :meth:`swap` or :meth:`interpolate` as the target."""
+        from ..utils.imagetypes import as_batch
 
         tgt, kind = as_batch(target, self.config.image_size)
         tgt = tgt.to(self.device, self.dtype)
+        z_enc, z = self.generator.encoder(tgt)
+        return PreparedTarget(tgt, self.id_extractor.coefficients(tgt).float(), z_enc, z, kind)
+
+    def _run(self, identity: Identity, target: PreparedTarget) -> GeneratorOutput:
+        v_sid = self.id_extractor.fuse(identity.to(self.device).expand(len(target)), target.coeffs)
+        return self.generator.decode(target.image, target.z_enc, target.z, v_sid.to(self.dtype))
+
+    @torch.inference_mode()
+    def swap(self, source: Any, target: Any, return_all: bool = False) -> Any:
+        """Put the source's identity on the target(s); the result comes back in the target's kind.
+
+        ``source`` is an image (tensor in [0, 1], PIL image, uint8 array, or a list) or an :class:`Identity`;
+        ``target`` likewise, or a :class:`PreparedTarget`. One source may serve a batch of targets. With
+        ``return_all`` the raw :class:`GeneratorOutput` tensors are returned instead (not clamped).
+        """
+        from ..utils.imagetypes import restore
+
+        prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
         ident = source if isinstance(source, Identity) else self.identity(source)
-        ident = ident.to(self.device).expand(tgt.shape[0])
-        out = self(ident, tgt)
+        out = self._run(ident, prepared)
         if return_all:
             return GeneratorOutput(*(t.float() for t in out))
-        return restore(out.i_r.float(), kind)
+        return restore(out.i_r.float(), prepared.kind)
 
     @torch.inference_mode()
     def interpolate(self, source: Any, source2: Any, target: Any, rate: float, mode: str = "all") -> Any:
         """The reference's interpolation: mix the identity of ``source`` (rate 1) with ``source2`` (rate 0)."""
-        from ..utils.imagetypes import as_batch, restore
+        from ..utils.imagetypes import restore
 
         if mode not in INTERP_MODES:
             raise ValueError(f"mode must be one of {', '.join(INTERP_MODES)}")
-        tgt, kind = as_batch(target, self.config.image_size)
-        tgt = tgt.to(self.device, self.dtype)
+        prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
         a = source if isinstance(source, Identity) else self.identity(source)
         b = source2 if isinstance(source2, Identity) else self.identity(source2)
-        out = self(a.mix(b, rate, mode).to(self.device).expand(tgt.shape[0]), tgt)
-        return restore(out.i_r.float(), kind)
+        out = self._run(a.mix(b, rate, mode), prepared)
+        return restore(out.i_r.float(), prepared.kind)
 
     # ------------------------------------------------------------------ weights
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
