@@ -23,6 +23,7 @@ __all__ = [
     "HifiFace",
     "HifiFaceConfig",
     "Identity",
+    "PreparedTarget",
     "SwapOutput",
     "create_generator",
     "HifiFaceError",
@@ -33,7 +34,7 @@ __all__ = [
 
 
 def __getattr__(name: str):  # lazy: `import hififace` stays cheap for the CLI
-    if name in ("HifiFace", "Identity", "SwapOutput"):
+    if name in ("HifiFace", "Identity", "PreparedTarget", "SwapOutput"):
         from .models import hififace as _m
 
         return getattr(_m, name)

@@ -28,7 +28,7 @@ from torch import nn
 from ..config import HifiFaceConfig
 from ..errors import WeightsError
 from .generator import Generator, GeneratorOutput
-from .identity import INTERP_MODES, Identity, ShapeAwareIdentityExtractor
+from .identity import INTERP_MODES, Identity, ShapeAwareIdentityExtractor  # noqa: F401 (Identity re-exported)
 
 log = logging.getLogger(__name__)
 
