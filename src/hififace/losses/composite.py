@@ -77,6 +77,42 @@ def _effective_recon_size(id_extractor: nn.Module, image_size: int) -> int:
     return id_extractor.config.recon_input_size or image_size
 
 
+def _fp16_autocast() -> bool:
+    return any(torch.is_autocast_enabled(d) and torch.get_autocast_dtype(d) == torch.float16 for d in ("cpu", "cuda"))
+
+
+def with_gradient(value: torch.Tensor, pairs) -> torch.Tensor:
+    """``value`` (detached) carrying already computed gradients: d out / d x = g for each ``(x, g)`` in ``pairs``.
+
+    The surrogate ``s - s.detach()`` with ``s = sum((x * g).sum())`` is exactly zero, so the value is unchanged.
+    """
+    s = None
+    for x, g in pairs:
+        if g is not None:
+            t = (x * g.to(x.dtype)).sum()
+            s = t if s is None else s + t
+    return value.detach() if s is None else value.detach() + (s - s.detach()).to(value.dtype)
+
+
+def early_backward(fn, *xs: torch.Tensor, params=()) -> torch.Tensor:
+    """``fn(*xs)`` (a scalar) with its gradients w.r.t. ``xs`` (and ``params``) computed *now*.
+
+    Same value, same gradient (up to float rounding) as calling ``fn(*xs)`` directly, but the activations ``fn``
+    keeps for backward (frozen ArcFace / ReconNet / VGG, the cycle pass) are freed before the next term is built:
+    the step's peak memory holds one of these graphs at a time instead of all of them. Falls back to the plain call
+    without gradients, and under float16 autocast (unscaled early gradients could underflow).
+    """
+    if not torch.is_grad_enabled() or not any(x.requires_grad for x in xs) or _fp16_autocast():
+        return fn(*xs)
+    leaves = [x.detach().requires_grad_(x.requires_grad) for x in xs]
+    value = fn(*leaves)
+    if not value.requires_grad:
+        return value
+    want = [(x, leaf) for x, leaf in zip(xs, leaves) if leaf.requires_grad] + [(p, p) for p in params]
+    grads = torch.autograd.grad(value, [w for _, w in want], allow_unused=True)
+    return with_gradient(value, zip([x for x, _ in want], grads))
+
+
 def generator_loss(
     nets: LossNets,
     cfg: LossConfig,
@@ -92,11 +128,14 @@ def generator_loss(
     m_low: torch.Tensor,
     i_cycle: torch.Tensor,
     d_fake: list[torch.Tensor],
+    cycle_term: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total generator loss ``SID + realism`` and a dict of every (unweighted) term, detached.
 
     ``v_sid`` is the identity vector the generator was fed (c_fuse | v_id(source)); its parts are reused instead of
-    running the frozen nets on source and target again whenever the sizes agree.
+    running the frozen nets on source and target again whenever the sizes agree. The terms through frozen nets are
+    back-propagated to ``i_r`` / ``i_low`` one at a time (:func:`early_backward`) to keep peak memory low.
+    ``cycle_term``: L_cyc already computed by the caller (e.g. with :func:`early_backward`); ``i_cycle`` is then unused.
     """
     ext = nets.id_extractor
     image_size = target.shape[-1]
@@ -104,31 +143,40 @@ def generator_loss(
 
     # --- shape-aware identity (SID): gradients flow into I_r / I_low through the frozen nets, not into them
     v_s = v_sid[:, N_COEFFS:]
-    v_r = ext.embed(i_r)
-    v_low = ext.embed(i_low)
-    l_id = L.identity_loss(f32(v_s), f32(v_r), f32(v_low))
+
+    def id_term(i_r, i_low):
+        v_r, v_low = ext.embed_many(i_r, i_low)  # one ArcFace call for both
+        return L.identity_loss(f32(v_s), f32(v_r), f32(v_low))
+
+    l_id = early_backward(id_term, i_r, i_low)
 
     size = cfg.recon_size or _effective_recon_size(ext, image_size)
     if size == _effective_recon_size(ext, image_size):
         c_fuse = v_sid[:, :N_COEFFS]
     else:
         with torch.no_grad():
-            c_s = ext.recon(L.resize_to(source, size))
-            c_t = ext.recon(L.resize_to(target, size))
+            c_s, c_t = ext.recon(torch.cat([L.resize_to(source, size), L.resize_to(target, size)])).split(
+                [source.shape[0], target.shape[0]])
             c_fuse = torch.cat([c_s[:, :N_ID_COEFFS], c_t[:, N_ID_COEFFS:]], dim=1)
-    c_r = ext.recon(L.resize_to(i_r, size))
-    c_low = ext.recon(L.resize_to(i_low, size))
     with torch.no_grad():
         q_fuse = nets.landmarks(f32(c_fuse))
-    q_r = nets.landmarks(f32(c_r))
-    q_low = nets.landmarks(f32(c_low))
-    l_shape = L.shape_loss(q_fuse, q_r, q_low)
+
+    def shape_term(i_r, i_low):
+        n = i_r.shape[0]
+        c = ext.recon(torch.cat([L.resize_to(i_r, size), L.resize_to(i_low, size)]))  # one ReconNet call for both
+        q = nets.landmarks(f32(c))
+        return L.shape_loss(q_fuse, q[:n], q[n:])
+
+    l_shape = early_backward(shape_term, i_r, i_low)
 
     # --- realism
     l_seg = L.segmentation_loss(f32(m_tar), f32(m_r), f32(m_low))
     l_rec = L.reconstruction_loss(f32(i_r), f32(i_low), f32(target), same)
-    l_cyc = L.cycle_loss(f32(target), f32(i_cycle))
-    l_lpips = L.lpips_loss(nets.lpips, i_r, target, same).float() if cfg.lpips > 0 else i_r.new_zeros(())
+    l_cyc = cycle_term if cycle_term is not None else L.cycle_loss(f32(target), f32(i_cycle))
+    if cfg.lpips > 0:
+        l_lpips = early_backward(lambda i_r: L.lpips_loss(nets.lpips, i_r, target, same).float(), i_r)
+    else:
+        l_lpips = i_r.new_zeros(())
     if cfg.adversarial == "hinge":
         l_adv = L.hinge_g_loss(d_fake)
     else:

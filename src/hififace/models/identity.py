@@ -75,22 +75,38 @@ class ShapeAwareIdentityExtractor(nn.Module):
         self.arcface = arcface
         self.recon = recon
 
-    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        """257 Deep3DFaceRecon coefficients of images in [0, 1] (differentiable w.r.t. ``x``)."""
+    def _recon_input(self, x: torch.Tensor) -> torch.Tensor:
         size = self.config.recon_input_size
         if size is not None and x.shape[-1] != size:
             # antialiased resizing has no bfloat16 kernel on CPU: resize in float32
             x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True).to(x.dtype)
-        return self.recon(x)
+        return x
+
+    def _arcface_input(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.config.arcface_input_size
+        return F.interpolate((x - 0.5) / 0.5, size=(size, size), mode="bilinear", align_corners=False)
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """257 Deep3DFaceRecon coefficients of images in [0, 1] (differentiable w.r.t. ``x``)."""
+        return self.recon(self._recon_input(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised ArcFace embedding of images in [0, 1] (differentiable w.r.t. ``x``).
 
         As the reference: ``(x - 0.5) / 0.5`` then a bilinear resize to 112 (align_corners=False, no antialias).
         """
-        size = self.config.arcface_input_size
-        x = F.interpolate((x - 0.5) / 0.5, size=(size, size), mode="bilinear", align_corners=False)
-        return F.normalize(self.arcface(x), dim=-1, p=2)
+        return F.normalize(self.arcface(self._arcface_input(x)), dim=-1, p=2)
+
+    def coefficients_many(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """:meth:`coefficients` of several image batches (any sizes) in one ReconNet call: fewer, bigger calls are
+        faster (the nets are frozen and in eval mode, so batching changes nothing but float rounding)."""
+        c = self.recon(torch.cat([self._recon_input(x) for x in xs]))
+        return tuple(c.split([x.shape[0] for x in xs]))
+
+    def embed_many(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """:meth:`embed` of several image batches (any sizes) in one ArcFace call."""
+        v = F.normalize(self.arcface(torch.cat([self._arcface_input(x) for x in xs])), dim=-1, p=2)
+        return tuple(v.split([x.shape[0] for x in xs]))
 
     @torch.no_grad()
     def encode_source(self, source: torch.Tensor) -> Identity:

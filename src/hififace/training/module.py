@@ -17,8 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..losses.composite import LossNets, discriminator_loss, generator_loss
+from ..config import N_ID_COEFFS
+from ..losses.composite import LossNets, _fp16_autocast, discriminator_loss, generator_loss, with_gradient
+from ..losses.functional import cycle_loss
 from ..models.hififace import HifiFace
+from ..models.identity import Identity
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class HifiFaceModule(L.LightningModule):
         self.automatic_optimization = False
         self._batches_in_epoch = 0
         self._accum = 0
+        self._cycle = None  # (I_r, its detached copy fed to the cycle pass, generator) between _generate and _g_loss
         if cfg.model.channels_last:
             self.model.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
@@ -113,18 +117,43 @@ class HifiFaceModule(L.LightningModule):
     # ------------------------------------------------------------------ the step
     def _generate(self, generator: nn.Module, source, target):
         ext = self.model.id_extractor
-        v_sid = ext(source, target)  # no grad: frozen nets, as the reference
+        # Frozen nets without grad, as the reference. Source and target go through each net in one call, and the
+        # cycle's source (I_t) reuses the target's coefficients and embedding instead of computing them again.
+        with torch.no_grad():
+            c_s, c_t = (c.float() for c in ext.coefficients_many(source, target))
+            v_s, v_t = (v.float() for v in ext.embed_many(source, target))
+        v_sid = ext.fuse(Identity(c_s[:, :N_ID_COEFFS], v_s), c_t)
         out = generator(target, v_sid.to(target.dtype))
-        v_cyc = ext(target, out.i_r)  # cycle: source = I_t, target = I_r
-        i_cycle = generator(out.i_r, v_cyc.to(target.dtype)).i_r
+        with torch.no_grad():
+            c_r = ext.coefficients(out.i_r).float()
+        v_cyc = ext.fuse(Identity(c_t[:, :N_ID_COEFFS], v_t), c_r)  # cycle: source = I_t, target = I_r
+        i_r_in, self._cycle = out.i_r, None
+        if torch.is_grad_enabled() and out.i_r.requires_grad and not _fp16_autocast():
+            # The cycle pass starts from a detached copy of I_r so that _g_loss can back-propagate L_cyc at once
+            # (freeing the cycle's activations) and hand the gradient on to I_r (see early_backward).
+            i_r_in = out.i_r.detach().requires_grad_()
+            self._cycle = (out.i_r, i_r_in, generator)
+        i_cycle = generator(i_r_in, v_cyc.to(target.dtype)).i_r
         return v_sid, out, i_cycle
 
+    def _cycle_term(self, target, out, i_cycle):
+        """L_cyc with its gradients (generator weights, I_r) computed now; None when _generate kept the graph whole."""
+        ctx, self._cycle = getattr(self, "_cycle", None), None
+        if ctx is None or ctx[0] is not out.i_r or not torch.is_grad_enabled():
+            return None
+        i_r, i_r_in, generator = ctx
+        params = [p for p in generator.parameters() if p.requires_grad]
+        l_cyc = cycle_loss(target.float(), i_cycle.float())
+        grads = torch.autograd.grad(l_cyc, [i_r_in, *params], allow_unused=True)
+        return with_gradient(l_cyc, zip([i_r, *params], grads))
+
     def _g_loss(self, batch, v_sid, out, i_cycle):
+        cycle_term = self._cycle_term(batch["target"], out, i_cycle)
         d_fake = self.discriminator(out.i_r)
         return generator_loss(
             self.nets, self.loss_cfg, source=batch["source"], target=batch["target"], m_tar=batch["mask"],
             same=batch["same"], v_sid=v_sid, i_r=out.i_r, i_low=out.i_low, m_r=out.m_r, m_low=out.m_low,
-            i_cycle=i_cycle, d_fake=d_fake)
+            i_cycle=i_cycle, d_fake=d_fake, cycle_term=cycle_term)
 
     def _prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.cfg.model.channels_last:
