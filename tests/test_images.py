@@ -306,25 +306,31 @@ class CountingModel:
 
     def __init__(self):
         self.identity_calls = 0
+        self.prepare_calls = 0
         self.swap_calls = 0
 
     def identity(self, source):
         self.identity_calls += 1
         return int(source.mean())
 
+    def prepare_target(self, targets):
+        self.prepare_calls += 1
+        return list(targets)
+
     def swap(self, ident, targets):
         self.swap_calls += 1
         return [np.full_like(t, ident) for t in targets]
 
 
-def test_swap_grid_encodes_each_source_once():
+def test_swap_grid_encodes_each_source_and_each_target_batch_once():
     sources = [np.full((8, 8, 3), v, np.uint8) for v in (10, 20, 30)]
     targets = [np.zeros((8, 8, 3), np.uint8)] * 5
     model = CountingModel()
     done = []
     res = swap_grid(model, sources, targets, batch_size=2, progress=done.append)
     assert model.identity_calls == 3
-    assert model.swap_calls == 3 * 3  # 5 targets in batches of 2
+    assert model.prepare_calls == 3  # 5 targets in batches of 2, each prepared once for all sources
+    assert model.swap_calls == 3 * 3
     assert sum(done) == 15
     assert [[int(c[0, 0, 0]) for c in row] for row in res] == [[10] * 5, [20] * 5, [30] * 5]
 
