@@ -101,7 +101,7 @@ def main() -> int:
                         tgt = torch.rand(batch, 3, size, size, generator=g).to(args.device)
                         ident = model.identity(src)
                         for case, source in (("cold", src), ("cached", ident)):
-                            value = median_time(lambda: model.swap(source, tgt), repeats, sync=sync)
+                            value = median_time(lambda m=model, s=source: m.swap(s, tgt), repeats, sync=sync)
                             emit(BENCH, case=case if vname == "eager" else f"{case}+{vname}", batch=batch, size=size,
                                  device=args.device, dtype=dtype, value=round(value, 4))
                     del model

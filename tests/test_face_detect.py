@@ -132,7 +132,6 @@ def test_scrfd_onnx_end_to_end(tmp_path):
     pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
 
-    from hififace.face.detect import SCRFDDetector
 
     ih = iw = 64
     arrays = {}

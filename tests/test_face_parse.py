@@ -7,7 +7,7 @@ import torch
 
 from fakes import fake_state, read_manifest
 from hififace.errors import ConfigError, WeightsError
-from hififace.face.align import template_points, transform_points
+from hififace.face.align import template_points
 from hififace.face.palette import (BISENET_CLASSES, BISENET_TO_PSFRGAN, CLASSES, FACE_CLASSES, PALETTE, color_to_labels,
                                    face_mask, face_mask_from_color, labels_to_color, read_parsing, save_parsing)
 from hififace.face.parse import get_parser, landmark_labels

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import HifiFaceConfig
 from ..errors import ConfigError
-from ..losses.composite import LossConfig
+from ..losses.config import LossConfig
 
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
 OPTIMIZERS = ("adamw", "adam")
