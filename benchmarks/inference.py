@@ -37,13 +37,15 @@ def make_model_dir(size: int, root: Path) -> Path:
 def peak_of_fresh_swap(model_dir: Path, size: int, device: str, dtype: str) -> float:
     """Peak RSS (MiB) of a new process that loads ``model_dir`` and swaps one pair."""
     code = f"""
-import resource, torch
+import sys, torch
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from _common import peak_rss_mib
 from hififace import HifiFace
 m = HifiFace.from_pretrained({str(model_dir)!r}, device={device!r}, dtype={dtype!r})
 g = torch.Generator().manual_seed(0)
 s, t = torch.rand(1, 3, {size}, {size}, generator=g), torch.rand(1, 3, {size}, {size}, generator=g)
 m.swap(s, t)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+print(peak_rss_mib())
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return round(float(out.stdout.strip().splitlines()[-1]), 1)

@@ -17,10 +17,12 @@ import time
 
 def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repeats: int, warmup: int) -> dict:
     import logging
-    import resource
     import statistics
 
     import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import peak_rss_mib  # VmHWM: ru_maxrss would carry the parent's peak into this child
 
     logging.disable(logging.WARNING)  # random-weight warnings
     from hififace.losses.composite import discriminator_loss
@@ -70,7 +72,7 @@ def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repea
     requires_grad = sum(p.numel() for p in module.parameters() if p.requires_grad)
     rec = {"bench": "train_step", "variant": variant, "batch": batch, "size": size, "device": device, "dtype": dtype,
            "value": statistics.median(times), "unit": "s",
-           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "peak_rss_mib": peak_rss_mib(),
            "threads": torch.get_num_threads(), "params_trained": trained, "params_frozen": frozen,
            "params_requiring_grad": requires_grad, "repeats": repeats}
     if device.startswith("cuda"):
