@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML training config (configs/*.yaml); defaults apply without one")
     p.add_argument("--resume", help="continue a run exactly from its checkpoint (e.g. runs/x/checkpoints/last.ckpt)")
     p.add_argument("--init", help="start from this model folder (shortcut for --model.init)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--print-config", "--dry-run", dest="print_config", action="store_true",
+                   help="validate the config, print it resolved and exit (nothing is trained)")
     group = p.add_argument_group("config overrides")
     for key in override_keys():
         group.add_argument(f"--{key}", dest=f"override:{key}", default=argparse.SUPPRESS, metavar="V")
