@@ -35,6 +35,8 @@ def _from_numpy(a: np.ndarray) -> torch.Tensor:
     if a.ndim != 3 or a.shape[2] not in (3, 4):
         raise InputImageError(f"numpy image of shape {a.shape}: expected H x W x 3 RGB")
     a = a[:, :, :3]
+    if not a.flags.writeable:  # e.g. np.asarray(PIL image): torch warns on read-only memory, so copy
+        a = a.copy()
     if a.dtype == np.uint8:
         return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
     if a.dtype == np.uint16:
