@@ -65,7 +65,7 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
                 is_training_checkpoint = None  # type: ignore[assignment]
             if is_training_checkpoint is not None and is_training_checkpoint(obj):
                 del state
-                convert_training_checkpoint(path, tmp, frozen_from=frozen_from, use_ema=use_ema)
+                convert_training_checkpoint(path, tmp, frozen_from=frozen_from, use_ema=use_ema, ckpt=obj)
             else:
                 raise WeightsError(f"{path}: not a HifiFace checkpoint ({describe_checkpoint(obj)}); "
                                    "give the reference hififace_opensouce_299999.ckpt or a 'hififace train' checkpoint")

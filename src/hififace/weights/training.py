@@ -27,11 +27,12 @@ def is_training_checkpoint(obj: Any) -> bool:
 
 
 def convert_training_checkpoint(path: str | Path, out_dir: str | Path, frozen_from: str | Path | None = None,
-                                use_ema: bool = True, overwrite: bool = False) -> Path:
+                                use_ema: bool = True, overwrite: bool = False, ckpt: Any = None) -> Path:
     """Write ``out_dir`` (config.json + safetensors) from a training checkpoint; returns the folder.
 
     ``frozen_from`` overrides the recorded folder holding ``arcface.safetensors``/``recon3d.safetensors``
     (and optionally LPIPS/BFM). The EMA generator is used when the run kept one and ``use_ema`` is true.
+    ``ckpt`` is the checkpoint already loaded by the caller, if any (it is then not read again).
     """
     import torch
 
@@ -42,7 +43,8 @@ def convert_training_checkpoint(path: str | Path, out_dir: str | Path, frozen_fr
     from .io import load_legacy, load_safetensors
 
     path, out_dir = Path(path), Path(out_dir)
-    ckpt = load_legacy(path, "hififace training checkpoint")
+    if ckpt is None:
+        ckpt = load_legacy(path, "hififace training checkpoint")
     if not is_training_checkpoint(ckpt):
         raise WeightsError(f"{path}: not a 'hififace train' checkpoint (no hififace metadata); for the reference's "
                            "checkpoint use 'hififace convert' without training options")
