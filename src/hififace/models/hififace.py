@@ -16,7 +16,6 @@ file                         what                                               
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +265,3 @@ def read_folder_info(path: str | Path) -> dict[str, Any]:
                 n += size
             files[file.name] = {"tensors": len(keys), "elements": n, "bytes": file.stat().st_size, "metadata": f.metadata()}
     return {"folder": str(folder), "format": f"{FORMAT_NAME} v{FORMAT_VERSION}", "config": config.to_dict(), "files": files}
-
-
-def config_json(config: HifiFaceConfig) -> str:
-    return json.dumps(config.to_dict(), indent=2)

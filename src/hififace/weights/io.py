@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -152,7 +151,3 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source
         for k, v in own.items():
             if k in state:
                 v.copy_(state[k])
-
-
-def count_parameters(tensors: Mapping[str, torch.Tensor]) -> int:
-    return sum(math.prod(v.shape) for v in tensors.values())

@@ -19,10 +19,3 @@ class FrozenModule(nn.Module):
 
     def train(self, mode: bool = True) -> "FrozenModule":  # noqa: D102 - see class docstring
         return super().train(False)
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Freeze an arbitrary module in place (eval mode, no grad); for modules that are not FrozenModule."""
-    module.requires_grad_(False)
-    module.eval()
-    return module
