@@ -14,10 +14,90 @@ LRELU_SLOPE = 0.2
 IN_EPS = 1e-5  # torch's InstanceNorm2d / F.instance_norm default, as in the reference
 
 
+class _AvgPool2x2(torch.autograd.Function):
+    """``F.avg_pool2d(x, 2)`` whose backward keeps only the input's shape.
+
+    Autograd's own avg_pool2d keeps its whole input for the backward although it only reads the shape; in the
+    encoder that input is a full-resolution conv output (the largest activations of a training step). The gradient
+    is the same: each input pixel of a window gets grad / 4 (x * 0.25 and x / 4 round identically).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.in_shape = x.shape
+        return F.avg_pool2d(x, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        g = F.interpolate(grad, scale_factor=2.0, mode="nearest") * 0.25
+        h, w = ctx.in_shape[-2:]
+        if g.shape[-2:] != (h, w):  # odd sizes: the last row / column took no part in any window
+            g = F.pad(g, (0, w - g.shape[-1], 0, h - g.shape[-2]))
+        return g
+
+
+def avg_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 average pooling; under autograd without keeping the input alive for the backward."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _AvgPool2x2.apply(x)
+    return F.avg_pool2d(x, 2)
+
+
+def lrelu_(x: torch.Tensor) -> torch.Tensor:
+    """LeakyReLU(0.2) in place, for tensors nothing else uses (a fresh norm or conv output).
+
+    In place, autograd keeps one tensor (the result, which the next conv keeps anyway) instead of two.
+    """
+    return F.leaky_relu(x, LRELU_SLOPE, inplace=True)
+
+
+class _Recompute:
+    """Saved-tensor hooks that keep a recipe instead of one tensor: ``fn()`` recomputes it for the backward.
+
+    Autograd saves the activation between a norm and a conv twice over (the LeakyReLU's result and the conv's
+    input, one tensor); recomputing it from the norm's input (kept anyway) costs a norm and a LeakyReLU, a few
+    percent of the conv. The recomputed tensor is cached until every saved reference has been unpacked.
+    """
+
+    def __init__(self, like: torch.Tensor, fn):
+        self.ptr, self.shape, self.fn = like.data_ptr(), like.shape, fn
+        self.packed = self.unpacked = 0
+        self.cache = None
+
+    def pack(self, t: torch.Tensor):
+        if t.data_ptr() == self.ptr and t.shape == self.shape:
+            self.packed += 1
+            return self
+        return t
+
+    def unpack(self, p):
+        if p is not self:
+            return p
+        if self.cache is None:
+            with torch.no_grad():
+                self.cache = self.fn()
+        out = self.cache
+        self.unpacked += 1
+        if self.unpacked == self.packed:  # all references served: free it (a retained graph recomputes again)
+            self.cache, self.unpacked = None, 0
+        return out
+
+
+def norm_act_conv(conv: nn.Module, norm, *inputs: torch.Tensor) -> torch.Tensor:
+    """``conv(LeakyReLU(norm(*inputs)))`` whose activation is recomputed in the backward instead of kept."""
+    n = norm(*inputs)
+    if not (torch.is_grad_enabled() and n.requires_grad) or torch.compiler.is_compiling():
+        return conv(lrelu_(n))
+    detached = [i.detach() for i in inputs]
+    recipe = _Recompute(n, lambda: lrelu_(norm(*detached)))
+    with torch.autograd.graph.saved_tensors_hooks(recipe.pack, recipe.unpack):
+        return conv(lrelu_(n))
+
+
 def resample(x: torch.Tensor, mode: str) -> torch.Tensor:
     """``"down"``: 2x2 average pooling; ``"up"``: x2 bilinear (align_corners=False); ``"none"``: identity."""
     if mode == "down":
-        return F.avg_pool2d(x, 2)
+        return avg_pool_2x2(x)
     if mode == "up":
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
     return x
@@ -43,9 +123,9 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.leaky_relu(instance_norm(x), LRELU_SLOPE))
+        h = norm_act_conv(self.conv1, instance_norm, x)
         h = resample(h, self.resample)
-        h = self.conv2(F.leaky_relu(instance_norm(h), LRELU_SLOPE))
+        h = norm_act_conv(self.conv2, instance_norm, h)
         return h + resample(self.skip(x), self.resample)
 
 
@@ -79,7 +159,7 @@ class AdaINResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.leaky_relu(self.adain1(x, v), LRELU_SLOPE))
+        h = norm_act_conv(self.conv1, self.adain1, x, v)
         h = resample(h, self.resample)
-        h = self.conv2(F.leaky_relu(self.adain2(h, v), LRELU_SLOPE))
+        h = norm_act_conv(self.conv2, self.adain2, h, v)
         return h + resample(self.skip(x), self.resample)
