@@ -15,7 +15,8 @@ import sys
 import time
 
 
-def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repeats: int, warmup: int) -> dict:
+def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repeats: int, warmup: int,
+             release_memory: bool = True) -> dict:
     import logging
     import statistics
 
@@ -31,6 +32,7 @@ def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repea
     from hififace.training.module import HifiFaceModule
 
     cfg = load_config(None, {"model.variant": variant, "model.image_size": str(size),
+                             "trainer.release_cpu_memory": str(release_memory).lower(),
                              **({"losses.recon_size": "224"} if variant == "reference" else {})})
     model, disc, lpips, landmarks, _ = build_networks(cfg)
     module = HifiFaceModule(cfg, model, disc, lpips, landmarks).to(device)
@@ -74,7 +76,8 @@ def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repea
            "value": statistics.median(times), "unit": "s",
            "peak_rss_mib": peak_rss_mib(),
            "threads": torch.get_num_threads(), "params_trained": trained, "params_frozen": frozen,
-           "params_requiring_grad": requires_grad, "repeats": repeats}
+           "params_requiring_grad": requires_grad, "repeats": repeats,
+           "release_cpu_memory": release_memory}
     if device.startswith("cuda"):
         rec["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return rec
@@ -85,6 +88,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only batch 2, 256, reference, fp32 + bf16, 2 repeats")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-release-memory", action="store_true",
+                    help="trainer.release_cpu_memory=false (no malloc_trim before the step's memory peak)")
     ap.add_argument("--force-bf16", action="store_true", help="run bf16 cases even on a CPU without native bf16")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = ap.parse_args()
@@ -108,7 +113,8 @@ def main() -> None:
             print(json.dumps({"bench": "train_step", "variant": variant, "batch": batch, "size": size, "device": device,
                               "dtype": dtype, "skipped": "no native bf16 on this CPU (--force-bf16 to run anyway)"}))
             continue
-        spec = dict(variant=variant, batch=batch, size=size, device=device, dtype=dtype, repeats=repeats, warmup=warmup)
+        spec = dict(variant=variant, batch=batch, size=size, device=device, dtype=dtype, repeats=repeats, warmup=warmup,
+                    release_memory=not args.no_release_memory)
         proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(spec)], capture_output=True, text=True,
                               env={**os.environ})
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -173,6 +173,27 @@ def test_generator_loss_is_the_weighted_sum_and_trains_only_the_generator(tiny_n
     assert total0.item() == 0.0
 
 
+def test_generator_loss_applies_a_given_discriminator_like_its_outputs(tiny_nets):
+    model, nets = tiny_nets
+    disc = create_discriminator(model.config).requires_grad_(False)  # as in the G step
+    cfg = LossConfig.for_variant("reference", recon_size=96)
+    params = list(model.generator.parameters())
+    results = []
+    for kw in ("d_fake", "discriminator"):
+        inp = _inputs(model)
+        extra = {"d_fake": disc(inp["i_r"])} if kw == "d_fake" else {"discriminator": disc}
+        total, terms = generator_loss(nets, cfg, **extra, **inp)
+        results.append((total.detach(), terms["adv_g"], torch.autograd.grad(total, params)))
+    (t1, a1, g1), (t2, a2, g2) = results
+    assert a1.item() == a2.item()
+    assert t2.item() == pytest.approx(t1.item(), rel=1e-6)
+    # same gradients up to float summation order (conv biases before an instance norm get only rounding noise)
+    scale = max(g.abs().max().item() for g in g1)
+    assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-5 * scale) for x, y in zip(g1, g2))
+    with pytest.raises(ValueError, match="exactly one"):
+        generator_loss(nets, cfg, **_inputs(model))
+
+
 def test_shape_loss_reuses_cfuse_when_sizes_agree(tiny_nets):
     model, nets = tiny_nets
     inp = {k: v.detach() for k, v in _inputs(model, seed=1).items()}

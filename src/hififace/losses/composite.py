@@ -82,7 +82,8 @@ def generator_loss(
     m_r: torch.Tensor,
     m_low: torch.Tensor,
     i_cycle: torch.Tensor,
-    d_fake: list[torch.Tensor],
+    d_fake: list[torch.Tensor] | None = None,
+    discriminator: nn.Module | None = None,
     cycle_term: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total generator loss ``SID + realism`` and a dict of every (unweighted) term, detached.
@@ -91,7 +92,11 @@ def generator_loss(
     running the frozen nets on source and target again whenever the sizes agree. The terms through frozen nets are
     back-propagated to ``i_r`` / ``i_low`` one at a time (:func:`early_backward`) to keep peak memory low.
     ``cycle_term``: L_cyc already computed by the caller (e.g. with :func:`early_backward`); ``i_cycle`` is then unused.
+    ``d_fake``: the discriminator's outputs on ``i_r``; or pass ``discriminator`` (its parameters frozen for the G
+    step) and it is applied here, its activations freed before the next term.
     """
+    if (d_fake is None) == (discriminator is None):
+        raise ValueError("generator_loss: pass exactly one of d_fake and discriminator")
     ext = nets.id_extractor
     image_size = target.shape[-1]
     f32 = lambda t: t.float()  # noqa: E731 - losses in float32 even under autocast
@@ -99,11 +104,11 @@ def generator_loss(
     # --- shape-aware identity (SID): gradients flow into I_r / I_low through the frozen nets, not into them
     v_s = v_sid[:, N_COEFFS:]
 
-    def id_term(i_r, i_low):
-        v_r, v_low = ext.embed_many(i_r, i_low)  # one ArcFace call for both
-        return L.identity_loss(f32(v_s), f32(v_r), f32(v_low))
+    def id_term(x):
+        return L.cosine_distance(f32(v_s), f32(ext.embed(x)))
 
-    l_id = early_backward(id_term, i_r, i_low)
+    # L_id = distance(I_r) + distance(I_low), each through ArcFace on its own: one graph alive at a time
+    l_id = early_backward(id_term, i_r) + early_backward(id_term, i_low)
 
     size = cfg.recon_size or _effective_recon_size(ext, image_size)
     if size == _effective_recon_size(ext, image_size):
@@ -116,13 +121,11 @@ def generator_loss(
     with torch.no_grad():
         q_fuse = nets.landmarks(f32(c_fuse))
 
-    def shape_term(i_r, i_low):
-        n = i_r.shape[0]
-        c = ext.recon(torch.cat([L.resize_to(i_r, size), L.resize_to(i_low, size)]))  # one ReconNet call for both
-        q = nets.landmarks(f32(c))
-        return L.shape_loss(q_fuse, q[:n], q[n:])
+    def landmark_term(x):
+        return L.landmark_loss(q_fuse, nets.landmarks(f32(ext.recon(L.resize_to(x, size)))))
 
-    l_shape = early_backward(shape_term, i_r, i_low)
+    # L_shape = landmark_loss(I_r) + landmark_loss(I_low): one ReconNet graph at a time (the step's memory peak)
+    l_shape = early_backward(landmark_term, i_r) + early_backward(landmark_term, i_low)
 
     # --- realism
     l_seg = L.segmentation_loss(f32(m_tar), f32(m_r), f32(m_low))
@@ -132,10 +135,11 @@ def generator_loss(
         l_lpips = early_backward(lambda i_r: L.lpips_loss(nets.lpips, i_r, target, same).float(), i_r)
     else:
         l_lpips = i_r.new_zeros(())
-    if cfg.adversarial == "hinge":
-        l_adv = L.hinge_g_loss(d_fake)
+    adv = L.hinge_g_loss if cfg.adversarial == "hinge" else L.nonsaturating_g_loss
+    if d_fake is None:  # D(I_r) here, back-propagated to I_r at once (D's parameters must not require grad)
+        l_adv = early_backward(lambda i_r: adv(discriminator(i_r)), i_r)
     else:
-        l_adv = L.nonsaturating_g_loss(d_fake)
+        l_adv = adv(d_fake)
 
     sid = cfg.id * l_id + cfg.shape * l_shape
     realism = cfg.adv * l_adv + cfg.seg * l_seg + cfg.rec * l_rec + cfg.cyc * l_cyc + cfg.lpips * l_lpips

@@ -23,16 +23,24 @@ def _gate(same: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return same.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
 
 
+def cosine_distance(v_source: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """mean |1 - cos(v_s, v)| over the batch, for L2-normalised embeddings."""
+    return (1 - (v_source * v).sum(dim=-1)).abs().mean()
+
+
 def identity_loss(v_source: torch.Tensor, v_r: torch.Tensor, v_low: torch.Tensor) -> torch.Tensor:
     """L_id = mean(1 - cos(v_s, v_r)) + mean(1 - cos(v_s, v_low)) for L2-normalised embeddings."""
-    cos_r = (v_source * v_r).sum(dim=-1)
-    cos_low = (v_source * v_low).sum(dim=-1)
-    return (1 - cos_r).abs().mean() + (1 - cos_low).abs().mean()
+    return cosine_distance(v_source, v_r) + cosine_distance(v_source, v_low)
+
+
+def landmark_loss(q_fuse: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """L1(q_fuse, q) over the 68 projected 3DMM landmarks of one generated image batch."""
+    return F.l1_loss(q, q_fuse)
 
 
 def shape_loss(q_fuse: torch.Tensor, q_r: torch.Tensor, q_low: torch.Tensor) -> torch.Tensor:
     """L_shape = L1(q_fuse, q_r) + L1(q_fuse, q_low) over the 68 projected 3DMM landmarks."""
-    return F.l1_loss(q_r, q_fuse) + F.l1_loss(q_low, q_fuse)
+    return landmark_loss(q_fuse, q_r) + landmark_loss(q_fuse, q_low)
 
 
 def segmentation_loss(m_tar: torch.Tensor, m_r: torch.Tensor, m_low: torch.Tensor) -> torch.Tensor:

@@ -108,6 +108,9 @@ class TrainerSection:
     seed: int = 0
     deterministic: bool = False
     progress_bar: bool = True
+    #: CPU runs on Linux/glibc: return freed heap pages to the OS once per step, just before the memory peak
+    #: (the cycle pass's backward). Lowers peak RSS by ~0.2 GB at 256 for well under a second per step.
+    release_cpu_memory: bool = True
 
 
 @dataclass

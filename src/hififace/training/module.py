@@ -22,6 +22,7 @@ from ..losses.composite import LossNets, _fp16_autocast, discriminator_loss, gen
 from ..losses.functional import cycle_loss
 from ..models.hififace import HifiFace
 from ..models.identity import Identity
+from ..utils.memory import release_free_heap
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class HifiFaceModule(L.LightningModule):
             i_r_in = out.i_r.detach().requires_grad_()
             self._cycle = (out.i_r, i_r_in, generator)
         i_cycle = generator(i_r_in, v_cyc.to(target.dtype)).i_r
+        if self.cfg.trainer.release_cpu_memory and target.device.type == "cpu" and torch.is_grad_enabled():
+            release_free_heap()  # the cycle's backward, next, is the step's peak: keep old heap holes out of it
         return v_sid, out, i_cycle
 
     def _cycle_term(self, target, out, i_cycle):
@@ -149,11 +152,10 @@ class HifiFaceModule(L.LightningModule):
 
     def _g_loss(self, batch, v_sid, out, i_cycle):
         cycle_term = self._cycle_term(batch["target"], out, i_cycle)
-        d_fake = self.discriminator(out.i_r)
         return generator_loss(
             self.nets, self.loss_cfg, source=batch["source"], target=batch["target"], m_tar=batch["mask"],
             same=batch["same"], v_sid=v_sid, i_r=out.i_r, i_low=out.i_low, m_r=out.m_r, m_low=out.m_low,
-            i_cycle=i_cycle, d_fake=d_fake, cycle_term=cycle_term)
+            i_cycle=i_cycle, discriminator=self.discriminator, cycle_term=cycle_term)
 
     def _prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.cfg.model.channels_last:
