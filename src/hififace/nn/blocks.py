@@ -29,10 +29,14 @@ class _AvgPool2x2(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        g = F.interpolate(grad, scale_factor=2.0, mode="nearest") * 0.25
-        h, w = ctx.in_shape[-2:]
-        if g.shape[-2:] != (h, w):  # odd sizes: the last row / column took no part in any window
-            g = F.pad(g, (0, w - g.shape[-1], 0, h - g.shape[-2]))
+        n, c, h, w = grad.shape
+        # each output gradient spread over its 2x2 window: one pass writing the full-size tensor
+        g = (grad * 0.25)[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+        if grad.dim() == 4 and not grad.is_contiguous() and grad.is_contiguous(memory_format=torch.channels_last):
+            g = g.contiguous(memory_format=torch.channels_last)
+        in_h, in_w = ctx.in_shape[-2:]
+        if (in_h, in_w) != (2 * h, 2 * w):  # odd sizes: the last row / column took no part in any window
+            g = F.pad(g, (0, in_w - 2 * w, 0, in_h - 2 * h))
         return g
 
 
@@ -107,6 +111,13 @@ def instance_norm(x: torch.Tensor) -> torch.Tensor:
     """Instance normalisation without affine parameters (statistics in fp32 for low-precision inputs)."""
     if x.dtype in (torch.float16, torch.bfloat16):
         return F.instance_norm(x.float(), eps=IN_EPS).to(x.dtype)
+    if torch.is_grad_enabled() and x.requires_grad and x.dim() == 4 and not torch.compiler.is_compiling():
+        # What F.instance_norm does (batch norm over N*C channels, aten::instance_norm), but the result is not a
+        # view: the in-place LeakyReLU that follows would otherwise make autograd copy the gradient (CopySlices).
+        n, c, h, w = x.shape
+        y = torch.batch_norm(x.contiguous().view(1, n * c, h, w), None, None, None, None, True, 0.1, IN_EPS,
+                             torch.backends.cudnn.enabled)
+        return torch.ops.aten._unsafe_view(y, (n, c, h, w))
     return F.instance_norm(x, eps=IN_EPS)
 
 
