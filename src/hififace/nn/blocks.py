@@ -154,7 +154,14 @@ class AdaIN(nn.Module):
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         std = self.std(v)[:, :, None, None]
         mean = self.mean(v)[:, :, None, None]
-        return std * instance_norm(x) + mean
+        n = instance_norm(x)
+        if not (torch.is_grad_enabled() and n.requires_grad) or torch.compiler.is_compiling():
+            return std * n + mean
+        # d/d std needs IN(x): recompute it from x (which the norm keeps anyway) instead of keeping a second tensor
+        x_ = x.detach()
+        recipe = _Recompute(n, lambda: instance_norm(x_))
+        with torch.autograd.graph.saved_tensors_hooks(recipe.pack, recipe.unpack):
+            return std * n + mean
 
 
 class AdaINResBlock(nn.Module):
