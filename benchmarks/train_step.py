@@ -16,7 +16,7 @@ import time
 
 
 def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repeats: int, warmup: int,
-             release_memory: bool = True) -> dict:
+             release_memory: bool = False) -> dict:
     import logging
     import statistics
 
@@ -88,8 +88,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only batch 2, 256, reference, fp32 + bf16, 2 repeats")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--no-release-memory", action="store_true",
-                    help="trainer.release_cpu_memory=false (no malloc_trim before the step's memory peak)")
+    ap.add_argument("--release-memory", action="store_true",
+                    help="trainer.release_cpu_memory=true (malloc_trim before the step's memory peak)")
     ap.add_argument("--force-bf16", action="store_true", help="run bf16 cases even on a CPU without native bf16")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = ap.parse_args()
@@ -114,7 +114,7 @@ def main() -> None:
                               "dtype": dtype, "skipped": "no native bf16 on this CPU (--force-bf16 to run anyway)"}))
             continue
         spec = dict(variant=variant, batch=batch, size=size, device=device, dtype=dtype, repeats=repeats, warmup=warmup,
-                    release_memory=not args.no_release_memory)
+                    release_memory=args.release_memory)
         proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(spec)], capture_output=True, text=True,
                               env={**os.environ})
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
