@@ -32,7 +32,7 @@ class _AvgPool2x2(torch.autograd.Function):
         n, c, h, w = grad.shape
         # each output gradient spread over its 2x2 window: one pass writing the full-size tensor
         g = (grad * 0.25)[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
-        if grad.dim() == 4 and not grad.is_contiguous() and grad.is_contiguous(memory_format=torch.channels_last):
+        if not grad.is_contiguous() and grad.is_contiguous(memory_format=torch.channels_last):
             g = g.contiguous(memory_format=torch.channels_last)
         in_h, in_w = ctx.in_shape[-2:]
         if (in_h, in_w) != (2 * h, 2 * w):  # odd sizes: the last row / column took no part in any window
@@ -87,15 +87,19 @@ class _Recompute:
         return out
 
 
+def _apply_recomputing(op, t: torch.Tensor, recompute) -> torch.Tensor:
+    """``op(t)``, where autograd keeps ``recompute`` (which gives ``t`` again) for the backward instead of ``t``."""
+    if not (torch.is_grad_enabled() and t.requires_grad) or torch.compiler.is_compiling():
+        return op(t)
+    recipe = _Recompute(t, recompute)
+    with torch.autograd.graph.saved_tensors_hooks(recipe.pack, recipe.unpack):
+        return op(t)
+
+
 def norm_act_conv(conv: nn.Module, norm, *inputs: torch.Tensor) -> torch.Tensor:
     """``conv(LeakyReLU(norm(*inputs)))`` whose activation is recomputed in the backward instead of kept."""
-    n = norm(*inputs)
-    if not (torch.is_grad_enabled() and n.requires_grad) or torch.compiler.is_compiling():
-        return conv(lrelu_(n))
-    detached = [i.detach() for i in inputs]
-    recipe = _Recompute(n, lambda: lrelu_(norm(*detached)))
-    with torch.autograd.graph.saved_tensors_hooks(recipe.pack, recipe.unpack):
-        return conv(lrelu_(n))
+    detached = [i.detach() for i in inputs]  # the recipe must not hold the inputs' autograd history
+    return _apply_recomputing(lambda n: conv(lrelu_(n)), norm(*inputs), lambda: lrelu_(norm(*detached)))
 
 
 def resample(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -154,14 +158,9 @@ class AdaIN(nn.Module):
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         std = self.std(v)[:, :, None, None]
         mean = self.mean(v)[:, :, None, None]
-        n = instance_norm(x)
-        if not (torch.is_grad_enabled() and n.requires_grad) or torch.compiler.is_compiling():
-            return std * n + mean
         # d/d std needs IN(x): recompute it from x (which the norm keeps anyway) instead of keeping a second tensor
         x_ = x.detach()
-        recipe = _Recompute(n, lambda: instance_norm(x_))
-        with torch.autograd.graph.saved_tensors_hooks(recipe.pack, recipe.unpack):
-            return std * n + mean
+        return _apply_recomputing(lambda n: std * n + mean, instance_norm(x), lambda: instance_norm(x_))
 
 
 class AdaINResBlock(nn.Module):
