@@ -53,7 +53,7 @@ def early_backward(fn, *xs: torch.Tensor, params=()) -> torch.Tensor:
     """``fn(*xs)`` (a scalar) with its gradients w.r.t. ``xs`` (and ``params``) computed *now*.
 
     Same value, same gradient (up to float rounding) as calling ``fn(*xs)`` directly, but the activations ``fn``
-    keeps for backward (frozen ArcFace / ReconNet / VGG, the cycle pass) are freed before the next term is built:
+    keeps for backward (frozen ArcFace / ReconNet / VGG, the discriminator) are freed before the next term is built:
     the step's peak memory holds one of these graphs at a time instead of all of them. Falls back to the plain call
     without gradients, and under float16 autocast (unscaled early gradients could underflow).
     """

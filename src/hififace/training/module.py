@@ -141,7 +141,7 @@ class HifiFaceModule(L.LightningModule):
 
     def _cycle_term(self, target, out, i_cycle):
         """L_cyc with its gradients (generator weights, I_r) computed now; None when _generate kept the graph whole."""
-        ctx, self._cycle = getattr(self, "_cycle", None), None
+        ctx, self._cycle = self._cycle, None
         if ctx is None or ctx[0] is not out.i_r or not torch.is_grad_enabled():
             return None
         i_r, i_r_in, generator = ctx
