@@ -6,8 +6,12 @@ finite; keys, shapes, dtypes and containers are those of the real files.
 from __future__ import annotations
 
 import math
+import sys
+import types
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -84,20 +88,57 @@ def reference_state(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
     return state
 
 
+@contextmanager
+def foreign_classes(*names: str) -> Iterator[list[type]]:
+    """Classes importable under ``names`` (``pkg.mod.Class``) for as long as the block runs, so that a pickle
+    names them exactly as a file written with that package installed does (pytorch-lightning 1.4 is not
+    installable next to torch 2.x). Made-up modules are removed again afterwards."""
+    added, classes = [], []
+    try:
+        for name in names:
+            module, _, cls_name = name.rpartition(".")
+            parts = module.split(".")
+            for i in range(1, len(parts) + 1):
+                mod = ".".join(parts[:i])
+                if mod not in sys.modules:
+                    sys.modules[mod] = types.ModuleType(mod)
+                    added.append(mod)
+                    if i > 1:
+                        setattr(sys.modules[".".join(parts[:i - 1])], parts[i - 1], sys.modules[mod])
+            cls = type(cls_name, (), {"__module__": module, "__qualname__": cls_name})
+            setattr(sys.modules[module], cls_name, cls)
+            classes.append(cls)
+        yield classes
+    finally:
+        for mod in reversed(added):
+            del sys.modules[mod]
+
+
+MODEL_CHECKPOINT = "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"
+
+
+def lightning14_callbacks(model_checkpoint: type) -> dict:
+    """``callbacks`` as pytorch-lightning <= 1.4 writes it: keyed by the callback's class (the released file)."""
+    return {model_checkpoint: {"monitor": "validation / g_loss", "best_model_score": torch.tensor(0.731),
+                               "best_model_path": "/ckpt/hififace/epoch=0-step=279999.ckpt",
+                               "current_score": torch.tensor(0.745), "dirpath": "/ckpt/hififace"}}
+
+
 def write_reference_ckpt(path: Path, seed: int = 0, state: dict | None = None) -> Path:
-    """A Lightning 1.4-style checkpoint as the reference trainer writes it."""
-    torch.save(
-        {
-            "epoch": 0,
-            "global_step": 299999,
-            "pytorch-lightning_version": "1.4.0",
-            "state_dict": reference_state(seed) if state is None else state,
-            "callbacks": {},
-            "optimizer_states": [],
-            "lr_schedulers": [],
-        },
-        path,
-    )
+    """A checkpoint as the reference trainer (pytorch-lightning 1.4.5) writes it, ModelCheckpoint class key included."""
+    with foreign_classes(MODEL_CHECKPOINT) as (model_checkpoint,):
+        torch.save(
+            {
+                "epoch": 0,
+                "global_step": 299999,
+                "pytorch-lightning_version": "1.4.5",
+                "state_dict": reference_state(seed) if state is None else state,
+                "callbacks": lightning14_callbacks(model_checkpoint),
+                "optimizer_states": [],
+                "lr_schedulers": [],
+            },
+            path,
+        )
     return path
 
 

@@ -1,53 +1,23 @@
 """Reading and writing tensors safely.
 
-Our format is safetensors. Foreign ``.pth``/``.ckpt`` files are read only through
-``torch.load(weights_only=True)``, which refuses arbitrary pickled code.
+Our format is safetensors. Foreign ``.pth``/``.ckpt`` files are read only through :func:`load_legacy`
+(``torch.load(weights_only=True)`` with inert stand-ins for Lightning's non-weight classes, see
+:mod:`hififace.weights.legacy`), which executes nothing from the file.
 """
 from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 
 from ..errors import WeightsError
 from ..utils.atomic import atomic_path
+from .legacy import load_legacy  # noqa: F401 (re-exported: the loaders import it from here)
 
 log = logging.getLogger(__name__)
-
-
-def load_legacy(path: str | Path, what: str = "checkpoint") -> Any:
-    """Load a PyTorch pickle (``.pth``/``.pt``/``.ckpt``) with ``weights_only=True`` and clear errors.
-
-    ``what`` names the expected file in error messages, e.g. ``"ArcFace backbone.pth"``.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"{path}: file not found ({what})")
-    if path.is_dir():
-        raise WeightsError(f"{path}: is a folder, expected the {what} file")
-    if path.stat().st_size == 0:
-        raise WeightsError(f"{path}: empty file; download the {what} again")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsError(f"{path}: cannot read {what} ({reason[:200]}); the file may be truncated or of another kind") from None
-    except Exception as err:  # pickle.UnpicklingError and friends from the restricted unpickler
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsError(
-            f"{path}: not a plain tensor checkpoint ({reason[:200]}); only weight files (no pickled code) are accepted"
-        ) from None
-
-
-def _is_zip(path: Path) -> bool:
-    try:
-        return zipfile.is_zipfile(path)
-    except OSError:
-        return False
 
 
 def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
@@ -103,6 +73,15 @@ def load_safetensors(path: str | Path, what: str = "weights") -> dict[str, torch
             return out
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as err:
         raise WeightsError(f"{path}: cannot read {what} ({str(err)[:200]}); the file may be truncated, re-create it") from None
+
+
+def tensors_only(state: Mapping, source: str | Path) -> "dict[str, torch.Tensor]":
+    """``state`` as a dict of tensors; a non-string key or a non-tensor value stops the load, naming it."""
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(f"{source}: state_dict entries that are not tensors ({describe_keys(bad, 3)}); "
+                           "this is not a weight file hififace can convert")
+    return dict(state)
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], source: str | Path) -> None:

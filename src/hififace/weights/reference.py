@@ -18,7 +18,7 @@ import torch
 
 from ..config import HifiFaceConfig
 from ..errors import WeightsError
-from .io import check_finite, describe_keys, load_legacy
+from .io import check_finite, describe_keys, load_legacy, tensors_only
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def read_reference_state(path: str | Path, obj: object = None) -> "OrderedDict[s
         obj = load_legacy(path, "reference HifiFace checkpoint (hififace_opensouce_299999.ckpt)")
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         state = obj["state_dict"]
-        if any(k.startswith(GEN) for k in state):
-            return OrderedDict(state)
+        if any(str(k).startswith(GEN) for k in state):
+            return OrderedDict(tensors_only(state, path))  # only tensors are taken; callbacks etc. are ignored
     raise WeightsError(f"{path}: not a reference HifiFace checkpoint ({describe_checkpoint(obj)}); "
                        "expected the Lightning checkpoint of mindslab-ai/hififace (hififace_opensouce_299999.ckpt)")
 

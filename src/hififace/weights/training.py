@@ -40,7 +40,7 @@ def convert_training_checkpoint(path: str | Path, out_dir: str | Path, frozen_fr
     from ..models.hififace import (ARCFACE_FILE, BFM_FILE, CONFIG_FILE, DISCRIMINATOR_FILE, LPIPS_FILE, RECON_FILE,
                                    HifiFace, assign_state)
     from ..utils.atomic import atomic_path
-    from .io import load_legacy, load_safetensors
+    from .io import load_legacy, load_safetensors, tensors_only
 
     path, out_dir = Path(path), Path(out_dir)
     if ckpt is None:
@@ -52,7 +52,7 @@ def convert_training_checkpoint(path: str | Path, out_dir: str | Path, frozen_fr
     if (out_dir / CONFIG_FILE).exists() and not overwrite:
         raise WeightsError(f"{out_dir}: already holds a model folder; choose another -o or pass --overwrite")
     config = HifiFaceConfig.from_dict(dict(meta["model_config"]), source=f"{path} (model_config)")
-    state = ckpt.get("state_dict", {})
+    state = tensors_only(ckpt.get("state_dict", {}), path)
     prefix = EMA_PREFIX if use_ema and any(k.startswith(EMA_PREFIX) for k in state) else GEN_PREFIX
     gen_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not gen_state:
