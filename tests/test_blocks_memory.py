@@ -108,3 +108,45 @@ def test_release_free_heap_works_on_glibc():
     junk = [torch.empty(1 << 18) for _ in range(64)]  # 64 MiB of 1 MiB blocks on the heap
     del junk
     assert release_free_heap() is True
+
+
+def _grads_under_autocast(fn, leaves, dtype, backward_inside: bool):
+    for t in leaves:
+        t.grad = None
+    with torch.autocast("cpu", dtype=dtype):
+        out = fn()
+        assert out.dtype == dtype  # the convolutions really ran in low precision
+        loss = (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
+        if backward_inside:
+            loss.backward()
+    if not backward_inside:  # PyTorch's documented AMP pattern: backward after leaving the autocast block
+        loss.backward()
+    return [t.grad.clone() for t in leaves]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("block", ["resblock", "adain"])
+def test_backward_outside_autocast_gives_the_gradients_of_backward_inside(dtype, block):
+    """The recompute re-enters the forward's autocast state (it used to run in fp32 and crash the conv)."""
+    torch.manual_seed(3)
+    if block == "adain":
+        b = AdaINResBlock(6, 4, style_dim=5, upsample=True)
+        x, v = torch.randn(2, 6, 8, 8, requires_grad=True), torch.randn(2, 5, requires_grad=True)
+        fn, leaves = (lambda: b(x, v)), [x, v, *b.parameters()]
+    else:
+        b = ResBlock(6, 4, "down")
+        x = torch.randn(2, 6, 8, 8, requires_grad=True)
+        fn, leaves = (lambda: b(x)), [x, *b.parameters()]
+    inside = _grads_under_autocast(fn, leaves, dtype, backward_inside=True)
+    outside = _grads_under_autocast(fn, leaves, dtype, backward_inside=False)
+    for a, c in zip(inside, outside):
+        assert a.dtype == c.dtype and torch.isfinite(a).all()
+        # same ops on the same inputs; only where the backward runs differs: equal up to fp32 rounding
+        torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-6 * float(a.abs().max()) + 1e-12)
+
+
+def test_recompute_refuses_a_tensor_unlike_the_saved_one():
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    y = B._apply_recomputing(lambda t: t.square(), x * 2, lambda: (x.detach() * 2).double())  # wrong dtype on purpose
+    with pytest.raises(RuntimeError, match="recomputed activation is torch.float64"):
+        y.sum().backward()

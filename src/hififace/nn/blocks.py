@@ -6,6 +6,8 @@ path and after the 1x1 conv on the side path, output = main + side without scali
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,12 +63,19 @@ class _Recompute:
     Autograd saves the activation between a norm and a conv twice over (the LeakyReLU's result and the conv's
     input, one tensor); recomputing it from the norm's input (kept anyway) costs a norm and a LeakyReLU, a few
     percent of the conv. The recomputed tensor is cached until every saved reference has been unpacked.
+
+    As ``torch.utils.checkpoint`` does, the recipe runs under the autocast state of the forward (device type,
+    dtype, enabled, cache): the backward may run outside the ``autocast`` block (PyTorch's documented AMP
+    pattern), and AdaIN's linear heads must give the same dtype as in the forward. The recomputed tensor is
+    checked against the saved one's dtype and shape.
     """
 
     def __init__(self, like: torch.Tensor, fn):
-        self.ptr, self.shape, self.fn = like.data_ptr(), like.shape, fn
+        self.ptr, self.shape, self.dtype, self.fn = like.data_ptr(), like.shape, like.dtype, fn
         self.packed = self.unpacked = 0
         self.cache = None
+        self.device_type = like.device.type
+        self.autocast = {t: _autocast_state(t) for t in {self.device_type, "cpu"}}
 
     def pack(self, t: torch.Tensor):
         if t.data_ptr() == self.ptr and t.shape == self.shape:
@@ -78,13 +87,24 @@ class _Recompute:
         if p is not self:
             return p
         if self.cache is None:
-            with torch.no_grad():
+            with torch.no_grad(), contextlib.ExitStack() as stack:
+                for device_type, state in self.autocast.items():
+                    stack.enter_context(torch.autocast(device_type, **state))
                 self.cache = self.fn()
+            if self.cache.dtype != self.dtype or self.cache.shape != self.shape:
+                raise RuntimeError(f"recomputed activation is {self.cache.dtype} {tuple(self.cache.shape)}, the "
+                                   f"forward saved {self.dtype} {tuple(self.shape)}")
         out = self.cache
         self.unpacked += 1
         if self.unpacked == self.packed:  # all references served: free it (a retained graph recomputes again)
             self.cache, self.unpacked = None, 0
         return out
+
+
+def _autocast_state(device_type: str) -> dict:
+    """Keyword arguments of ``torch.autocast`` that re-enter the current autocast state of ``device_type``."""
+    return {"enabled": torch.is_autocast_enabled(device_type), "dtype": torch.get_autocast_dtype(device_type),
+            "cache_enabled": torch.is_autocast_cache_enabled()}
 
 
 def _apply_recomputing(op, t: torch.Tensor, recompute) -> torch.Tensor:
