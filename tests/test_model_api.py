@@ -108,11 +108,14 @@ def test_other_sizes_are_resized_with_a_warning(model, caplog):
 def test_interpolation_endpoints(model):
     x = images(3)
     s1, s2, t = x[:1], x[1:2], x[2:]
+    # The reference's mix re-normalises the ArcFace vector: at the endpoints it equals the plain identity to float
+    # rounding only, and the ~30 layers after it amplify that last bit to ~1e-5 on these random weights, by an
+    # amount that depends on the kernels and the thread split. 1e-4 (0.03 grey levels) bounds it with headroom.
     for mode in ("identity", "3d", "all"):
         at1 = model.interpolate(s1, s2, t, 1.0, mode)
-        torch.testing.assert_close(at1, model.swap(s1, t), rtol=0, atol=1e-5)
+        torch.testing.assert_close(at1, model.swap(s1, t), rtol=0, atol=1e-4)
     at0 = model.interpolate(s1, s2, t, 0.0, "all")
-    torch.testing.assert_close(at0, model.swap(s2, t), rtol=0, atol=1e-5)
+    torch.testing.assert_close(at0, model.swap(s2, t), rtol=0, atol=1e-4)
     mid = model.interpolate(s1, s2, t, 0.5, "identity")
     assert not torch.equal(mid, model.swap(s1, t))
 
