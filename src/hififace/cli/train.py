@@ -18,19 +18,26 @@ Any config value can be overridden as --section.key VALUE (VALUE is read as YAML
 """
 
 
+USAGE = "hififace train [-h] [--config NAME|FILE] [--resume CKPT] [--init DIR] [--print-config] [--SECTION.KEY VALUE ...]"
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..training.config import override_keys  # no Lightning import here: --help stays fast
 
-    p = sub.add_parser("train", help="train or fine-tune a HifiFace model", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The usage names the override pattern once; the overrides themselves are listed in their own group.
+    p = sub.add_parser("train", help="train or fine-tune a HifiFace model", epilog=EPILOG, usage=USAGE,
+                       formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=40))
     p.add_argument("--config", help="YAML training config (configs/*.yaml); defaults apply without one")
     p.add_argument("--resume", help="continue a run exactly from its checkpoint (e.g. runs/x/checkpoints/last.ckpt)")
     p.add_argument("--init", help="start from this model folder (shortcut for --model.init)")
     p.add_argument("--print-config", "--dry-run", dest="print_config", action="store_true",
                    help="validate the config, print it resolved and exit (nothing is trained)")
-    group = p.add_argument_group("config overrides")
-    for key in override_keys():
-        group.add_argument(f"--{key}", dest=f"override:{key}", default=argparse.SUPPRESS, metavar="V")
+    group = p.add_argument_group("config overrides (VALUE is read as YAML; a true/false key alone means true; "
+                                 "losses.r1/recon_size/adversarial default by model.variant)")
+    for key, (kind, default) in override_keys().items():
+        flag = dict(nargs="?", const="true") if kind == "bool" else {}
+        group.add_argument(f"--{key}", dest=f"override:{key}", default=argparse.SUPPRESS, metavar="V",
+                           help=f"{kind}, default {'null' if default is None else default}", **flag)
     p.set_defaults(func=run)
 
 
