@@ -7,9 +7,9 @@ import logging
 log = logging.getLogger("hififace")
 
 EPILOG = """examples:
-  hififace train --config configs/hififace_256_reference.yaml --data.images DIR --data.parsing DIR
-  hififace train --config configs/hififace_256_reference.yaml --resume runs/x/checkpoints/last.ckpt
-  hififace train --config configs/hififace_256_paper.yaml --init weights/init-256 --data.root prep/
+  hififace train --config hififace_256_reference --data.images DIR --data.parsing DIR
+  hififace train --config hififace_256_reference --resume runs/x/checkpoints/last.ckpt
+  hififace train --config hififace_256_paper --init weights/init-256 --data.root prep/
   hififace train --config ... --trainer.devices 8 --trainer.precision bf16-mixed
   srun hififace train --config ... --trainer.num_nodes 4 --trainer.devices 8
   tensorboard --logdir runs/
@@ -27,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     # The usage names the override pattern once; the overrides themselves are listed in their own group.
     p = sub.add_parser("train", help="train or fine-tune a HifiFace model", epilog=EPILOG, usage=USAGE,
                        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=40))
-    p.add_argument("--config", help="YAML training config (configs/*.yaml); defaults apply without one")
+    p.add_argument("--config", metavar="NAME|FILE",
+                   help="YAML training config: a file, or a shipped one by name (hififace_256_reference, "
+                        "hififace_256_paper, hififace_512_reference, hififace_512_paper, hififace_tiny)")
     p.add_argument("--resume", help="continue a run exactly from its checkpoint (e.g. runs/x/checkpoints/last.ckpt)")
     p.add_argument("--init", help="start from this model folder (shortcut for --model.init)")
     p.add_argument("--print-config", "--dry-run", dest="print_config", action="store_true",
