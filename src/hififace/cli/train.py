@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 log = logging.getLogger("hififace")
 
 EPILOG = """examples:
   hififace train --config hififace_256_reference --data.images DIR --data.parsing DIR
-  hififace train --config hififace_256_reference --resume runs/x/checkpoints/last.ckpt
+  hififace train --resume runs/x/checkpoints/last.ckpt             # the run's own config, from the checkpoint
   hififace train --config hififace_256_paper --init weights/init-256 --data.root prep/
   hififace train --config ... --trainer.devices 8 --trainer.precision bf16-mixed
   srun hififace train --config ... --trainer.num_nodes 4 --trainer.devices 8
   tensorboard --logdir runs/
 
 Any config value can be overridden as --section.key VALUE (VALUE is read as YAML: 1e-4, [0, 0.99], null).
+A fresh run refuses a checkpoint.dir that already holds a run: resume it, or pass --checkpoint.overwrite.
 """
 
 
@@ -30,8 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="NAME|FILE",
                    help="YAML training config: a file, or a shipped one by name (hififace_256_reference, "
                         "hififace_256_paper, hififace_512_reference, hififace_512_paper, hififace_tiny)")
-    p.add_argument("--resume", help="continue a run exactly from its checkpoint (e.g. runs/x/checkpoints/last.ckpt)")
-    p.add_argument("--init", help="start from this model folder (shortcut for --model.init)")
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue a run exactly from its checkpoint (e.g. runs/x/checkpoints/last.ckpt); without "
+                        "--config the checkpoint's own config is used (overrides still apply)")
+    p.add_argument("--init", metavar="DIR", help="start from this model folder (shortcut for --model.init)")
     p.add_argument("--print-config", "--dry-run", dest="print_config", action="store_true",
                    help="validate the config, print it resolved and exit (nothing is trained)")
     group = p.add_argument_group("config overrides (VALUE is read as YAML; a true/false key alone means true; "
@@ -49,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("override:")}
     if args.init:
         overrides["model.init"] = args.init
-    cfg = load_config(args.config, overrides)
+    if args.resume:
+        from ..training.resume import resume_config
+
+        cfg = resume_config(args.resume, args.config, overrides)  # the checkpoint's own config without --config
+    else:
+        cfg = load_config(args.config, overrides)
     if args.print_config:
         import yaml
 
@@ -64,5 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.build import fit
 
     trainer, module = fit(cfg, resume=args.resume)
-    log.info("finished at iteration %d; checkpoints in %s/checkpoints", module.iteration, cfg.checkpoint.dir)
+    log.info("finished at iteration %d (trainer.max_steps=%d); checkpoints in %s", module.iteration,
+             cfg.trainer.max_steps, Path(cfg.checkpoint.dir) / "checkpoints")
     return 0
+

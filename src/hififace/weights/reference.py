@@ -129,13 +129,25 @@ def _take(state: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, t
     return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
 
 
+def _narrow_widths(state: Mapping[str, torch.Tensor], f_id: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Widths of a narrow model written with ``--to reference`` (tests, smoke runs), read from the first convs;
+    empty for the released checkpoint (64 channels each)."""
+    out = {}
+    stem, conv1 = state.get(GEN + "encoder.conv_first.weight"), f_id.get("conv1.weight")
+    if stem is not None and stem.shape[0] != 64:
+        out["channel_multiplier"] = stem.shape[0] / 64
+    if conv1 is not None and conv1.shape[0] != 64:
+        out["frozen_width"] = conv1.shape[0] / 64
+    return out
+
+
 def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_training: bool = True, obj: object = None) -> Path:
     """Convert the reference Lightning checkpoint into our model folder.
 
     ``keep_training`` also writes the discriminator and LPIPS weights (for fine-tuning and for the way back);
     ``obj`` is the checkpoint already loaded by the caller, if any.
     """
-    from ..models.discriminators import MultiscaleDiscriminator
+    from ..models.discriminators import create_discriminator
     from ..models.frozen.arcface import arcface_arch_from_state_dict
     from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace, assign_state
 
@@ -146,11 +158,11 @@ def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_tra
 
     f_id = _take(state, F_ID)
     arch = arcface_arch_from_state_dict(f_id)
-    config = HifiFaceConfig(image_size=256, variant="reference", arcface_arch=arch,
+    config = HifiFaceConfig(image_size=256, variant="reference", arcface_arch=arch, **_narrow_widths(state, f_id),
                             notes={"converted_from": path.name, "source_format": "mindslab-ai/hififace Lightning checkpoint"})
     with torch.device("meta"):
         model = HifiFace(config)
-        disc = MultiscaleDiscriminator()
+        disc = create_discriminator(config)
     gmap = generator_key_map(model.generator)
     dmap = discriminator_key_map(disc)
 
@@ -206,9 +218,9 @@ def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_tra
 # ---------------------------------------------------------------------------------------------- writing
 def build_reference_state(folder: str | Path, allow_missing_training: bool = False) -> "OrderedDict[str, torch.Tensor]":
     """The 2791-key reference state_dict of one of our folders (256, reference variant)."""
-    from ..models.discriminators import MultiscaleDiscriminator
+    from ..models.discriminators import create_discriminator
     from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace
-    from .io import load_safetensors
+    from .io import load_into, load_safetensors
 
     folder = Path(folder)
     model = HifiFace.from_pretrained(folder)
@@ -227,10 +239,15 @@ def build_reference_state(folder: str | Path, allow_missing_training: bool = Fal
     for ours, ref in gmap.items():
         out[GEN + ref] = gstate[ours]
 
-    disc = MultiscaleDiscriminator()
+    cfg = model.config
+    if cfg.channel_multiplier != 1.0 or cfg.frozen_width != 1.0:
+        log.warning("%s: channel_multiplier %s, frozen_width %s: the checkpoint has the reference's keys but smaller "
+                    "shapes; the reference code builds full-width networks and will not load it", folder,
+                    cfg.channel_multiplier, cfg.frozen_width)
+    disc = create_discriminator(cfg)  # the widths of the folder's config (a tiny model has a tiny discriminator)
     dfile = folder / DISCRIMINATOR_FILE
     if dfile.exists():
-        disc.load_state_dict(load_safetensors(dfile, "discriminator weights"), strict=True)
+        load_into(disc, load_safetensors(dfile, "discriminator weights"), dfile)
     elif not allow_missing_training:
         raise WeightsError(f"{dfile}: missing; the reference checkpoint needs discriminator weights "
                            "(pass --allow-random-training-parts to write freshly initialised ones)")
