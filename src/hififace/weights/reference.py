@@ -129,16 +129,16 @@ def _take(state: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, t
     return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
 
 
-def _narrow_widths(state: Mapping[str, torch.Tensor], f_id: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Widths of a narrow model written with ``--to reference`` (tests, smoke runs), read from the first convs;
-    empty for the released checkpoint (64 channels each)."""
-    out = {}
-    stem, conv1 = state.get(GEN + "encoder.conv_first.weight"), f_id.get("conv1.weight")
-    if stem is not None and stem.shape[0] != 64:
-        out["channel_multiplier"] = stem.shape[0] / 64
-    if conv1 is not None and conv1.shape[0] != 64:
-        out["frozen_width"] = conv1.shape[0] / 64
-    return out
+#: Top-level entry our narrow exports (tests, smoke runs) add, so they convert back at their widths.
+WIDTHS_KEY = "hififace_widths"
+
+
+def _narrow_widths(obj: object) -> dict[str, float]:
+    """Widths recorded by :func:`export_reference_checkpoint` for a narrow model; empty for the released file."""
+    widths = obj.get(WIDTHS_KEY) if isinstance(obj, Mapping) else None
+    if not isinstance(widths, Mapping):
+        return {}
+    return {k: float(widths[k]) for k in ("channel_multiplier", "frozen_width") if k in widths}
 
 
 def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_training: bool = True, obj: object = None) -> Path:
@@ -152,13 +152,16 @@ def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_tra
     from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace, assign_state
 
     path = Path(path)
+    if obj is None:
+        obj = load_legacy(path, "reference HifiFace checkpoint (hififace_opensouce_299999.ckpt)")
     state = read_reference_state(path, obj)
+    widths = _narrow_widths(obj)
     del obj
     check_finite(state, path)
 
     f_id = _take(state, F_ID)
     arch = arcface_arch_from_state_dict(f_id)
-    config = HifiFaceConfig(image_size=256, variant="reference", arcface_arch=arch, **_narrow_widths(state, f_id),
+    config = HifiFaceConfig(image_size=256, variant="reference", arcface_arch=arch, **widths,
                             notes={"converted_from": path.name, "source_format": "mindslab-ai/hififace Lightning checkpoint"})
     with torch.device("meta"):
         model = HifiFace(config)
@@ -292,9 +295,14 @@ def export_reference_checkpoint(folder: str | Path, out_path: str | Path, allow_
     """Write one of our folders as a reference Lightning checkpoint (loads strictly in mindslab-ai/hififace)."""
     from ..utils.atomic import atomic_path
 
+    from ..config import HifiFaceConfig
+
     state = build_reference_state(folder, allow_missing_training)
     ckpt = {"epoch": 0, "global_step": 0, "pytorch-lightning_version": "1.4.2", "state_dict": state,
             "callbacks": {}, "optimizer_states": [], "lr_schedulers": []}
+    config = HifiFaceConfig.load(Path(folder) / "config.json")
+    if config.channel_multiplier != 1.0 or config.frozen_width != 1.0:  # a narrow model: say so for the way back
+        ckpt[WIDTHS_KEY] = {"channel_multiplier": config.channel_multiplier, "frozen_width": config.frozen_width}
     with atomic_path(out_path) as tmp:
         torch.save(ckpt, tmp)
     return Path(out_path)
