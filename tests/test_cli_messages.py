@@ -107,3 +107,26 @@ def test_read_label_reads_mp4_tags_and_reports_xmp_once(tmp_path):
     assert "trainedAlgorithmicMedia" in label["XMP"] and "XML:com.adobe.xmp" not in label
     shutil.copy(tmp_path / "a.png", tmp_path / "b.png")
     assert sum("<x:xmpmeta" in v for v in read_label(tmp_path / "b.png").values()) == 1
+
+
+def test_outputs_are_replaced_atomically_unless_no_clobber(home, capsys):
+    from hififace.inference.images import check_output_path
+    from hififace.inference.interpolate import check_video_path
+
+    folder = tiny_model_dir(home / "m")
+    out = home / "work" / "out.png"
+    out.write_bytes(b"old")
+    base = ["swap", "--source", SAMPLES / "astronaut.png", "--target", SAMPLES / "cameraman.png", "-o", out,
+            "--weights", folder]
+    rc, _, err = run_cli([*base, "--no-clobber"], capsys)
+    assert_one_error(rc, err, "out.png", "already exists", "--no-clobber")
+    assert out.read_bytes() == b"old"
+    rc, _, err = run_cli(base, capsys)
+    assert rc == 0, err
+    assert read_label(out)["hififace:command"] == "swap"  # replaced by the new output
+    assert sorted(p.name for p in (home / "work").iterdir()) == ["out.png"]  # no temporary left
+    gif = home / "work" / "a.gif"
+    gif.write_bytes(b"old")
+    with pytest.raises(Exception, match="already exists"):
+        check_video_path(gif, no_clobber=True)
+    assert check_video_path(gif) == gif and check_output_path(out) == out

@@ -20,8 +20,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_watermark_arg(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that write labelled images: the visible mark and the replacement policy."""
     p.add_argument("--watermark", action="store_true",
                    help="also draw a visible 'AI-generated' mark (the metadata label is always written)")
+    p.add_argument("--no-clobber", action="store_true",
+                   help="refuse to replace an existing output file (by default it is replaced, atomically)")
 
 
 def pick_device(name: str | None) -> Any:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from ..weights.resolve import find_model_dir, resolve_model_dir
     from ._common import load_model, model_meta, pick_device, progress
 
-    out = check_output_path(args.output)
+    out = check_output_path(args.output, no_clobber=args.no_clobber)
     files = sample_files()
     folder = resolve_model_dir(args.weights) if args.weights else find_model_dir(None)
     if folder is None:
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args)
     random_mode = model.is_random  # also a folder saved from HifiFace.random
     if random_mode:
-        out = random_output_name(out)
+        out = check_output_path(random_output_name(out), no_clobber=args.no_clobber)
     size = model.config.image_size
     if args.all:
         source_names = target_names = list(files)

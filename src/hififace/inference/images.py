@@ -163,13 +163,21 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORMATS) -> Path:
-    """Refuse an output path we cannot write, before any work is done."""
+def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORMATS, no_clobber: bool = False) -> Path:
+    """Refuse an output path we cannot write, before any work is done.
+
+    The replacement policy of every command: an existing output file is replaced, atomically (the old file stays
+    whole until the new one is complete, so a failed run never damages it); ``no_clobber`` (``--no-clobber``)
+    refuses an existing file instead.
+    """
     path = Path(path)
     if path.is_dir():
-        raise HifiFaceError(f"{path}: is a folder; give an output file name such as {path / 'out.png'}")
+        example = path / f"out{next(iter(formats))}"
+        raise HifiFaceError(f"{path}: is a folder; give an output file name such as {example}")
     if path.suffix.lower() not in formats:
         raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use {', '.join(formats)}")
+    if no_clobber and path.exists():
+        raise HifiFaceError(f"{path}: already exists and --no-clobber is given; choose another -o or drop --no-clobber")
     return path
 
 
