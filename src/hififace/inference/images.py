@@ -175,7 +175,9 @@ def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORM
         example = path / f"out{next(iter(formats))}"
         raise HifiFaceError(f"{path}: is a folder; give an output file name such as {example}")
     if path.suffix.lower() not in formats:
-        raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use {', '.join(formats)}")
+        names = list(formats)
+        allowed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use {allowed}")
     if no_clobber and path.exists():
         raise HifiFaceError(f"{path}: already exists and --no-clobber is given; choose another -o or drop --no-clobber")
     return path
