@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (images/, parsing/, index.jsonl)")
     p.add_argument("--size", type=int, default=256, help="crop size in pixels (default 256)")
     p.add_argument("--align", default="arcface", choices=("arcface", "ffhq", "frontal"),
-                   help="alignment template (default arcface: insightface's 5-point template, as SimSwap's VGGFace2-224)")
+                   help="alignment template (default arcface: insightface's 5-point template scaled to the crop; the reference's "
+                        "own alignment, from 3DDFA_V2 landmarks, was never released)")
     p.add_argument("--parsing", default="auto", choices=("auto", "bisenet", "psfrgan", "landmarks"),
                    help="face parser (default auto: BiSeNet or PSFRGAN when their file is found, else landmarks)")
     p.add_argument("--parsing-weights", metavar="FILE", help="79999_iter.pth (BiSeNet) or parse_multi_iter_90000.pth (PSFRGAN)")
