@@ -286,7 +286,12 @@ def removed_on_failure(run_dir: Path) -> Iterator[None]:
     except BaseException:
         if not any((run_dir / "checkpoints").glob("*.ckpt")):
             if not existed:
-                shutil.rmtree(top if top.exists() else run_dir, ignore_errors=True)
+                shutil.rmtree(run_dir, ignore_errors=True)
+                for parent in run_dir.parents:  # the folders created above it, while empty
+                    if parent == top.parent:
+                        break
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()
             elif run_dir.is_dir():
                 for name in set(os.listdir(run_dir)) - before:
                     path = run_dir / name
