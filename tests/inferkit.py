@@ -18,8 +18,13 @@ def tiny_model(seed: int = 0) -> HifiFace:
     return HifiFace.random(HifiFaceConfig(**TINY), seed=seed)
 
 
-def tiny_model_dir(path: Path, seed: int = 0) -> Path:
-    return tiny_model(seed).save_pretrained(path)
+def tiny_model_dir(path: Path, seed: int = 0, random_note: bool = False) -> Path:
+    """A tiny model folder standing in for trained weights: without ``random_note`` its config does not carry
+    HifiFace.random's note (which would label every output 'random weights')."""
+    model = tiny_model(seed)
+    if not random_note:
+        model.config.notes.pop("weights")
+    return model.save_pretrained(path)
 
 
 def sample(name: str) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_swap_is_deterministic_and_matches_forward(model):
     assert torch.equal(a, b)
     with torch.no_grad():
         ref = model(x[:1], x[1:]).i_r
-    assert torch.equal(a, ref)
+    assert torch.equal(a, ref.clamp(0, 1))  # swap clamps float outputs as the 8-bit path does
 
 
 def test_cached_identity_gives_the_same_result(model):

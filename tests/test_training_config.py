@@ -7,10 +7,10 @@ import pytest
 
 from hififace.cli.main import main
 from hififace.errors import ConfigError
-from hififace.training.config import load_config
+from hififace.training.config import SHIPPED_CONFIGS as CONFIGS
+from hififace.training.config import load_config, shipped_configs
 from trainkit import make_dataset
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize("name", ["hififace_256_reference", "hififace_512_reference", "hififace_256_paper",
@@ -25,6 +25,23 @@ def test_shipped_configs_load(name):
     else:
         assert losses.adversarial == "hinge" and cfg.optim.betas[1] == pytest.approx(0.999)
     assert all(isinstance(b, float) for b in cfg.optim.betas)  # integer 0 from YAML becomes 0.0
+
+
+def test_shipped_configs_are_package_data_and_named_by_name(tmp_path):
+    import tomllib
+
+    assert shipped_configs() == ["hififace_256_paper", "hififace_256_reference", "hififace_512_paper",
+                                 "hififace_512_reference", "hififace_tiny"]
+    assert CONFIGS.parent == Path(__import__("hififace").__file__).parent  # inside the package: wheels carry them
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "configs/*.yaml" in data["tool"]["setuptools"]["package-data"]["hififace"]
+    assert load_config("hififace_tiny") == load_config("hififace_tiny.yaml") == load_config(CONFIGS / "hififace_tiny.yaml")
+    local = tmp_path / "hififace_tiny.yaml"  # a path wins over the shipped config of the same name
+    local.write_text("trainer:\n  max_steps: 3\n")
+    assert load_config(local).trainer.max_steps == 3
+    with pytest.raises(ConfigError, match="hififace_256_reference, hififace_512_paper") as err:
+        load_config("hififace_257_reference")
+    assert "\n" not in str(err.value)
 
 
 def test_yaml_quirks_are_accepted(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from hififace.data.parsing import FACE_COLOURS
+from hififace.training.config import SHIPPED_CONFIGS
 
 HAIR = (0, 0, 204)  # a non-face class of the palette
 
@@ -43,4 +44,4 @@ def tiny_overrides(tmp: Path, images: Path, parsing: Path, **extra) -> dict:
     return out
 
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "hififace_tiny.yaml"
+CONFIG = SHIPPED_CONFIGS / "hififace_tiny.yaml"

@@ -20,8 +20,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_watermark_arg(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that write labelled images: the visible mark and the replacement policy."""
     p.add_argument("--watermark", action="store_true",
                    help="also draw a visible 'AI-generated' mark (the metadata label is always written)")
+    p.add_argument("--no-clobber", action="store_true",
+                   help="refuse to replace an existing output file (by default it is replaced, atomically)")
 
 
 def pick_device(name: str | None) -> Any:
@@ -64,6 +67,9 @@ def load_model(args: argparse.Namespace):
     device = pick_device(getattr(args, "device", None))
     model = HifiFace.from_pretrained(getattr(args, "weights", None), device=device, dtype=getattr(args, "dtype", None))
     log.debug("model %s on %s (%s)", model.config.variant, device, getattr(args, "dtype", "fp32"))
+    if model.is_random:
+        log.warning("this model folder holds RANDOM weights (saved from HifiFace.random): the output is noise and is "
+                    "labelled 'random weights'")
     return model
 
 
@@ -71,6 +77,8 @@ def model_meta(model: Any, command: str, **extra: str) -> dict[str, str]:
     """Extra label fields written into outputs: which command and which kind of model made them."""
     cfg = model.config
     meta = {"hififace:command": command, "hififace:model": f"{cfg.variant}-{cfg.image_size}"}
+    if getattr(model, "is_random", False):
+        meta["hififace:weights"] = "random (smoke test; the output means nothing)"
     meta.update({f"hififace:{k}": str(v) for k, v in extra.items()})
     return meta
 

@@ -65,20 +65,22 @@ def run(args: argparse.Namespace) -> int:
     from ..weights.resolve import find_model_dir, resolve_model_dir
     from ._common import load_model, model_meta, pick_device, progress
 
-    out = check_output_path(args.output)
+    out = check_output_path(args.output, no_clobber=args.no_clobber)
     files = sample_files()
     folder = resolve_model_dir(args.weights) if args.weights else find_model_dir(None)
-    random_mode = folder is None
-    if random_mode:
+    if folder is None:
         from ..models.hififace import HifiFace, resolve_dtype
+        from ..weights.resolve import searched_places
 
-        log.warning("no trained weights found (pass --weights DIR or set $HIFIFACE_HOME): running a smoke test "
-                    "with RANDOM weights; the output is noise")
+        log.warning("no trained weights found in %s (pass --weights DIR or set $HIFIFACE_HOME): running a smoke "
+                    "test with RANDOM weights; the output is noise", searched_places())
         model = HifiFace.random(smoke_config(), seed=0).to(device=pick_device(args.device), dtype=resolve_dtype(args.dtype))
-        out = random_output_name(out)
     else:
         args.weights = str(folder)
         model = load_model(args)
+    random_mode = model.is_random  # also a folder saved from HifiFace.random
+    if random_mode:
+        out = check_output_path(random_output_name(out), no_clobber=args.no_clobber)
     size = model.config.image_size
     if args.all:
         source_names = target_names = list(files)
@@ -92,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
     with progress(len(sources) * len(targets), "demo") as bar:
         results = swap_grid(model, sources, targets, progress=bar.update)
     canvas = make_grid(source_names, sources, target_names, targets, results, cell=size)
-    extra = {"weights": "random (smoke test; the output means nothing)"} if random_mode else {}
-    save_image(out, canvas, watermark=args.watermark or random_mode, meta=model_meta(model, "demo", **extra),
+    save_image(out, canvas, watermark=args.watermark or random_mode, meta=model_meta(model, "demo"),
                watermark_text=f"{WATERMARK_TEXT} · {RANDOM_TAG}" if random_mode else None)
     log.info("wrote %s%s", out, " (random weights: a smoke test, not a face swap)" if random_mode else "")
     return 0

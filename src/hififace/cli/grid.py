@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.images import check_output_path, list_images, load_image, save_image
     from ._common import load_model, model_config, model_meta, progress
 
-    out = check_output_path(args.output)
+    out = check_output_path(args.output, no_clobber=args.no_clobber)
     if args.cell_size is not None and not 16 <= args.cell_size <= 1024:
         raise HifiFaceError(f"--cell-size {args.cell_size}: use a side between 16 and 1024")
     if args.batch_size < 1:

@@ -13,12 +13,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import WeightsError
     from ..models.hififace import read_folder_info
 
-    info = read_folder_info(args.path)
+    info = read_folder_info(args.path, how="give the folder: hififace info DIR")
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0
+    else:
+        _print(info)
+    if info["missing"]:
+        raise WeightsError(f"{info['folder']}: incomplete model folder, missing {', '.join(info['missing'])}; "
+                           "re-create it with 'hififace convert'")
+    return 0
+
+
+def _print(info: dict) -> None:
     print(f"folder:  {info['folder']}")
     print(f"format:  {info['format']}")
     cfg = info["config"]
@@ -30,4 +39,3 @@ def run(args: argparse.Namespace) -> int:
         total += f["elements"]
         print(f"  {name:28s} {f['tensors']:5d} tensors {f['elements']:13,d} elements {f['bytes'] / 2**20:9.1f} MiB")
     print(f"  {'total':28s} {'':5s}         {total:13,d} elements")
-    return 0

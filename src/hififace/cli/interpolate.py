@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.interpolate import check_video_path, interpolation_frames, save_animation
     from ._common import load_model, model_config, model_meta, progress
 
-    out = check_video_path(args.output)
+    out = check_video_path(args.output, no_clobber=args.no_clobber)
     if not 2 <= args.frames <= 1000:
         raise HifiFaceError(f"--frames {args.frames}: use between 2 and 1000")
     if not 10 <= args.frame_ms <= 60_000:

@@ -2,18 +2,20 @@
 
 Every command module exposes ``add_parser(subparsers)`` which registers its parser and sets
 ``func=run`` where ``run(args) -> int`` returns the exit status. User errors
-(:class:`~hififace.errors.HifiFaceError`) become one line on stderr and a non-zero exit, never a traceback.
+(:class:`~hififace.errors.HifiFaceError`) become one line on stderr and a non-zero exit, never a traceback;
+anything unforeseen is one line too, with the traceback under ``-v``.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import sys
 from typing import Sequence
 
 from ..errors import HifiFaceError
-from ..utils.logs import setup_logging
+from ..utils.logs import cli_logging
 
 # name -> module (relative to this package); modules are imported lazily so that `hififace --help`
 # stays fast and a missing optional extra only breaks its own command.
@@ -29,34 +31,115 @@ COMMANDS: dict[str, str] = {
     "train": ".train",
 }
 
+#: Top-level module a command may need -> the extra that installs it.
+EXTRAS: dict[str, str] = {
+    "cv2": "face", "lightning": "train", "yaml": "train", "tensorboard": "train", "imageio": "video",
+    "imageio_ffmpeg": "video", "onnx": "onnx", "onnxruntime": "onnx", "gradio": "app",
+}
+
 log = logging.getLogger("hififace")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """argparse without prefix matching (``--trainer.max 4`` must not mean ``--trainer.max_steps``); sub-command
+    parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
         prog="hififace",
         description="High-fidelity one-shot face swapping (HifiFace). Use only with the consent of the people shown.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and debug logs")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, module in COMMANDS.items():
         try:
             mod = importlib.import_module(module, __package__)
-        except ModuleNotFoundError as err:  # a command whose module is not written yet or whose extra is missing
-            if err.name and err.name.startswith("hififace"):
-                continue
-            raise
+        except ImportError as err:  # an extra is missing (or the install is broken): say so when it is used
+            _add_unavailable(sub, name, err)
+            continue
         mod.add_parser(sub)
+    parser.commands = sub.choices  # type: ignore[attr-defined]
     return parser
+
+
+def unavailable_reason(err: ImportError) -> str:
+    """What to install (or that the install is broken) for a command whose module failed to import."""
+    missing = (err.name or "").split(".")[0]
+    if missing in EXTRAS:
+        return f"{missing} is not installed: pip install 'hififace[{EXTRAS[missing]}]'"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"cannot import {err.name or 'a module'} ({first}); reinstall hififace"
+
+
+def _add_unavailable(sub: argparse._SubParsersAction, name: str, err: ImportError) -> None:
+    why = unavailable_reason(err)
+    p = sub.add_parser(name, help=f"(unavailable: {why})", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def run(args: argparse.Namespace) -> int:
+        raise HifiFaceError(f"hififace {name} is unavailable: {why}")
+
+    p.set_defaults(func=run, unavailable=True)
+
+
+def _known_options(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for action in parser._actions for s in action.option_strings]
+
+
+def _report_unknown(target: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """Usage of the (sub-)command the arguments were given to, and the closest known option of each; exits 2."""
+    known = _known_options(target)
+    hints = []
+    for arg in unknown:
+        name = arg.split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) if name.startswith("-") else []
+        if close:
+            hints.append(f"{name}: did you mean {close[0]}?")
+    target.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
+def _check_long_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Unknown ``--options`` of a sub-command, found before argparse parses (so a typo is named even when it
+    also makes a required option look missing)."""
+    commands = getattr(parser, "commands", {})
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):  # top-level options (-v, --version, -h) before the command
+        rest.pop(0)
+    if not rest or rest[0] not in commands:
+        return
+    target = commands[rest[0]]
+    if not _known_options(target):  # an unavailable command takes everything
+        return
+    known = set(_known_options(target))
+    unknown = []
+    for arg in rest[1:]:
+        if arg == "--":
+            break
+        if arg.startswith("--") and arg.split("=", 1)[0] not in known:
+            unknown.append(arg)
+    if unknown:
+        _report_unknown(target, unknown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
-    setup_logging(verbose)
+    with cli_logging(verbose):
+        return _main(argv, verbose)
+
+
+def _main(argv: list[str], verbose: bool) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    _check_long_options(parser, argv)  # argparse exits on --help (0) and on usage errors (2), as here
+    args, extras = parser.parse_known_args(argv)
+    if extras and not getattr(args, "unavailable", False):
+        _report_unknown(getattr(parser, "commands", {}).get(getattr(args, "command", None), parser), extras)
     if args.version:
         from .. import __version__
 
@@ -76,6 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except MemoryError:
         print("error: out of memory; try a smaller --batch-size or image", file=sys.stderr)
+        return 1
+    except Exception as err:  # not foreseen (a bug, or a library failing): one line, the traceback with -v
+        log.debug("traceback", exc_info=True)
+        text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        hint = "" if verbose else "; run with -v for the traceback"
+        print(f"error: unexpected {type(err).__name__}{': ' + text if text else ''}{hint}", file=sys.stderr)
         return 1
 
 

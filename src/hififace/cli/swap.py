@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.images import check_output_path, load_image, save_image
     from ._common import load_model, model_config, model_meta
 
-    out = check_output_path(args.output)
+    out = check_output_path(args.output, no_clobber=args.no_clobber)
     size = model_config(args).image_size  # bad inputs are reported before the model is loaded
     source = load_image(args.source, size)
     target = load_image(args.target, size)

@@ -118,6 +118,13 @@ def ffhq_quad(eye_left: np.ndarray, eye_right: np.ndarray, mouth_left: np.ndarra
     return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
 
 
+def reduce68to5(lm68: np.ndarray) -> np.ndarray:
+    """68 iBUG points (0-based) -> 5 points: eye centres (mean of the corners 36 & 39, 42 & 45), nose tip 30, mouth
+    corners 48 and 54 — Deep3DFaceRecon's rule, in the detector's order (image-left first)."""
+    lm = np.asarray(lm68, dtype=np.float64).reshape(68, 2)
+    return np.stack([(lm[36] + lm[39]) / 2, (lm[42] + lm[45]) / 2, lm[30], lm[48], lm[54]])
+
+
 def ffhq_points(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Eye centres and mouth corners from 68 (dlib/iBUG order) or 5 points."""
     lm = np.asarray(landmarks, dtype=np.float64)
@@ -138,8 +145,6 @@ def estimate_transform(landmarks: np.ndarray, template: str = "arcface", size: i
         corners = np.array([[lo, lo], [lo, hi], [hi, hi], [hi, lo]])
         return umeyama(quad, corners)
     if lm.shape[0] == 68:
-        from .landmarks import reduce68to5
-
         lm = reduce68to5(lm)
     return umeyama(lm, template_points(template, size))
 

@@ -12,11 +12,12 @@ convention: pixel (i, j) covers [j - 0.5, j + 0.5] x [i - 0.5, i + 0.5].
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -192,6 +193,21 @@ def default_yunet_path() -> Path:
     return Path(str(resources.files("hififace") / "assets" / "face_detection_yunet_2023mar.onnx"))
 
 
+@contextlib.contextmanager
+def quiet_opencv(cv2: Any) -> Iterator[None]:
+    """OpenCV's native log at ERROR for the block (its warnings go straight to stderr, past Python's logging)."""
+    cvlog = getattr(getattr(cv2, "utils", None), "logging", None)
+    if cvlog is None or logging.getLogger("hififace").isEnabledFor(logging.DEBUG):  # -v shows them
+        yield
+        return
+    old = cvlog.getLogLevel()
+    cvlog.setLogLevel(cvlog.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cvlog.setLogLevel(old)
+
+
 class YuNetDetector(MultiScaleDetector):
     """OpenCV YuNet (``cv2.FaceDetectorYN``), model ``face_detection_yunet_2023mar.onnx`` (Apache-2.0, vendored)."""
 
@@ -210,8 +226,9 @@ class YuNetDetector(MultiScaleDetector):
         if not hasattr(cv2, "FaceDetectorYN"):
             raise MissingDependencyError("opencv-python-headless>=4.8", "face", "the YuNet face detector")
         try:
-            self._net = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), self.score_threshold,
-                                                  self.nms_threshold, int(top_k))
+            with quiet_opencv(cv2):  # OpenCV 5 warns "setPreferableTarget ... not supported" on every create
+                self._net = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), self.score_threshold,
+                                                      self.nms_threshold, int(top_k))
         except cv2.error as err:
             raise WeightsError(f"{self.model_path}: OpenCV cannot load this YuNet model ({str(err).strip()[:120]})") from None
 

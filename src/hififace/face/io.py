@@ -15,8 +15,26 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 200_000_000
 
 
+class NotAnImageError(InputImageError):
+    """The file is not an image at all (text, a document, ...), as opposed to a damaged image file."""
+
+
+#: First bytes of the image formats the walk accepts (a file with one of them but undecodable is damaged).
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` fully into an RGB uint8 array; any failure is an :class:`InputImageError` naming the file."""
+    """Decode ``path`` fully into an RGB uint8 array; any failure is an :class:`InputImageError` naming the file
+    (:class:`NotAnImageError` when it is no image at all)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -32,7 +50,9 @@ def read_image(path: str | Path) -> np.ndarray:
     except InputImageError:
         raise
     except UnidentifiedImageError:
-        raise InputImageError(f"{path}: not an image PIL can read; remove it or convert it to PNG/JPEG") from None
+        if _has_image_magic(path):  # an image header PIL cannot parse: a damaged file
+            raise InputImageError(f"{path}: cannot decode (damaged image header); the file may be truncated") from None
+        raise NotAnImageError(f"{path}: not an image (PIL cannot identify it); remove it or convert it to PNG/JPEG") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputImageError(f"{path}: cannot decode ({reason[:120]}); the file may be truncated") from None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, MissingDependencyError, WeightsError
+from .align import invert_affine, reduce68to5, transform_points, warp_face  # noqa: F401 (reduce68to5 re-exported)
 from .detect import Face
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,6 @@ DEEP3D_LM3D_5 = np.array([[-0.3115, 0.2904, 0.1338], [0.3098, 0.2897, 0.1318], [
                           [-0.2522, -0.3813, 0.2241], [0.2485, -0.3813, 0.2224]], dtype=np.float64)
 DEEP3D_SIZE = 224
 DEEP3D_RESCALE = 102.0
-
-
-def reduce68to5(lm68: np.ndarray) -> np.ndarray:
-    """68 iBUG points (0-based) -> 5 points: eye centres (mean of the corners 36 & 39, 42 & 45), nose tip 30, mouth
-    corners 48 and 54 — Deep3DFaceRecon's rule, in the detector's order (image-left first)."""
-    lm = np.asarray(lm68, dtype=np.float64).reshape(68, 2)
-    return np.stack([(lm[36] + lm[39]) / 2, (lm[42] + lm[45]) / 2, lm[30], lm[48], lm[54]])
 
 
 def deep3d_align_matrix(landmarks5: np.ndarray, image_height: int) -> np.ndarray:
@@ -92,8 +86,6 @@ class ReconLandmarker(Landmarker):
 
     def landmarks68(self, image: np.ndarray, face: Face) -> np.ndarray:
         import torch
-
-        from .align import invert_affine, transform_points, warp_face
 
         m = deep3d_align_matrix(face.landmarks, image.shape[0])
         crop = warp_face(image, m, DEEP3D_SIZE, border="constant", interpolation="cubic")

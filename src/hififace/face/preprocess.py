@@ -19,7 +19,7 @@ the shard that completes the set merges them into ``index.jsonl`` and ``summary.
 - ``identity`` (str): the identity folder name
 - ``status`` (str): ``"ok"`` or ``"skipped"``
 - ``reason`` (str | null): why it was skipped: ``unreadable`` (corrupt/truncated/not decodable), ``not_an_image``
-  (extension not an image), ``no_face``, ``low_score``, ``face_too_small``, ``several_faces`` (with
+  (extension not an image, or a file that is no image whatever its name), ``no_face``, ``low_score``, ``face_too_small``, ``several_faces`` (with
   ``--multi-face skip``), ``duplicate_name`` (another file of the same stem in the folder came first),
   ``unreadable_folder``, ``not_in_identity_folder``, ``error`` (unexpected; see ``detail``)
 - ``detail`` (str | null): one line for humans
@@ -51,7 +51,7 @@ import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
 from ..utils.atomic import atomic_path, atomic_write_text
-from .io import IMAGE_EXTENSIONS, read_image
+from .io import IMAGE_EXTENSIONS, NotAnImageError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,10 @@ class PreprocessConfig:
     workers: int = 1
     shard: tuple[int, int] = (0, 1)
     retry_skipped: bool = False
+    #: ReconNet (``epoch_20.pth`` or ``recon3d.safetensors``) and BFM (``BFM_model_front.mat`` or
+    #: ``bfm_landmarks.safetensors``) for 68-point landmarks: per-image masks from the landmark parser.
+    recon3d: str | None = None
+    bfm: str | None = None
 
     def check(self) -> None:
         from .align import TEMPLATES
@@ -100,6 +104,10 @@ class PreprocessConfig:
             raise ConfigError(f"--shard {i}/{n}: need 0 <= i < n (shards are numbered from 0)")
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers}: need at least 1")
+        if bool(self.recon3d) != bool(self.bfm):
+            raise ConfigError("--recon3d and --bfm go together (ReconNet's 68 landmarks need the face model)")
+        if self.recon3d and self.landmarks68 not in ("auto", "recon"):
+            raise ConfigError(f"--recon3d/--bfm give ReconNet landmarks, but --landmarks68 is {self.landmarks68}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -183,7 +191,11 @@ class FacePipeline:
         self.config = config
         kw: dict[str, Any] = {"model_path": config.detector_model} if config.detector_model else {}
         self.detector = get_detector(config.detector, **kw)
-        self.landmarker = get_landmarker(config.landmarks68)
+        if config.recon3d:
+            self.landmarker = get_landmarker("recon", recon_path=config.recon3d, bfm_path=config.bfm,
+                                             device=config.device)
+        else:
+            self.landmarker = get_landmarker(config.landmarks68)
         self.parser = get_parser(config.parsing, config.parsing_weights, device=config.device)
 
     def analyse(self, image: np.ndarray) -> tuple[dict[str, Any] | None, str | None, str | None]:
@@ -278,15 +290,28 @@ def process_task(pipeline: FacePipeline, task: Task, out_dir: Path) -> dict[str,
                    parser=parser_name)
         rec.update(result["record"])
         return rec
+    except NotAnImageError as err:
+        rec.update(reason="not_an_image", detail=str(err))
+        return rec
     except InputImageError as err:
         rec.update(reason="unreadable", detail=str(err))
         return rec
-    except HifiFaceError:
-        raise
-    except Exception as err:  # one bad photo must never stop a dataset run
-        log.warning("%s: unexpected error %s: %s", task.source, type(err).__name__, err)
+    except _photo_errors() as err:  # OpenCV or the geometry giving up on this one photo: skip it, go on
+        log.warning("%s: skipped (%s: %s)", task.source, type(err).__name__, err)
         rec.update(reason="error", detail=f"{type(err).__name__}: {str(err)[:200]}")
         return rec
+    except HifiFaceError:
+        raise
+    except Exception as err:  # a bug, a full disk, a crashed parser: the run stops (the traceback with -v)
+        log.error("%s: stopped on an unexpected %s while processing this file", task.source, type(err).__name__)
+        raise
+
+
+def _photo_errors() -> tuple[type[BaseException], ...]:
+    """Errors one odd photo can cause in the detector, the landmark fit or the warp (skipped as ``error``)."""
+    import cv2
+
+    return (cv2.error, np.linalg.LinAlgError)
 
 
 def _save_png(path: Path, rgb: np.ndarray) -> None:
@@ -356,9 +381,21 @@ def read_index(path: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _write_index(path: Path, records: Iterable[dict[str, Any]]) -> None:
+def _write_index(path: Path, records: Iterable[dict[str, Any]]) -> bool:
+    """Write the sorted index unless the file already holds exactly that; True when written."""
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=lambda r: r["source"]))
+    return _write_if_changed(path, text)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """A rerun with nothing to do rewrites nothing: files are replaced only when their content changes."""
+    try:
+        if path.read_bytes() == text.encode("utf-8"):
+            return False
+    except OSError:
+        pass
     atomic_write_text(path, text)
+    return True
 
 
 def _check_settings(out_dir: Path, config: PreprocessConfig) -> None:
@@ -381,38 +418,67 @@ def _check_settings(out_dir: Path, config: PreprocessConfig) -> None:
 def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     reasons: Counter[str] = Counter()
     parsers: Counter[str] = Counter()
-    total = ok = 0
+    total = ok = ellipses = 0
     for r in records:
         total += 1
         if r.get("status") == "ok":
             ok += 1
             parsers[r.get("parser", "?")] += 1
+            ellipses += r.get("parser") == "landmarks" and not r.get("landmarks68")
         else:
             reasons[r.get("reason") or "?"] += 1
-    return {"files": total, "ok": ok, "skipped": total - ok, "skip_reasons": dict(sorted(reasons.items())),
-            "parsers": dict(sorted(parsers.items()))}
+    summary = {"files": total, "ok": ok, "skipped": total - ok, "skip_reasons": dict(sorted(reasons.items())),
+               "parsers": dict(sorted(parsers.items()))}
+    if ellipses:
+        summary["ellipse_masks"] = ellipses
+        summary["warnings"] = [ELLIPSE_WARNING.format(n=ellipses)]
+    return summary
+
+
+#: Said in the summary when the landmark parser had only the 5 points: aligned 5 points are nearly the template.
+ELLIPSE_WARNING = ("{n} parsing map(s) are the landmark parser's 5-point ellipse: after alignment the 5 points are "
+                   "nearly the template, so these masks are (almost) the same ellipse for every face, profiles "
+                   "included, and training with them weakens the segmentation loss; use --parsing bisenet or psfrgan "
+                   "with their weights, or give ReconNet weights (--recon3d epoch_20.pth --bfm BFM_model_front.mat) "
+                   "for per-image 68-point masks")
+
+
+def shard_status(out_dir: str | Path) -> tuple[int, list[int]]:
+    """(N, shards not finished) of the ``index.shard-*-of-N`` files in ``out_dir``; (0, []) when there are none.
+
+    A shard is finished when its ``summary.shard-*`` file exists (written at its end)."""
+    out = Path(out_dir)
+    shard_indexes = sorted(out.glob("index.shard-*-of-*.jsonl"))
+    if not shard_indexes:
+        return 0, []
+    total = int(shard_indexes[0].name.split("-of-")[1].split(".")[0])
+    return total, [i for i in range(total) if not (out / _summary_name((i, total))).is_file()]
 
 
 def merge_shards(out_dir: str | Path, n: int | None = None, force: bool = False) -> dict[str, Any] | None:
     """Merge ``index.shard-*`` into ``index.jsonl`` (and a summary) once every shard has written its summary.
 
-    Returns the merged summary, or None when shards are still missing (unless ``force``).
+    Returns the merged summary, or None when shards are still missing (unless ``force``: then the shards present
+    are merged and the summary lists the missing ones under ``missing_shards``). Files whose content would not
+    change are not rewritten.
     """
     out = Path(out_dir)
-    shard_indexes = sorted(out.glob("index.shard-*-of-*.jsonl"))
-    if not shard_indexes:
+    found, _ = shard_status(out)
+    if not found:
         return None
-    total = n or int(shard_indexes[0].name.split("-of-")[1].split(".")[0])
-    done = [out / _summary_name((i, total)) for i in range(total)]
-    if not force and not all(p.is_file() for p in done):
+    total = n or found
+    missing = [i for i in range(total) if not (out / _summary_name((i, total))).is_file()]
+    if missing and not force:
         return None
     records: dict[str, dict[str, Any]] = {}
-    for p in shard_indexes:
+    for p in sorted(out.glob(f"index.shard-*-of-{total:05d}.jsonl")):
         records.update(read_index(p))
     _write_index(out / "index.jsonl", records.values())
     summary = summarize(records.values())
     summary["shards"] = total
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if missing:
+        summary["missing_shards"] = missing
+    _write_if_changed(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 
@@ -448,7 +514,7 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, config: PreprocessConfi
     i, n = cfg.shard
     index_path = out / _index_name(cfg.shard)
     existing = read_index(index_path)
-    _write_index(index_path, existing.values())  # drops a torn last line of an interrupted run
+    _write_index(index_path, existing.values())  # drops a torn last line of an interrupted run (if there is one)
 
     tasks = [t for t in list_tasks(raw) if n == 1 or shard_of(t.source, n) == i]
     todo: list[Task] = []
@@ -461,20 +527,26 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, config: PreprocessConfi
             todo.append(t)
     already = len(records)
     log.info("%d files in this shard, %d already done, %d to process", len(tasks), already, len(todo))
+    if todo and pipeline.parser.name == "landmarks" and pipeline.landmarker is None:
+        log.warning("no parser weights and no 68-point landmarks: parsing maps will be 5-point ellipses, nearly the "
+                    "same for every face (see the summary)")
 
     t0 = time.perf_counter()
-    with index_path.open("a", encoding="utf-8") as fh:
-        for rec in _run(todo, out, cfg, progress, pipeline):
-            records[rec["source"]] = rec
-            fh.write(json.dumps(rec, sort_keys=True) + "\n")
-            fh.flush()
+    if todo:
+        with index_path.open("a", encoding="utf-8") as fh:
+            for rec in _run(todo, out, cfg, progress, pipeline):
+                records[rec["source"]] = rec
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                fh.flush()
     seconds = time.perf_counter() - t0
-    _write_index(index_path, records.values())
+    changed = _write_index(index_path, records.values())
     summary = summarize(records.values())
     summary.update(processed=len(todo), already_done=already, seconds=round(seconds, 2))
     if n > 1:
         summary["shard"] = [i, n]
-    atomic_write_text(out / _summary_name(cfg.shard), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    summary_path = out / _summary_name(cfg.shard)
+    if todo or changed or not summary_path.is_file():  # a rerun with nothing to do keeps the last run's summary
+        atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     merged = merge_shards(out, n) if n > 1 else None
     return PreprocessResult(summary, index_path, len(todo), already, seconds, merged)
 
@@ -488,10 +560,11 @@ def _is_done(rec: dict[str, Any], out: Path, cfg: PreprocessConfig) -> bool:
 def _run(todo: list[Task], out: Path, cfg: PreprocessConfig, progress: bool,
          pipeline: FacePipeline | None = None) -> Iterator[dict[str, Any]]:
     bar = None
-    if progress:
+    if progress and todo:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True, desc="preprocess")
+        # disable=None: no bar when stderr is not a terminal (a log file, a batch job)
+        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True, desc="preprocess", disable=None)
     try:
         if cfg.workers <= 1 or len(todo) <= 1:
             pipeline = pipeline or FacePipeline(cfg)

@@ -163,13 +163,23 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORMATS) -> Path:
-    """Refuse an output path we cannot write, before any work is done."""
+def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORMATS, no_clobber: bool = False) -> Path:
+    """Refuse an output path we cannot write, before any work is done.
+
+    The replacement policy of every command: an existing output file is replaced, atomically (the old file stays
+    whole until the new one is complete, so a failed run never damages it); ``no_clobber`` (``--no-clobber``)
+    refuses an existing file instead.
+    """
     path = Path(path)
     if path.is_dir():
-        raise HifiFaceError(f"{path}: is a folder; give an output file name such as {path / 'out.png'}")
+        example = path / f"out{next(iter(formats))}"
+        raise HifiFaceError(f"{path}: is a folder; give an output file name such as {example}")
     if path.suffix.lower() not in formats:
-        raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use {', '.join(formats)}")
+        names = list(formats)
+        allowed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use {allowed}")
+    if no_clobber and path.exists():
+        raise HifiFaceError(f"{path}: already exists and --no-clobber is given; choose another -o or drop --no-clobber")
     return path
 
 
@@ -227,13 +237,19 @@ def save_image(
 
 
 def read_label(path: str | Path) -> dict[str, str]:
-    """The synthetic-content label of a written file (PNG text, EXIF, GIF comment), for checks and ``info``."""
+    """The synthetic-content label of a written file (PNG text, EXIF, XMP, GIF comment, MP4 tags), for checks and
+    ``info``. The XMP packet is reported once, as ``XMP``."""
     from PIL import Image
 
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[4:8] == b"ftyp":  # MP4 / MOV: PIL does not read them
+        return _mp4_tags(path)
     out: dict[str, str] = {}
     with Image.open(path) as img:
         for key, value in getattr(img, "text", {}).items():
-            out[key] = str(value)
+            out["XMP" if key == "XML:com.adobe.xmp" else key] = str(value)
         comment = img.info.get("comment")
         if comment:
             out["Comment"] = comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
@@ -247,6 +263,64 @@ def read_label(path: str | Path) -> dict[str, str]:
             raw = user if isinstance(user, bytes) else str(user).encode()
             out["UserComment"] = raw[8:].decode("ascii", "replace") if raw[:8] == b"ASCII\x00\x00\x00" else raw.decode("utf-8", "replace")
         xmp = img.info.get("xmp")
-        if xmp:
+        if xmp and "XMP" not in out:  # PNG's iTXt packet is also in img.info["xmp"]: once is enough
             out["XMP"] = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else str(xmp)
     return out
+
+
+#: iTunes-style metadata items ffmpeg writes for ``-metadata comment=... description=...`` -> our label keys.
+_MP4_TAGS = {b"\xa9cmt": "Comment", b"desc": "Description", b"\xa9too": "Software"}
+
+
+def _mp4_boxes(data: bytes, start: int, end: int):
+    """(type, payload start, end) of the boxes in ``data[start:end]``."""
+    i = start
+    while i + 8 <= end:
+        size, head = int.from_bytes(data[i : i + 4], "big"), 8
+        if size == 1:
+            size, head = int.from_bytes(data[i + 8 : i + 16], "big"), 16
+        elif size == 0:
+            size = end - i
+        if size < head or i + size > end:
+            return
+        yield data[i + 4 : i + 8], i + head, i + size
+        i += size
+
+
+def _mp4_tags(path: Path) -> dict[str, str]:
+    """Comment / description / encoder tags of an MP4 (moov/udta/meta/ilst), reading only the moov box."""
+    moov = b""
+    with open(path, "rb") as f:
+        size = path.stat().st_size
+        pos = 0
+        while pos + 8 <= size:
+            f.seek(pos)
+            head = f.read(16)
+            n, skip = int.from_bytes(head[:4], "big"), 8
+            if n == 1:
+                n, skip = int.from_bytes(head[8:16], "big"), 16
+            elif n == 0:
+                n = size - pos
+            if n < skip:
+                break
+            if head[4:8] == b"moov":
+                f.seek(pos + skip)
+                moov = f.read(n - skip)
+                break
+            pos += n
+    out: dict[str, str] = {}
+    ilst = _mp4_find(moov, 0, len(moov), (b"udta", b"meta", b"ilst"))
+    for item, a, b in _mp4_boxes(moov, *ilst) if ilst else ():
+        data = _mp4_find(moov, a, b, (b"data",))
+        if data and item in _MP4_TAGS:  # 4 bytes type + 4 bytes locale, then the value
+            out[_MP4_TAGS[item]] = moov[data[0] + 8 : data[1]].decode("utf-8", "replace")
+    return out
+
+
+def _mp4_find(data: bytes, start: int, end: int, path: tuple[bytes, ...]) -> tuple[int, int] | None:
+    """Payload (start, end) of the box at ``path`` below ``data[start:end]``."""
+    for kind, a, b in _mp4_boxes(data, start, end):
+        if kind == path[0]:
+            a += 4 if kind == b"meta" else 0  # meta is a full box: 4 bytes of version and flags first
+            return (a, b) if len(path) == 1 else _mp4_find(data, a, b, path[1:])
+    return None

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import HifiFaceError, MissingDependencyError
+from ..errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,13 @@ def interpolation_frames(
     return frames
 
 
-def check_video_path(path: str | Path) -> Path:
-    """Refuse an unsupported output (or a missing MP4 writer) before any work is done."""
-    path = Path(path)
-    if path.is_dir():
-        raise HifiFaceError(f"{path}: is a folder; give an output file name such as {path / 'out.gif'}")
-    suffix = path.suffix.lower()
-    if suffix not in VIDEO_FORMATS:
-        raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use .gif or .mp4")
-    if suffix == ".mp4":
+def check_video_path(path: str | Path, no_clobber: bool = False) -> Path:
+    """Refuse an unsupported output (or a missing MP4 writer) before any work is done; the replacement policy is
+    :func:`hififace.inference.images.check_output_path`'s."""
+    from .images import check_output_path
+
+    path = check_output_path(path, VIDEO_FORMATS, no_clobber)
+    if path.suffix.lower() == ".mp4":
         ffmpeg_exe()
     return path
 

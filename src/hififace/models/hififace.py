@@ -40,6 +40,9 @@ DISCRIMINATOR_FILE = "discriminator.safetensors"
 BFM_FILE = "bfm_landmarks.safetensors"
 LPIPS_FILE = "lpips.safetensors"
 CONFIG_FILE = "config.json"
+#: ``config.notes`` entry of a model made by :meth:`HifiFace.random` (kept in its folder's config.json).
+RANDOM_NOTE_KEY = "weights"
+RANDOM_NOTE = "random (HifiFace.random)"
 
 SwapOutput = GeneratorOutput
 
@@ -129,8 +132,9 @@ class HifiFace(nn.Module):
         """Put the source's identity on the target(s); the result comes back in the target's kind.
 
         ``source`` is an image (tensor in [0, 1], PIL image, uint8 array, or a list) or an :class:`Identity`;
-        ``target`` likewise, or a :class:`PreparedTarget`. One source may serve a batch of targets. With
-        ``return_all`` the raw :class:`GeneratorOutput` tensors are returned instead (not clamped).
+        ``target`` likewise, or a :class:`PreparedTarget`. One source may serve a batch of targets. Images come back
+        in [0, 1] (float tensors clamped as the 8-bit path is); with ``return_all`` the raw
+        :class:`GeneratorOutput` tensors are returned instead (not clamped).
         """
         from ..utils.imagetypes import restore
 
@@ -139,7 +143,7 @@ class HifiFace(nn.Module):
         out = self._run(ident, prepared)
         if return_all:
             return GeneratorOutput(*(t.float() for t in out))
-        return restore(out.i_r.float(), prepared.kind)
+        return restore(out.i_r.float().clamp(0, 1), prepared.kind)
 
     @torch.inference_mode()
     def interpolate(self, source: Any, source2: Any, target: Any, rate: float, mode: str = "all") -> Any:
@@ -152,7 +156,7 @@ class HifiFace(nn.Module):
         a = source if isinstance(source, Identity) else self.identity(source)
         b = source2 if isinstance(source2, Identity) else self.identity(source2)
         out = self._run(a.mix(b, rate, mode), prepared)
-        return restore(out.i_r.float(), prepared.kind)
+        return restore(out.i_r.float().clamp(0, 1), prepared.kind)
 
     # ------------------------------------------------------------------ weights
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -212,10 +216,23 @@ class HifiFace(nn.Module):
 
     @classmethod
     def random(cls, config: HifiFaceConfig | None = None, seed: int = 0) -> "HifiFace":
-        """A model with random weights (smoke tests, demos without weights). Its outputs mean nothing."""
+        """A model with random weights (smoke tests, demos without weights). Its outputs mean nothing.
+
+        Its config records that (``notes["weights"]``), so a folder saved from it is known to be random and the
+        outputs of the commands that use it are labelled "random weights".
+        """
+        import dataclasses
+
+        config = config or HifiFaceConfig()
+        config = dataclasses.replace(config, notes={**config.notes, RANDOM_NOTE_KEY: f"{RANDOM_NOTE}, seed {seed}"})
         torch.manual_seed(seed)
-        model = cls(config or HifiFaceConfig())
+        model = cls(config)
         return model.eval()
+
+    @property
+    def is_random(self) -> bool:
+        """True for a model made by :meth:`random` (or loaded from a folder saved from one)."""
+        return str(self.config.notes.get(RANDOM_NOTE_KEY, "")).startswith(RANDOM_NOTE)
 
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -244,13 +261,14 @@ def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: str 
     module.load_state_dict(state, strict=True, assign=True)
 
 
-def read_folder_info(path: str | Path) -> dict[str, Any]:
-    """Format, config and per-file tensor counts of a model folder, without building the model."""
+def read_folder_info(path: str | Path | None, how: str = "pass --weights DIR") -> dict[str, Any]:
+    """Format, config and per-file tensor counts of a model folder, without building the model; ``missing`` lists
+    the files it needs for inference but lacks."""
     from safetensors import safe_open
 
     from ..weights.resolve import resolve_model_dir
 
-    folder = resolve_model_dir(path)
+    folder = resolve_model_dir(path, how)
     config = HifiFaceConfig.load(folder / CONFIG_FILE)
     files = {}
     for file in sorted(folder.glob("*.safetensors")):
@@ -264,4 +282,6 @@ def read_folder_info(path: str | Path) -> dict[str, Any]:
                     size *= d
                 n += size
             files[file.name] = {"tensors": len(keys), "elements": n, "bytes": file.stat().st_size, "metadata": f.metadata()}
-    return {"folder": str(folder), "format": f"{FORMAT_NAME} v{FORMAT_VERSION}", "config": config.to_dict(), "files": files}
+    missing = [name for name in (GENERATOR_FILE, ARCFACE_FILE, RECON_FILE) if name not in files]
+    return {"folder": str(folder), "format": f"{FORMAT_NAME} v{FORMAT_VERSION}", "config": config.to_dict(),
+            "files": files, "missing": missing}

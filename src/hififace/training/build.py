@@ -1,9 +1,12 @@
 """Build the networks, the LightningModule, the loggers and the Lightning Trainer from a :class:`TrainConfig`."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -121,12 +124,25 @@ def _strategy(cfg: TrainConfig):
     return name
 
 
+def check_accelerator(cfg: TrainConfig) -> None:
+    """An accelerator that is not here is one line before anything is built (Lightning raises deep inside)."""
+    name = str(cfg.trainer.accelerator).lower()
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator}: no CUDA GPU is available here; "
+                          "use --trainer.accelerator cpu (or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("trainer.accelerator=mps: MPS is not available here; use --trainer.accelerator cpu (or auto)")
+
+
 def build_trainer(cfg: TrainConfig, callbacks_extra=(), enable_checkpointing: bool = True):
+    import sys
+
     import lightning as L
-    from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from .callbacks import ExportCallback, IterationCheckpoint
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    from .callbacks import ExportCallback, IterationCheckpoint, StderrProgressBar
 
     t, c, lg = cfg.trainer, cfg.checkpoint, cfg.logging
     run_dir = Path(c.dir)
@@ -149,18 +165,31 @@ def build_trainer(cfg: TrainConfig, callbacks_extra=(), enable_checkpointing: bo
 
     callbacks = list(callbacks_extra)
     if enable_checkpointing:
-        # Lightning counts the G and D optimizer steps separately: 2 per iteration.
+        # Lightning counts the G and D optimizer steps separately: 2 per iteration. File names hold the iteration
+        # and a folder holds one run (fit refuses to mix), so an existing name is this run's own: no '-v1' copies
+        # (a resumed run whose folder was moved would otherwise write last-v1.ckpt beside last.ckpt).
         callbacks.append(IterationCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="iter{iteration:08d}",
                                          auto_insert_metric_name=False, every_n_train_steps=2 * c.every or None,
-                                         save_last=True, save_top_k=-1 if c.every else 0))
+                                         save_last=True, save_top_k=-1 if c.every else 0, enable_version_counter=False))
         if c.top_k and t.val_every:
             callbacks.append(IterationCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best-iter{iteration:08d}",
                                              monitor="val/g_total", mode="min", save_top_k=c.top_k,
-                                             auto_insert_metric_name=False))
+                                             auto_insert_metric_name=False, enable_version_counter=False))
         callbacks.append(ExportCallback(run_dir / "export", c.export_every))
-    if t.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    bar = t.progress_bar and sys.stderr.isatty()  # no bar drawn into a log file
+    if bar:
+        callbacks.append(StderrProgressBar(refresh_rate=10))
     val_every = t.val_every * cfg.optim.accumulate
+    check_accelerator(cfg)
+    try:
+        return _trainer(L, cfg, loggers, callbacks, enable_checkpointing, bar, val_every, run_dir)
+    except (MisconfigurationException, ValueError) as err:  # bad trainer.* values, found by Lightning
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"the trainer settings are not usable here: {first[:300]}; check the trainer.* values") from None
+
+
+def _trainer(L, cfg: TrainConfig, loggers, callbacks, enable_checkpointing: bool, bar: bool, val_every: int, run_dir: Path):
+    t = cfg.trainer
     return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
@@ -177,7 +206,7 @@ def build_trainer(cfg: TrainConfig, callbacks_extra=(), enable_checkpointing: bo
         logger=loggers or False,
         callbacks=callbacks,
         enable_checkpointing=enable_checkpointing,
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         deterministic=t.deterministic,
         use_distributed_sampler=False,  # our PairSampler shards by rank itself (and resumes mid-epoch)
@@ -185,31 +214,127 @@ def build_trainer(cfg: TrainConfig, callbacks_extra=(), enable_checkpointing: bo
     )
 
 
+#: Lightning warnings that do not apply to this module (shown with -v anyway).
+_EXPECTED_WARNINGS = (
+    ".*dataloader is not resumable.*",  # we resume the sampler ourselves
+    ".*does not have many workers.*",
+    ".*module\\(s\\) in eval mode.*",  # the frozen nets, on purpose
+    ".*no pre-optimization state was saved.*",
+)
+
+
 def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
-    """Train as configured; returns the trainer and the module."""
+    """Train as configured; returns the trainer and the module.
+
+    A fresh run refuses a ``checkpoint.dir`` that already holds a run (unless ``checkpoint.overwrite``); ``resume``
+    must be a checkpoint this config can continue (see :mod:`hififace.training.resume`). A run that fails before
+    its first checkpoint leaves nothing behind.
+    """
     import lightning as L
 
     from .data import FaceDataModule
+    from .resume import check_fresh_run_dir, check_resume
 
-    warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")  # we resume the sampler ourselves
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen nets, on purpose
-    warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
-    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     run_dir = Path(cfg.checkpoint.dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume is not None and not Path(resume).is_file():
-        raise ConfigError(f"--resume {resume}: checkpoint not found (look in {run_dir / 'checkpoints'})")
-    dm = FaceDataModule(cfg)
-    dm.setup("fit")  # index and 'no usable pair' errors before any network is built
-    module = build_module(cfg, save_frozen_to=run_dir)
-    if cfg.model.compile:
-        module.model.generator = torch.compile(module.model.generator)
-    _write_config(cfg, run_dir)
-    trainer = build_trainer(cfg, callbacks_extra)
-    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if _fit_takes_weights_only() else \
-        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    check_accelerator(cfg)
+    if resume is not None:
+        check_resume(cfg, resume)
+        old_run: list[str] = []
+    else:
+        old_run = check_fresh_run_dir(run_dir, cfg.checkpoint.overwrite)
+    with warnings.catch_warnings(), lightning_chatter():
+        for pattern in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+        dm = FaceDataModule(cfg)
+        with removed_on_failure(run_dir):
+            dm.setup("fit")  # index and 'no usable pair' errors before any network is built
+            if old_run:
+                log.warning("checkpoint.overwrite: deleting the previous run in %s (%s)", run_dir, ", ".join(old_run))
+                delete_run(run_dir, old_run)
+            trainer = build_trainer(cfg, callbacks_extra)
+            module = build_module(cfg, save_frozen_to=run_dir)
+            if cfg.model.compile:
+                module.model.generator = torch.compile(module.model.generator)
+            _write_config(cfg, run_dir)
+            trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if _fit_takes_weights_only() else \
+                trainer.fit(module, datamodule=dm, ckpt_path=resume)
     return trainer, module
+
+
+def delete_run(run_dir: Path, entries: list[str]) -> None:
+    import shutil
+
+    for name in entries:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+@contextlib.contextmanager
+def removed_on_failure(run_dir: Path) -> Iterator[None]:
+    """If the block fails before a checkpoint exists, remove what it created under (and up to) ``run_dir``."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    top = run_dir  # the highest folder this run creates
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    existed = run_dir.exists()
+    before = set(os.listdir(run_dir)) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not any((run_dir / "checkpoints").glob("*.ckpt")):
+            if not existed:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                for parent in run_dir.parents:  # the folders created above it, while empty
+                    if parent == top.parent:
+                        break
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()
+            elif run_dir.is_dir():
+                for name in set(os.listdir(run_dir)) - before:
+                    path = run_dir / name
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+
+
+class _DropChatter(logging.Filter):
+    """Lightning's advertisement, and its 'fit stopped: max_steps=N' line (N counts optimizer steps, twice our
+    iterations; the CLI says where the run finished in iterations)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return "litlogger" not in msg and "`Trainer.fit` stopped" not in msg
+
+
+@contextlib.contextmanager
+def lightning_chatter() -> Iterator[None]:
+    """While training: the lines above are dropped, and when the application has set up logging (handlers on the
+    root logger, as the CLI does) Lightning's own console handler is detached so each line is printed once."""
+    import lightning  # noqa: F401  (adds its console handler at import)
+
+    drop = _DropChatter()
+    sources = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")]
+    for lg in sources:
+        lg.addFilter(drop)
+    saved = []
+    if logging.getLogger().handlers:
+        for lg in (logging.getLogger("lightning"), logging.getLogger("lightning.pytorch"), logging.getLogger("lightning.fabric")):
+            own = [h for h in lg.handlers if type(h) is logging.StreamHandler]
+            saved.append((lg, own, lg.propagate))
+            for h in own:
+                lg.removeHandler(h)
+            lg.propagate = True
+    try:
+        yield
+    finally:
+        for lg in sources:
+            lg.removeFilter(drop)
+        for lg, own, propagate in saved:
+            for h in own:
+                lg.addHandler(h)
+            lg.propagate = propagate
 
 
 def _fit_takes_weights_only() -> bool:

@@ -1,12 +1,15 @@
-"""Periodic export of inference folders (``hififace swap --model DIR`` can use them directly)."""
+"""Our Lightning callbacks: periodic export of inference folders (``hififace swap --weights DIR`` can use them
+directly), checkpoint names in iterations, and a progress bar on stderr."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +65,21 @@ class IterationCheckpoint(ModelCheckpoint):
         out = super()._monitor_candidates(trainer)
         out["iteration"] = torch.tensor(trainer.global_step // 2)
         return out
+
+
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bars on stderr, like every other progress bar of ours (Lightning draws them on stdout)."""
+
+    @staticmethod
+    def _on_stderr(make):
+        with contextlib.redirect_stdout(sys.stderr):  # Lightning passes file=sys.stdout when it creates a bar
+            return make()
+
+    def init_train_tqdm(self):
+        return self._on_stderr(super().init_train_tqdm)
+
+    def init_validation_tqdm(self):
+        return self._on_stderr(super().init_validation_tqdm)
+
+    def init_sanity_tqdm(self):
+        return self._on_stderr(super().init_sanity_tqdm)

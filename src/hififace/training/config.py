@@ -15,6 +15,8 @@ from ..config import HifiFaceConfig
 from ..errors import ConfigError
 from ..losses.config import LossConfig
 
+#: Configs shipped inside the package (``--config hififace_256_reference`` names one).
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULERS = ("none", "cosine", "step")
@@ -120,6 +122,9 @@ class CheckpointSection:
     every: int = 5000  # iterations between checkpoints (last.ckpt always refreshed)
     top_k: int = 3  # best by validation g_total (needs validation)
     export_every: int = 0  # iterations between inference-folder exports (0 = at the end only)
+    #: a fresh run into a folder that already holds a run is refused unless this is true; then the old run's
+    #: files (checkpoints/, export/, frozen/, tb/, csv/, config.yaml, data_index.json) are deleted first.
+    overwrite: bool = False
 
 
 @dataclass
@@ -290,15 +295,35 @@ def _fix_loss_types(losses: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML training config and apply ``{"data.images": "DIR", ...}`` overrides (strings are YAML-parsed)."""
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with the package (``hififace_256_reference``, ...)."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def config_path(name: str | Path) -> Path:
+    """A config file: ``name`` itself when it is a file, else the shipped config of that name (``.yaml`` optional)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.parent == Path(".") and path.suffix in ("", ".yaml"):
+        shipped = SHIPPED_CONFIGS / f"{path.stem}.yaml"
+        if shipped.is_file():
+            return shipped
+    raise ConfigError(f"{name}: config file not found; give a YAML file or a shipped config "
+                      f"({', '.join(shipped_configs())})")
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                base: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML training config (a file, or the name of a shipped one) and apply ``{"data.images": "DIR", ...}``
+    overrides (strings are YAML-parsed). ``base`` (a saved :meth:`TrainConfig.to_dict`) stands in for the file."""
+    import copy
+
     import yaml
 
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = copy.deepcopy(base) if base is not None else {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found; see configs/*.yaml for examples")
+        path = config_path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
@@ -320,13 +345,24 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return cfg.validate()
 
 
-def override_keys() -> list[str]:
-    """Every ``section.key`` that can be given on the command line."""
-    keys = []
+def override_keys() -> dict[str, tuple[str, Any]]:
+    """Every ``section.key`` that can be given on the command line -> (type name, built-in default)."""
+    keys: dict[str, tuple[str, Any]] = {}
+    hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        tp = typing.get_type_hints(TrainConfig)[f.name]
-        if dataclasses.is_dataclass(tp):
-            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(tp)]
-        else:
-            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(LossConfig)]
+        tp = hints[f.name]
+        section = tp if dataclasses.is_dataclass(tp) else LossConfig
+        section_hints = typing.get_type_hints(section)
+        for g in dataclasses.fields(section):
+            default = g.default_factory() if g.default_factory is not dataclasses.MISSING else g.default
+            keys[f"{f.name}.{g.name}"] = (_type_name(section_hints[g.name]), default)
     return keys
+
+
+def _type_name(tp: Any) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) is list:
+        return "list"
+    if args and len(args) < len(typing.get_args(tp)):  # Optional[X]
+        return f"{_type_name(args[0])} or null"
+    return getattr(tp, "__name__", "value") if tp is not Any else "value"

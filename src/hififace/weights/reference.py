@@ -129,28 +129,43 @@ def _take(state: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, t
     return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
 
 
+#: Top-level entry our narrow exports (tests, smoke runs) add, so they convert back at their widths.
+WIDTHS_KEY = "hififace_widths"
+
+
+def _narrow_widths(obj: object) -> dict[str, float]:
+    """Widths recorded by :func:`export_reference_checkpoint` for a narrow model; empty for the released file."""
+    widths = obj.get(WIDTHS_KEY) if isinstance(obj, Mapping) else None
+    if not isinstance(widths, Mapping):
+        return {}
+    return {k: float(widths[k]) for k in ("channel_multiplier", "frozen_width") if k in widths}
+
+
 def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_training: bool = True, obj: object = None) -> Path:
     """Convert the reference Lightning checkpoint into our model folder.
 
     ``keep_training`` also writes the discriminator and LPIPS weights (for fine-tuning and for the way back);
     ``obj`` is the checkpoint already loaded by the caller, if any.
     """
-    from ..models.discriminators import MultiscaleDiscriminator
+    from ..models.discriminators import create_discriminator
     from ..models.frozen.arcface import arcface_arch_from_state_dict
     from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace, assign_state
 
     path = Path(path)
+    if obj is None:
+        obj = load_legacy(path, "reference HifiFace checkpoint (hififace_opensouce_299999.ckpt)")
     state = read_reference_state(path, obj)
+    widths = _narrow_widths(obj)
     del obj
     check_finite(state, path)
 
     f_id = _take(state, F_ID)
     arch = arcface_arch_from_state_dict(f_id)
-    config = HifiFaceConfig(image_size=256, variant="reference", arcface_arch=arch,
+    config = HifiFaceConfig(image_size=256, variant="reference", arcface_arch=arch, **widths,
                             notes={"converted_from": path.name, "source_format": "mindslab-ai/hififace Lightning checkpoint"})
     with torch.device("meta"):
         model = HifiFace(config)
-        disc = MultiscaleDiscriminator()
+        disc = create_discriminator(config)
     gmap = generator_key_map(model.generator)
     dmap = discriminator_key_map(disc)
 
@@ -206,9 +221,9 @@ def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_tra
 # ---------------------------------------------------------------------------------------------- writing
 def build_reference_state(folder: str | Path, allow_missing_training: bool = False) -> "OrderedDict[str, torch.Tensor]":
     """The 2791-key reference state_dict of one of our folders (256, reference variant)."""
-    from ..models.discriminators import MultiscaleDiscriminator
+    from ..models.discriminators import create_discriminator
     from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace
-    from .io import load_safetensors
+    from .io import load_into, load_safetensors
 
     folder = Path(folder)
     model = HifiFace.from_pretrained(folder)
@@ -227,10 +242,15 @@ def build_reference_state(folder: str | Path, allow_missing_training: bool = Fal
     for ours, ref in gmap.items():
         out[GEN + ref] = gstate[ours]
 
-    disc = MultiscaleDiscriminator()
+    cfg = model.config
+    if cfg.channel_multiplier != 1.0 or cfg.frozen_width != 1.0:
+        log.warning("%s: channel_multiplier %s, frozen_width %s: the checkpoint has the reference's keys but smaller "
+                    "shapes; the reference code builds full-width networks and will not load it", folder,
+                    cfg.channel_multiplier, cfg.frozen_width)
+    disc = create_discriminator(cfg)  # the widths of the folder's config (a tiny model has a tiny discriminator)
     dfile = folder / DISCRIMINATOR_FILE
     if dfile.exists():
-        disc.load_state_dict(load_safetensors(dfile, "discriminator weights"), strict=True)
+        load_into(disc, load_safetensors(dfile, "discriminator weights"), dfile)
     elif not allow_missing_training:
         raise WeightsError(f"{dfile}: missing; the reference checkpoint needs discriminator weights "
                            "(pass --allow-random-training-parts to write freshly initialised ones)")
@@ -275,9 +295,14 @@ def export_reference_checkpoint(folder: str | Path, out_path: str | Path, allow_
     """Write one of our folders as a reference Lightning checkpoint (loads strictly in mindslab-ai/hififace)."""
     from ..utils.atomic import atomic_path
 
+    from ..config import HifiFaceConfig
+
     state = build_reference_state(folder, allow_missing_training)
     ckpt = {"epoch": 0, "global_step": 0, "pytorch-lightning_version": "1.4.2", "state_dict": state,
             "callbacks": {}, "optimizer_states": [], "lr_schedulers": []}
+    config = HifiFaceConfig.load(Path(folder) / "config.json")
+    if config.channel_multiplier != 1.0 or config.frozen_width != 1.0:  # a narrow model: say so for the way back
+        ckpt[WIDTHS_KEY] = {"channel_multiplier": config.channel_multiplier, "frozen_width": config.frozen_width}
     with atomic_path(out_path) as tmp:
         torch.save(ckpt, tmp)
     return Path(out_path)

@@ -69,8 +69,18 @@ def find_model_dir(path: str | Path | None = None) -> Path | None:
     return None
 
 
-def resolve_model_dir(path: str | Path | None = None) -> Path:
-    """Like :func:`find_model_dir` but raises one clear :class:`WeightsError` when nothing is found."""
+def searched_places() -> str:
+    """Where :func:`find_model_dir` looks without a path, in words (for messages)."""
+    places = []
+    for root in search_roots():
+        name = f"$HIFIFACE_HOME={root}" if os.environ.get(ENV_HOME) and root == Path(os.environ[ENV_HOME]).expanduser() else str(root)
+        places.append(f"{name} (and its {DEFAULT_MODEL}/)")
+    return ", ".join(places)
+
+
+def resolve_model_dir(path: str | Path | None = None, how: str = "pass --weights DIR") -> Path:
+    """Like :func:`find_model_dir` but raises one clear :class:`WeightsError` when nothing is found; ``how`` says
+    how the command takes a folder."""
     found = find_model_dir(path)
     if found is not None:
         return found
@@ -83,11 +93,10 @@ def resolve_model_dir(path: str | Path | None = None) -> Path:
         if p.is_dir():
             raise WeightsError(f"{p}: no config.json in this folder; it is not a hififace model folder (make one with 'hififace convert')")
         raise WeightsError(f"{p}: model folder not found; make one with 'hififace convert hififace_opensouce_299999.ckpt -o {p}'")
-    roots = " or ".join(str(r) for r in search_roots())
     ref = KNOWN_FILES["reference"]
     raise WeightsError(
-        f"no model folder found in {roots}: pass --weights DIR or convert {ref.original_name} ({ref.what}) with "
-        f"'hififace convert {ref.original_name} -o {search_roots()[-1] / DEFAULT_MODEL}'"
+        f"no model folder found in {searched_places()}: {how}, or convert {ref.original_name} ({ref.what}) "
+        f"with 'hififace convert {ref.original_name} -o {search_roots()[-1] / DEFAULT_MODEL}'"
     )
 
 

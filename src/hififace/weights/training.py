@@ -79,5 +79,6 @@ def convert_training_checkpoint(path: str | Path, out_dir: str | Path, frozen_fr
             with atomic_path(out_dir / name) as tmp:
                 shutil.copyfile(source / name, tmp)
     model.save_pretrained(out_dir, extra_files=extra)  # config.json last: the folder is complete once it exists
-    log.info("converted %s (iteration %s, %s generator) -> %s", path, meta.get("iteration"), "EMA" if prefix == EMA_PREFIX else "raw", out_dir)
+    # out_dir may be the converter's temporary folder: the caller names the final one
+    log.info("converted %s (iteration %s, %s generator)", path, meta.get("iteration"), "EMA" if prefix == EMA_PREFIX else "raw")
     return out_dir

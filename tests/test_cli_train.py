@@ -1,0 +1,178 @@
+"""`hififace train` as a user meets it: runs never mix, resuming uses the checkpoint's own config, failures are one
+line and leave no folder, Lightning's chatter stays out, and a tiny model converts back to the reference layout."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from inferkit import assert_one_error, run_cli
+from trainkit import make_dataset
+
+
+def _tree(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("traincli")
+    images, parsing = make_dataset(tmp / "data", identities=2, per_identity=2, size=32)
+    return tmp, ["--data.images", str(images), "--data.parsing", str(parsing), "--trainer.val_every", "0",
+                 "--trainer.image_every", "0", "--logging.tensorboard", "false", "--checkpoint.every", "1"]
+
+
+@pytest.fixture(scope="module")
+def run(data):
+    """One finished tiny run (1 iteration), started through the CLI; its stderr."""
+    tmp, args = data
+    from io import StringIO  # a module-scoped fixture cannot use capsys
+
+    from hififace.cli.main import main
+
+    err, old = StringIO(), sys.stderr
+    sys.stderr = err
+    try:
+        rc = main(["train", "--config", "hififace_tiny", "--checkpoint.dir", str(tmp / "run"),
+                   "--trainer.max_steps", "1", *args])
+    finally:
+        sys.stderr = old
+    assert rc == 0, err.getvalue()
+    return tmp / "run", err.getvalue()
+
+
+def test_lightning_chatter_is_quiet_and_the_end_is_in_iterations(run):
+    _, err = run
+    assert "litlogger" not in err and "Trainer.fit" not in err and "GPU available" not in err
+    assert "finished at iteration 1 (trainer.max_steps=1)" in err
+
+
+def test_a_fresh_run_into_a_folder_holding_a_run_is_refused(run, data, capsys):
+    run_dir, _ = run
+    tmp, args = data
+    before = _tree(run_dir)
+    rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", run_dir, *args], capsys)
+    assert_one_error(rc, err, "already holds a run", f"--resume {run_dir / 'checkpoints' / 'last.ckpt'}",
+                     "--checkpoint.overwrite")
+    assert _tree(run_dir) == before  # nothing touched
+
+
+def test_resume_reached_max_steps_and_config_mismatch_are_one_line(run, data, capsys):
+    run_dir, _ = run
+    _, args = data
+    last = run_dir / "checkpoints" / "last.ckpt"
+    before = _tree(run_dir)
+    rc, _, err = run_cli(["train", "--resume", last], capsys)
+    assert_one_error(rc, err, "already reached iteration 1", "trainer.max_steps=1", "larger --trainer.max_steps")
+    rc, _, err = run_cli(["train", "--config", "hififace_256_reference", "--resume", last, *args], capsys)
+    assert_one_error(rc, err, "model.channel_multiplier=0.0625", "model.channel_multiplier=1.0",
+                     "resume without --config")
+    rc, _, err = run_cli(["train", "--resume", last, "--model.channel_multiplier", "0.125"], capsys)
+    assert_one_error(rc, err, "model.channel_multiplier=0.125")
+    rc, _, err = run_cli(["train", "--resume", run_dir / "frozen" / "config.json"], capsys)
+    assert_one_error(rc, err, "config.json")
+    assert _tree(run_dir) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+@pytest.mark.parametrize("extra", [["--trainer.accelerator", "gpu"], ["--trainer.accelerator", "cuda"],
+                                   ["--resume", "nowhere/last.ckpt"], ["--data.images", "nowhere"]])
+def test_failed_runs_are_one_line_and_leave_no_folder(data, extra, capsys, monkeypatch):
+    tmp, args = data
+    monkeypatch.chdir(tmp)
+    rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", "runs/new/x", *args, *extra], capsys)
+    assert_one_error(rc, err, *(["no CUDA GPU", "--trainer.accelerator cpu"] if "gpu" in extra or "cuda" in extra else []))
+    assert not (tmp / "runs").exists()
+
+
+def test_a_failure_after_set_up_removes_what_the_run_wrote(data, monkeypatch, capsys):
+    """A crash in Lightning before the first checkpoint: frozen/, config.yaml, the data index all go."""
+    from hififace.training import build
+
+    tmp, args = data
+    run_dir = tmp / "crash"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")  # a user's file in an existing folder stays
+
+    def crash(*a, **k):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(build, "_fit_takes_weights_only", crash)
+    rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", run_dir, *args], capsys)
+    assert rc == 1 and err[-1].startswith("error: unexpected RuntimeError: simulated crash")
+    assert not any("Traceback" in line for line in err)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt"]
+
+
+def test_resume_without_config_continues_with_the_checkpoints_config(run, data, tmp_path, capsys):
+    import shutil
+
+    run_dir, _ = run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    rc, _, err = run_cli(["-v", "train", "--resume", copy / "checkpoints" / "last.ckpt", "--trainer.max_steps", "2",
+                          "--checkpoint.dir", copy], capsys)
+    text = "\n".join(err)
+    assert rc == 0, text
+    assert "finished at iteration 2" in text and "Traceback" not in text
+    assert text.count("GPU available") == 1 and "litlogger" not in text  # Lightning's lines once, no advert
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["iter00000001.ckpt", "iter00000002.ckpt", "last.ckpt"]
+    ckpt = torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True, mmap=True)
+    assert ckpt["hififace"]["iteration"] == 2 and ckpt["hififace"]["model_config"]["channel_multiplier"] == 0.0625
+
+
+def test_overwrite_replaces_the_old_run(data, tmp_path, capsys):
+    tmp, args = data
+    run_dir = tmp_path / "run"
+    for name in ("checkpoints/last.ckpt", "export/step-00000009/config.json", "config.yaml"):
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text("old run")
+    rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", run_dir, "--trainer.max_steps", "1",
+                          "--checkpoint.overwrite", *args], capsys)
+    assert rc == 0, err
+    assert any("deleting the previous run" in line for line in err)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["iter00000001.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (run_dir / "export").iterdir()) == ["step-00000001"]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hififace"]["iteration"] == 1
+
+
+def test_tiny_model_converts_to_the_reference_layout_and_back(run, tmp_path, capsys):
+    from hififace.weights.io import load_safetensors
+
+    run_dir, _ = run
+    folder = run_dir / "export" / "step-00000001"
+    rc, _, err = run_cli(["convert", folder, "--to", "reference", "-o", tmp_path / "back.ckpt"], capsys)
+    assert rc == 0, err
+    assert any("smaller shapes" in line for line in err)  # it says the reference code cannot load it
+    ckpt = torch.load(tmp_path / "back.ckpt", weights_only=True)
+    assert ckpt["state_dict"]["discriminator.layer2.0.weight"].shape == (8, 3, 4, 4)  # the folder's widths
+    rc, _, err = run_cli(["convert", tmp_path / "back.ckpt", "-o", tmp_path / "again"], capsys)
+    assert rc == 0, err
+    assert not any(".partial" in line for line in err)
+    for name in ("generator", "arcface", "recon3d", "discriminator"):
+        a = load_safetensors(folder / f"{name}.safetensors")
+        b = load_safetensors(tmp_path / "again" / f"{name}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_the_progress_bar_goes_to_stderr_and_only_to_a_terminal(monkeypatch, capsys):
+    from hififace.training.build import build_trainer
+    from hififace.training.callbacks import StderrProgressBar
+    from hififace.training.config import load_config
+
+    cfg = load_config("hififace_tiny", {"trainer.progress_bar": "true", "logging.tensorboard": "false",
+                                        "logging.csv": "false"})
+    trainer = build_trainer(cfg, enable_checkpointing=False)
+    assert not any(isinstance(c, StderrProgressBar) for c in trainer.callbacks)  # pytest's stderr is no terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    trainer = build_trainer(cfg, enable_checkpointing=False)
+    bars = [c for c in trainer.callbacks if isinstance(c, StderrProgressBar)]
+    assert len(bars) == 1
+    capsys.readouterr()
+    bar = bars[0].init_train_tqdm()
+    bar.update(1)
+    bar.close()
+    out = capsys.readouterr()
+    assert out.out == "" and "Training" in out.err
