@@ -172,7 +172,7 @@ def test_code_under_a_lightning_name_becomes_an_inert_stand_in(tmp_path, zip_for
 def test_files_that_are_not_checkpoints_say_what_they_are(tmp_path, capsys, content, kind):
     path = tmp_path / "backbone.pth"
     path.write_bytes(content)
-    with pytest.raises(WeightsError, match=re.escape(f"not a PyTorch checkpoint ({kind})")):
+    with pytest.raises(WeightsError, match=re.escape(f"not a checkpoint ({kind}, not a PyTorch")):
         load_legacy(path, "ArcFace backbone.pth")
     assert cli(["convert", "--arcface", str(path), "--recon3d", str(path), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err

@@ -52,8 +52,7 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
     path = require_existing(path)
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder; give a checkpoint file (.ckpt/.pth), or use 'hififace info' on a model folder")
-    check_pytorch_file(path, "give the reference hififace_opensouce_299999.ckpt or a 'hififace train' checkpoint (.ckpt)")
-    obj = load_legacy(path, "checkpoint")
+    obj = load_legacy(path, "reference hififace_opensouce_299999.ckpt or a 'hififace train' checkpoint (.ckpt)")
     state = obj.get("state_dict") if isinstance(obj, dict) else None
     with atomic_folder(out_dir, overwrite) as tmp:
         if isinstance(state, dict) and any(str(k).startswith(GEN + "id_extractor.") for k in state):
@@ -71,27 +70,6 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
                 raise WeightsError(f"{path}: not a HifiFace checkpoint ({describe_checkpoint(obj)}); "
                                    "give the reference hififace_opensouce_299999.ckpt or a 'hififace train' checkpoint")
     return Path(out_dir)
-
-
-#: Start of files people pass by mistake -> what they are.
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-               (b"RIFF", "a RIFF file (WebP, WAV, AVI)"), (b"%PDF", "a PDF document"), (b"MATLAB", "a MATLAB .mat file"),
-               (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-Zip archive"))
-
-
-def check_pytorch_file(path: str | Path, expected: str) -> None:
-    """Refuse a file that cannot be a PyTorch checkpoint (a zip archive, or a pickle for files older than
-    torch 1.6) before ``torch.load`` sees it, saying what it is instead; ``expected`` tells what to give."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if not head or head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return  # empty files get their own message from the loader
-    what = next((name for sig, name in _SIGNATURES if head.startswith(sig)), None)
-    if what is None:
-        printable = all(32 <= c < 127 or c in (9, 10, 13) for c in head)
-        what = "a text file" if printable else "data of another kind"
-    raise WeightsError(f"{path}: not a checkpoint ({what}, not a PyTorch .pth/.ckpt file); {expected}")
 
 
 def require_existing(path: str | Path) -> Path:
@@ -116,16 +94,8 @@ def convert_separate_files(
     from .arcface import load_arcface
     from .deep3d import load_recon
 
-    from .arcface import ARCFACE_EXPECTED
-    from .deep3d import RECON_EXPECTED
-
-    files = {"arcface": (require_file(arcface, "arcface"), ARCFACE_EXPECTED),
-             "recon3d": (require_file(recon3d, "recon3d"), RECON_EXPECTED)}
-    for file, expected in files.values():
-        if file.suffix != ".safetensors":
-            check_pytorch_file(file, expected)
-    arcface_net = load_arcface(files["arcface"][0])
-    recon_net = load_recon(files["recon3d"][0])
+    arcface_net = load_arcface(require_file(arcface, "arcface"))
+    recon_net = load_recon(require_file(recon3d, "recon3d"))
     extra = {}
     if bfm is not None:
         from .bfm import bfm_to_tensors, load_bfm

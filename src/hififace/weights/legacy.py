@@ -95,7 +95,6 @@ def may_stand_in(name: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ loading
-_PNG, _JPEG, _GIF = b"\x89PNG", b"\xff\xd8\xff", b"GIF8"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
 
@@ -168,23 +167,27 @@ def _builtin_name(name: str) -> str:
     return name if "." in name else f"builtins.{name}"
 
 
+#: Start of files people pass by mistake -> what they are.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+               (b"RIFF", "a RIFF file (WebP, WAV, AVI)"), (b"%PDF", "a PDF document"), (b"MATLAB", "a MATLAB .mat file"),
+               (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-Zip archive"))
+
+
 def _check_pickle_magic(path: Path, what: str) -> None:
-    """A non-zip file must start like a pickle (protocol 2+); say what it is instead when it is not one."""
+    """A non-zip file must start like a pickle (torch < 1.6 wrote protocol-2 pickles); say what it is otherwise."""
     with open(path, "rb") as f:
         head = f.read(16)
-    if head.startswith(b"\x80") and len(head) > 1 and 2 <= head[1] <= 5:
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return
-    kind = ("a PNG image" if head.startswith(_PNG) else "a JPEG image" if head.startswith(_JPEG)
-            else "a GIF image" if head.startswith(_GIF) else _safetensors_or_text(head))
-    raise WeightsError(f"{path}: not a PyTorch checkpoint ({kind}); give the {what}")
-
-
-def _safetensors_or_text(head: bytes) -> str:
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "a safetensors file: pass a model folder or rename it .safetensors"
-    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
-        return "a text file"
-    return "unknown contents"
+    kind = next((name for sig, name in _SIGNATURES if head.startswith(sig)), None)
+    if kind is None:
+        if len(head) >= 9 and head[8:9] == b"{":
+            kind = "a safetensors file"
+        elif all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+            kind = "a text file"
+        else:
+            kind = "data of another kind"
+    raise WeightsError(f"{path}: not a checkpoint ({kind}, not a PyTorch .pth/.ckpt file); give the {what}")
 
 
 def _is_zip(path: Path) -> bool:
