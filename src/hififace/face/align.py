@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..config import ALIGN_TEMPLATES
 from ..errors import ConfigError
 from .detect import MIRROR_5
 
@@ -33,7 +34,7 @@ ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.736
 #: xuehy/HiFiFace-pytorch "frontal" template for 112 (FORMATS.md section 4).
 FRONTAL_112 = np.array([[39.730, 51.138], [72.270, 51.138], [56.000, 68.493], [42.463, 87.010], [69.537, 87.010]],
                        dtype=np.float64)
-TEMPLATES = ("arcface", "ffhq", "frontal")
+TEMPLATES = ALIGN_TEMPLATES
 
 
 def template_points(name: str = "arcface", size: int = 256) -> np.ndarray:
