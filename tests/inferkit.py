@@ -63,3 +63,36 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
     idat = zlib.compress(b"\x00" * 64)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
     return path
+
+
+class FakeEngine:
+    """A swap engine (the interface the photo/video pipelines use) that costs next to nothing: the "identity" of a
+    crop is its pooled pixels, the "swap" inverts the crop's colours and the mask covers the whole crop. For tests of
+    the pipeline around the model (faces, crops, paste-back, files, video), not of the model."""
+
+    image_size = 256
+    align = "arcface"
+
+    def __init__(self, tag: str = "fake"):
+        import torch
+
+        self.device = torch.device("cpu")
+        self.tag = tag
+        self.calls = 0
+
+    def identity(self, crops):
+        import torch
+        import torch.nn.functional as F
+
+        from hififace import Identity
+
+        pooled = F.adaptive_avg_pool2d(crops.float(), (8, 8)).flatten(1)  # N x 192
+        v = F.normalize(torch.cat([pooled - pooled.mean(1, keepdim=True), torch.zeros(len(crops), 320)], 1), dim=1)
+        return Identity(pooled[:, :80].contiguous(), v)
+
+    def swap(self, identity, crops):
+        self.calls += 1
+        return 1.0 - crops, crops.new_ones(crops.shape[0], 1, *crops.shape[-2:])
+
+    def fingerprint(self) -> str:
+        return self.tag

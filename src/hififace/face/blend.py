@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .align import unwarp_faces_torch
+from .align import crop_footprint, unwarp_faces_torch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -75,21 +75,6 @@ def paste_back(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     out = image.copy()
     paste_into(out, crop, matrix, m)
     return out
-
-
-def crop_footprint(matrix: np.ndarray, crop_hw: tuple[int, int], image_hw: tuple[int, int],
-                   pad: int = 2) -> tuple[int, int, int, int] | None:
-    """Pixel box ``(x0, y0, x1, y1)`` (exclusive ends) of ``image`` that a crop made with ``matrix`` covers, or None."""
-    from .align import invert_affine, transform_points
-
-    ch, cw = crop_hw
-    corners = np.array([[-0.5, -0.5], [cw - 0.5, -0.5], [-0.5, ch - 0.5], [cw - 0.5, ch - 0.5]])
-    pts = transform_points(corners, invert_affine(matrix))
-    x0, y0 = np.floor(pts.min(0)).astype(int) - pad
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + pad + 1
-    h, w = image_hw
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    return (int(x0), int(y0), int(x1), int(y1)) if x1 > x0 and y1 > y0 else None
 
 
 def paste_into(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, alpha: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:

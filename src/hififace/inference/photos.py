@@ -93,14 +93,16 @@ def read_photo(path: str | Path) -> Photo:
     for key in ("icc_profile", "transparency"):
         if native.info.get(key) is not None:
             save_info[key] = native.info[key]
-    if native.format == "JPEG" and getattr(native, "quantization", None):
-        from PIL import JpegImagePlugin
+    from PIL import Image, JpegImagePlugin
 
-        save_info["qtables"] = native.quantization
-        save_info["subsampling"] = JpegImagePlugin.get_sampling(native)
+    with Image.open(path) as header:  # the decoded copy lost these; reading the header again costs nothing
+        fmt = header.format
+        if fmt == "JPEG" and getattr(header, "quantization", None):
+            save_info["qtables"] = header.quantization
+            save_info["subsampling"] = JpegImagePlugin.get_sampling(header)
     rgb = upright(_flatten(native, path), orientation)
     exif = native.info.get("exif")
-    return Photo(rgb, path, native.format, orientation, native, exif if isinstance(exif, bytes) else None, save_info)
+    return Photo(rgb, path, fmt, orientation, native, exif if isinstance(exif, bytes) else None, save_info)
 
 
 def photo_from_array(image: Any) -> Photo:

@@ -205,8 +205,8 @@ class FaceSwapper:
         for k in range(len(targets)):
             mask = region[k] * masks[k] if masks is not None else region[k]
             alphas[k] = soft_mask(self.size, mask, self.erode, self.blur)
-            if self.color_match:
-                faces[k] = match_color(faces[k], targets[k], alphas[k])
+            if self.color_match:  # statistics over the face region (skin, features), whatever the model's mask
+                faces[k] = match_color(faces[k], targets[k], region[k])
         return faces, alphas
 
     # ------------------------------------------------------------------ identities
@@ -425,3 +425,55 @@ def _as_photo(target: Any) -> Photo:
     if isinstance(target, (str, Path)):
         return read_photo(target)
     return photo_from_array(target)
+
+
+# ---------------------------------------------------------------------- one-call API (hififace.swap_image / swap_video)
+def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[str, Any]) -> FaceSwapper:
+    if isinstance(model, FaceSwapper):
+        if options:
+            raise TypeError(f"options {', '.join(sorted(options))} go to FaceSwapper(...), not to an existing one")
+        return model
+    if model is not None:
+        return FaceSwapper(model, **options)
+    return FaceSwapper.from_pretrained(weights, device=device, **options)
+
+
+def _label(swapper: FaceSwapper, command: str) -> dict[str, str]:
+    cfg = getattr(swapper.engine, "config", None)
+    meta = {"hififace:command": command}
+    if cfg is not None:
+        meta["hififace:model"] = f"{cfg.variant}-{cfg.image_size}"
+    return meta
+
+
+def swap_image(source: Any, target: Any, output: str | Path | None = None, *, weights: str | Path | None = None,
+               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
+               match: Any = None, aligned: bool | None = None, watermark: bool = False, **options: Any) -> PhotoResult:
+    """Swap ``source``'s identity onto face(s) of ``target`` and return a :class:`PhotoResult`; with ``output``
+    also write it (keeping the target file's size, orientation, colour mode and metadata, labelled as synthetic).
+
+    ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
+    ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
+    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ...).
+    """
+    swapper = _swapper(model, weights, device, options)
+    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]), aligned=aligned)
+    if output is None:
+        return swapper.swap(identity, target, face, all_faces, match, aligned)
+    return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
+                             meta=_label(swapper, "swap_image"))
+
+
+def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
+               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
+               match: Any = None, batch_frames: int = 8, smooth: float = 1.0, crf: int = 18, preset: str = "medium",
+               watermark: bool = False, progress: bool = True, **options: Any):
+    """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
+    :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
+    :func:`hififace.inference.video.swap_video`."""
+    options.setdefault("align_passes", 0)
+    swapper = _swapper(model, weights, device, options)
+    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
+    return swapper.swap_video(identity, target, output, face=face, all_faces=all_faces, match=match,
+                              batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
+                              meta=_label(swapper, "swap_video"), progress=progress)
