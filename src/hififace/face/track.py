@@ -1,7 +1,8 @@
 """Faces across video frames: tracks by box overlap, and landmark smoothing so aligned crops do not jitter.
 
 :class:`FaceTracker` gives each face a track id that stays with the person while their boxes overlap from frame to
-frame (greedy IoU matching; a track survives ``max_lost`` frames without a detection). Each track smooths its 5
+frame (greedy IoU matching against each track's box moved on at its recent velocity, so faces that pass each other
+keep their ids; a track survives ``max_lost`` frames without a detection). Each track smooths its 5
 landmarks with a One Euro filter (Casiez et al., CHI 2012): strong smoothing while the face is still, little lag
 when it moves. Speeds are measured in face sizes per second, so the same settings fit small and large faces.
 """
@@ -22,7 +23,7 @@ class OneEuroFilter:
     ``scale`` per second), ``d_cutoff`` (Hz) the smoothing of the speed estimate.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 10.0, d_cutoff: float = 1.0):
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 4.0, d_cutoff: float = 1.0):
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
         self.x: np.ndarray | None = None
         self.dx: np.ndarray | None = None
@@ -59,6 +60,11 @@ class Track:
     first_frame: int
     last_frame: int
     filter: OneEuroFilter | None = field(default=None, repr=False)
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box change per frame
+
+    def predicted(self, frame_index: int) -> np.ndarray:
+        """Where the box should be at ``frame_index`` at constant velocity (tells crossing faces apart)."""
+        return self.box + self.velocity * (frame_index - self.last_frame)
 
     @property
     def size(self) -> float:
@@ -88,7 +94,7 @@ class FaceTracker:
         self._next_id = 0
 
     def _new_filter(self) -> OneEuroFilter | None:
-        return OneEuroFilter(min_cutoff=1.0 / self.smooth) if self.smooth > 0 else None
+        return OneEuroFilter(min_cutoff=1.0 / self.smooth, beta=4.0 / self.smooth) if self.smooth > 0 else None
 
     def update(self, frame_index: int, faces: list[Face]) -> list[tuple[Track, Face]]:
         """Match ``faces`` (one frame's detections) to tracks; returns the matched/new tracks with their face, in the
@@ -96,7 +102,7 @@ class FaceTracker:
         self.tracks = [t for t in self.tracks if frame_index - t.last_frame <= self.max_lost]
         assigned: dict[int, Track] = {}
         if self.tracks and faces:
-            iou = box_iou(np.stack([t.box for t in self.tracks]), np.stack([f.box for f in faces]))
+            iou = box_iou(np.stack([t.predicted(frame_index) for t in self.tracks]), np.stack([f.box for f in faces]))
             while True:
                 ti, fi = np.unravel_index(int(np.argmax(iou)), iou.shape)
                 if iou[ti, fi] < self.iou_threshold:
@@ -113,7 +119,11 @@ class FaceTracker:
                               frame_index, frame_index, self._new_filter())
                 self._next_id += 1
                 self.tracks.append(track)
-            track.box = face.box.astype(np.float64)
+            box = face.box.astype(np.float64)
+            if track.last_frame < frame_index:
+                step = (box - track.box) / (frame_index - track.last_frame)
+                track.velocity = step if track.first_frame == track.last_frame else 0.5 * (track.velocity + step)
+            track.box = box
             track.last_frame = frame_index
             lm = face.landmarks.astype(np.float64)
             if track.filter is not None:

@@ -104,7 +104,7 @@ def probe(path: str | Path) -> VideoInfo:
 def _probe_failure(text: str) -> str:
     low = text.lower()
     if "moov atom not found" in low:
-        return "cannot read the video (no index: the file is truncated or still being written)"
+        return "cannot read the video (no index found: not a video, or truncated, or still being written)"
     if "invalid data found" in low or "could not find codec parameters" in low:
         return "not a video file ffmpeg can read (invalid data, or truncated)"
     if "stream #" in low:
