@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -175,10 +175,12 @@ class FrameReader:
     """Upright RGB frames (H x W x 3 uint8) of ``info``'s first video stream, decoded ahead in a thread.
 
     Iterate it; :attr:`busy` is the seconds the thread spent waiting for ffmpeg (decoding time), :attr:`error` the
-    end of ffmpeg's error output when the stream was damaged.
+    end of ffmpeg's error output when the stream was damaged. With ``annotate`` (e.g. a face detector) the thread
+    also runs ``annotate(frame)`` on each frame and yields ``(frame, result)`` pairs, so that work overlaps the
+    consumer's (:attr:`annotate_busy` is its time).
     """
 
-    def __init__(self, info: VideoInfo, prefetch: int = 16):
+    def __init__(self, info: VideoInfo, prefetch: int = 16, annotate: Callable[[np.ndarray], Any] | None = None):
         self.info = info
         self.width, self.height = info.size
         self._err = tempfile.TemporaryFile()
@@ -187,8 +189,11 @@ class FrameReader:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err, stdin=subprocess.DEVNULL,
                                      start_new_session=True, bufsize=0)
         self.busy = 0.0
+        self.annotate = annotate
+        self.annotate_busy = 0.0
         self.frames = 0
         self.error = ""
+        self._failure: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="hififace-decode", daemon=True)
@@ -209,9 +214,16 @@ class FrameReader:
                 self.busy += time.perf_counter() - t0
                 if got < nbytes:
                     break
-                self._put(np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3))
+                frame = np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3)
+                if self.annotate is not None:
+                    t0 = time.perf_counter()
+                    frame = (frame, self.annotate(frame))
+                    self.annotate_busy += time.perf_counter() - t0
+                self._put(frame)
         except (OSError, ValueError):  # the pipe was closed by close()
             pass
+        except Exception as err:  # annotate() failed: hand the error to the consumer
+            self._failure = err
         finally:
             self._put(None)
 
@@ -223,13 +235,15 @@ class FrameReader:
             except queue.Full:
                 continue
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[Any]:
         while True:
             item = self._queue.get()
             if item is None:
                 break
             self.frames += 1
             yield item
+        if self._failure is not None:
+            raise self._failure
         rc = self.proc.wait()
         self._err.seek(0)
         text = self._err.read().decode("utf-8", "replace").strip()

@@ -25,20 +25,20 @@ from .ffmpeg import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, mux, pro
 from .pipeline import FaceChoice
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..face.detect import Face
+    from ..face.detect import Face  # noqa: F401
     from ..face.track import FaceTracker, Track
     from ..models.identity import Identity
     from .pipeline import FaceSwapper
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "detect", "align", "swap", "paste", "encode", "mux")
+STAGES = ("decode", "detect", "track", "align", "swap", "paste", "encode", "mux")
 
 
 @dataclass
 class VideoReport:
-    """What :func:`swap_video` did. ``seconds`` holds the time of each stage (decode and encode run in their own
-    threads, overlapping the rest) and ``total`` the wall time."""
+    """What :func:`swap_video` did. ``seconds`` holds the time of each stage (decode + detect and encode run in
+    their own threads, overlapping the rest) and ``total`` the wall time."""
 
     output: Path
     frames: int = 0
@@ -112,8 +112,10 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     t_start = time.perf_counter()
     out = check_output_path(output, VIDEO_FORMATS)
     info = probe(target)
-    choice = FaceChoice(face, all_faces, match)
     identity = swapper.identity(source)
+    if match is not None:  # encoded now: the detector is busy in the decoding thread once frames flow
+        match = swapper.identity(match)
+    choice = FaceChoice(face, all_faces, match)
     use_torch = paste == "torch" or (paste == "auto" and getattr(swapper.engine.device, "type", "cpu") == "cuda")
     report = VideoReport(out, fps=info.fps, size=info.size, rotation=info.rotation, audio=info.has_audio)
     tracker = FaceTracker(info.fps, max_lost=max(1, int(round(info.fps / 2))), smooth=smooth)
@@ -122,13 +124,14 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     bar = _bar(info, progress)
     with atomic_path(out) as tmp_out:
         tmp_video = tmp_out.with_name(tmp_out.name + ".video.mp4")
-        reader = FrameReader(info, prefetch=2 * batch_frames)
+        # detection runs in the decoding thread, overlapping the swap of the previous batch
+        reader = FrameReader(info, prefetch=2 * batch_frames, annotate=swapper.detect)
         writer = None
         try:
             writer = FrameWriter(tmp_video, info, crf=crf, preset=preset, queue_size=2 * batch_frames)
-            batch: list[np.ndarray] = []
-            for frame in reader:
-                batch.append(frame)
+            batch: list[tuple[np.ndarray, list["Face"]]] = []
+            for item in reader:
+                batch.append(item)
                 if len(batch) == batch_frames:
                     _run_batch(swapper, identity, batch, report, tracker, chooser, small_noted, use_torch, watermark,
                                writer, bar)
@@ -157,6 +160,7 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
             bar.close()
             tmp_video.unlink(missing_ok=True)
     report.seconds["decode"] = reader.busy
+    report.seconds["detect"] = reader.annotate_busy
     report.seconds["encode"] = writer.busy
     report.frames = reader.frames
     report.total = time.perf_counter() - t_start
@@ -175,19 +179,19 @@ def _bar(info: VideoInfo, enabled: bool):
                 leave=False, dynamic_ncols=True)
 
 
-def _run_batch(swapper: "FaceSwapper", identity: "Identity", frames: list[np.ndarray], report: VideoReport,
-               tracker: "FaceTracker", chooser: _Chooser, small_noted: set[int], use_torch: bool, watermark: bool,
-               writer: FrameWriter, bar) -> None:
+def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[np.ndarray, list["Face"]]],
+               report: VideoReport, tracker: "FaceTracker", chooser: _Chooser, small_noted: set[int], use_torch: bool,
+               watermark: bool, writer: FrameWriter, bar) -> None:
     from ..face.align import transform_points
 
     sec = report.seconds
-    # detect, track, choose (sequential: tracks carry over from frame to frame)
+    frames = [f for f, _ in batch]
+    # track and choose (sequential: tracks carry over from frame to frame); detection ran in the decoding thread
     t0 = time.perf_counter()
     owners: list[int] = []
     faces: list["Face"] = []
-    for k, frame in enumerate(frames):
+    for k, (frame, found) in enumerate(batch):
         index = report.frames_passed + report.frames_swapped
-        found = swapper.detect(frame)
         if not found:
             report.frames_without_face += 1
         picked = chooser.pick(frame, tracker.update(index, found), index)
@@ -206,7 +210,7 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", frames: list[np.nda
             report.frames_swapped += 1
         else:
             report.frames_passed += 1
-    sec["detect"] += time.perf_counter() - t0
+    sec["track"] += time.perf_counter() - t0
     if faces:
         t0 = time.perf_counter()
         crops, mats = [], []
