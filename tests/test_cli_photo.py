@@ -67,7 +67,7 @@ def test_save_identity_from_two_sources_then_swap_a_chosen_face(tmp_path, weight
 
 
 @pytest.mark.parametrize("case", ["face_out_of_range", "no_face", "target_without_output", "identity_ext",
-                                  "missing_identity", "bad_option_value"])
+                                  "missing_identity", "bad_option_value", "video_target"])
 def test_bad_photo_inputs_give_one_error_line(tmp_path, weights, capsys, case):
     Image.new("RGB", (320, 240), (90, 100, 110)).save(tmp_path / "wall.png")
     base = ["swap", "--source", PHOTOS / "grace_hopper.jpg", "--weights", weights]
@@ -81,6 +81,7 @@ def test_bad_photo_inputs_give_one_error_line(tmp_path, weights, capsys, case):
                               "-o", tmp_path / "o.png"], ["nobody.safetensors", "not found"]),
         "bad_option_value": (["--target", PHOTOS / "two_people.jpg", "-o", tmp_path / "o.png", "--min-face", "-3"],
                              ["--min-face", "0 or more"]),
+        "video_target": (["--target", tmp_path / "clip.mp4", "-o", tmp_path / "o.png"], ["clip.mp4", "hififace video"]),
     }[case]
     rc, out, err = run_cli(base + args, capsys)
     assert_one_error(rc, err, *needles)

@@ -38,6 +38,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "portrait": make_clip(d / "portrait.mp4", face_frames(3, size=(160, 224)), rotation=90),
         "odd": make_clip(d / "odd.mp4", face_frames(2, size=(853, 480)), rate="30000/1001"),
         "one_frame_silent": make_clip(d / "one.mp4", face_frames(1), audio=False),
+        "no_face": make_clip(d / "none.mp4", face_frames(2, blank=(0, 1))),
     }
 
 
@@ -96,8 +97,11 @@ def test_portrait_video_with_rotation_metadata_keeps_it(swapper, clips, tmp_path
     assert d[y0:y1, x0:x1].mean() > 5 * d[:, :8].mean() + 10  # changed where the face is, in upright frames
 
 
-@pytest.mark.parametrize("name,frames,size,audio", [("odd", 2, (853, 480), True), ("one_frame_silent", 1, (192, 224), False)])
-def test_odd_size_one_frame_and_silent_videos(swapper, clips, tmp_path, name, frames, size, audio):
+@pytest.mark.parametrize("name,frames,size,audio,faces", [("odd", 2, (853, 480), True, 2),
+                                                          ("one_frame_silent", 1, (192, 224), False, 1),
+                                                          ("no_face", 2, (192, 224), True, 0)])
+def test_odd_size_one_frame_silent_and_faceless_videos(swapper, clips, tmp_path, caplog, name, frames, size, audio,
+                                                       faces):
     from hififace.inference.ffmpeg import probe
 
     out = tmp_path / "out.mkv"
@@ -105,8 +109,11 @@ def test_odd_size_one_frame_and_silent_videos(swapper, clips, tmp_path, name, fr
     got = probe(out)
     assert (got.width, got.height) == size and got.has_audio == audio and report.frames == frames
     assert got.rate == probe(clips[name]).rate
-    assert len(decode(out)) == frames and report.frames_swapped == frames
+    assert len(decode(out)) == frames and report.frames_swapped == faces
+    assert report.frames_without_face == frames - faces
     assert "Synthetic" in got.metadata["comment"]
+    if not faces:  # passed through, counted, and said
+        assert "no face was swapped in any frame" in caplog.text
 
 
 def test_video_cli_with_the_tiny_model(clips, tmp_path, weights, capsys):
@@ -143,6 +150,8 @@ def _bad(kind: str, clips, tmp: Path) -> tuple[list, list[str], Path]:
         return [src, tmp / "fs_cut.mp4", out], ["fs_cut.mp4", "damaged"], out
     if kind == "missing":
         return [src, tmp / "nope.mp4", out], ["nope.mp4", "not found"], out
+    if kind == "still_image":
+        return [src, PHOTOS / "grace_hopper.jpg", out], ["grace_hopper.jpg", "still image", "hififace swap"], out
     if kind == "bad_extension":
         return [src, clips["main"], tmp / "out.avi"], ["out.avi", "unsupported output format"], tmp / "out.avi"
     if kind == "source_without_face":
@@ -151,8 +160,8 @@ def _bad(kind: str, clips, tmp: Path) -> tuple[list, list[str], Path]:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["not_a_video", "truncated", "truncated_faststart", "missing", "bad_extension",
-                                  "source_without_face"])
+@pytest.mark.parametrize("kind", ["not_a_video", "truncated", "truncated_faststart", "missing", "still_image",
+                                  "bad_extension", "source_without_face"])
 def test_bad_videos_give_one_error_line_and_no_output(clips, tmp_path, weights, capsys, kind):
     (src, target, out), needles, _ = _bad(kind, clips, tmp_path)
     rc, stdout, err = run_cli(["video", "-s", src, "-t", target, "-o", out, "--weights", weights], capsys)

@@ -9,6 +9,9 @@ from ._common import CONSENT, add_face_args, add_model_args, add_watermark_arg
 
 log = logging.getLogger("hififace")
 
+#: Extensions that mark a --target as a video (for a pointer to 'hififace video').
+VIDEOS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+
 EPILOG = f"""examples:
   hififace swap --source me.jpg --target group.jpg -o out.jpg                # the largest face
   hififace swap --source me.jpg --source me2.jpg --target t.jpg -o out.jpg  # identity averaged over sources
@@ -56,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     aligned = True if args.aligned else False if args.detect else None
     # every input is checked before the model loads
     target = Path(args.target) if args.target else None
+    if target is not None and target.suffix.lower() in VIDEOS:
+        raise HifiFaceError(f"{target}: is a video; use 'hififace video --source ... --target {target} -o out.mp4'")
     folder = target is not None and target.is_dir()
     if folder:
         jobs = plan_folder(target, Path(args.output))

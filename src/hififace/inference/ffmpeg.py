@@ -98,6 +98,9 @@ def probe(path: str | Path) -> VideoInfo:
     if info is None:
         why = _probe_failure(text)
         raise InputImageError(f"{path}: {why}; re-export it (e.g. as H.264 MP4)")
+    demuxer = re.search(r"Input #0, ([\w,]+), from", text)
+    if demuxer and (demuxer.group(1) == "image2" or demuxer.group(1).endswith("_pipe")):
+        raise InputImageError(f"{path}: is a still image, not a video; use 'hififace swap' for photos")
     return info
 
 
