@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, machine  # noqa: E402
+from _common import cuda_available, emit, machine  # noqa: E402
 
 BENCH = "video"
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="720p, 6 frames, batch 2")
     ap.add_argument("--weights", type=Path, help="model folder (default: random weights of the full 256 model)")
-    ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    ap.add_argument("--device", default="cuda" if cuda_available() else "cpu")
     ap.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--height", type=int, default=720, choices=(480, 720, 1080, 2160))
     ap.add_argument("--frames", type=int, default=24)
@@ -111,15 +111,6 @@ def main() -> int:
     emit(BENCH, case="detect+align+paste", value=round(cpu_side / n, 4), unit="s/frame",
          share=round(cpu_side / report.total, 3), **common)
     return 0
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
 
 
 if __name__ == "__main__":

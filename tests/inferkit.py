@@ -6,6 +6,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hififace import HifiFace, HifiFaceConfig
 from hififace.cli.main import main as cli
@@ -20,6 +21,20 @@ def tiny_model(seed: int = 0) -> HifiFace:
 
 def tiny_model_dir(path: Path, seed: int = 0) -> Path:
     return tiny_model(seed).save_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A tiny random model folder, once per test module (import this fixture into the module)."""
+    return tiny_model_dir(tmp_path_factory.mktemp("w") / "tiny")
+
+
+@pytest.fixture
+def isolated_home(monkeypatch, tmp_path_factory):
+    """Never pick up a model or parser weights from the developer's $HIFIFACE_HOME or ~/.cache/hififace."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HIFIFACE_HOME", str(home / "hififace_home"))
 
 
 def sample(name: str) -> np.ndarray:

@@ -1,32 +1,20 @@
 """`hififace swap` on whole photos and folders from the command line (tiny random model), and its bad inputs."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from face_helpers import PHOTOS
 from hififace.inference.images import read_label
-from inferkit import assert_one_error, leftovers, run_cli, tiny_model_dir
+from inferkit import assert_one_error, leftovers, run_cli
+from inferkit import isolated_home, tiny_weights  # noqa: F401 (fixtures)
 
 pytest.importorskip("cv2")
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory.mktemp("w") / "tiny")
-
-
-@pytest.fixture(autouse=True)
-def no_user_weights(monkeypatch, tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("HIFIFACE_HOME", str(home / "hififace_home"))
-
-
-def test_folder_of_photos_with_progress_skips_and_lists_what_it_cannot_use(tmp_path, weights, capsys):
+def test_folder_of_photos_with_progress_skips_and_lists_what_it_cannot_use(tmp_path, tiny_weights, capsys):
     src = tmp_path / "photos"
     src.mkdir()
     for name in ("two_people.jpg", "cameraman.png"):
@@ -37,7 +25,7 @@ def test_folder_of_photos_with_progress_skips_and_lists_what_it_cannot_use(tmp_p
     Image.new("RGB", (320, 240), (90, 100, 110)).save(src / "wall.png")
     out = tmp_path / "out"
     rc, stdout, err = run_cli(["swap", "--source", PHOTOS / "grace_hopper.jpg", "--target", src, "-o", out,
-                               "--weights", weights, "--align-passes", "0"], capsys)
+                               "--weights", tiny_weights, "--align-passes", "0"], capsys)
     assert rc == 2 and stdout == ""
     assert any("skipping 2 file(s) that are not images: clip.mp4, notes.txt" in line for line in err), err
     assert any("broken.jpg" in line and "truncated" in line for line in err), err
@@ -50,14 +38,14 @@ def test_folder_of_photos_with_progress_skips_and_lists_what_it_cannot_use(tmp_p
     assert leftovers(out) == []
 
 
-def test_save_identity_from_two_sources_then_swap_a_chosen_face(tmp_path, weights, capsys):
+def test_save_identity_from_two_sources_then_swap_a_chosen_face(tmp_path, tiny_weights, capsys):
     ident = tmp_path / "me.safetensors"
     rc, _, err = run_cli(["swap", "-s", PHOTOS / "grace_hopper.jpg", "-s", PHOTOS / "astronaut.png",
-                          "--save-identity", ident, "--weights", weights], capsys)
+                          "--save-identity", ident, "--weights", tiny_weights], capsys)
     assert rc == 0, err
     assert any("identity of 2 source photo(s)" in line for line in err)
     rc, _, err = run_cli(["swap", "--source", ident, "--target", PHOTOS / "two_people.jpg", "-o", tmp_path / "o.png",
-                          "--face", "1", "--weights", weights, "--color-match"], capsys)
+                          "--face", "1", "--weights", tiny_weights, "--color-match"], capsys)
     assert rc == 0, err
     assert any("1 of 2 face(s) swapped" in line for line in err), err
     out = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"))
@@ -68,9 +56,9 @@ def test_save_identity_from_two_sources_then_swap_a_chosen_face(tmp_path, weight
 
 @pytest.mark.parametrize("case", ["face_out_of_range", "no_face", "target_without_output", "identity_ext",
                                   "missing_identity", "bad_option_value", "video_target"])
-def test_bad_photo_inputs_give_one_error_line(tmp_path, weights, capsys, case):
+def test_bad_photo_inputs_give_one_error_line(tmp_path, tiny_weights, capsys, case):
     Image.new("RGB", (320, 240), (90, 100, 110)).save(tmp_path / "wall.png")
-    base = ["swap", "--source", PHOTOS / "grace_hopper.jpg", "--weights", weights]
+    base = ["swap", "--source", PHOTOS / "grace_hopper.jpg", "--weights", tiny_weights]
     args, needles = {
         "face_out_of_range": (["--target", PHOTOS / "two_people.jpg", "-o", tmp_path / "o.png", "--face", "2"],
                               ["no face #2", "2 face(s) found", "hififace faces"]),

@@ -62,7 +62,8 @@ def collage():
     """Three faces in one picture: astronaut small, Grace Hopper turned 25 degrees, astronaut turned -15 and larger."""
     canvas = np.full((520, 1100, 3), 200, np.uint8)
     a, g = photo("astronaut.png"), photo("grace_hopper.jpg")
-    mats = [place(canvas, a, 0, 0.7, 180, 260), place(canvas, g, 25, 0.6, 550, 260), place(canvas, a, -15, 0.9, 900, 250)]
+    mats = [place(canvas, a, 0, 0.7, 180, 260), place(canvas, g, 25, 0.6, 550, 260),
+            place(canvas, a, -15, 0.9, 900, 250)]
     return canvas, mats, [a, g, a]
 
 

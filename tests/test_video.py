@@ -15,9 +15,11 @@ from PIL import Image
 
 from face_helpers import PHOTOS
 from hififace.face.detect import Face
-from inferkit import FakeEngine, assert_one_error, leftovers, run_cli, tiny_model_dir
+from inferkit import FakeEngine, assert_one_error, leftovers, run_cli
+from inferkit import isolated_home, tiny_weights  # noqa: F401 (fixtures)
 
 pytest.importorskip("cv2")
+pytestmark = pytest.mark.usefixtures("isolated_home")
 pytest.importorskip("imageio_ffmpeg")
 
 from videokit import audio_seconds, decode, face_frames, make_clip  # noqa: E402
@@ -40,18 +42,6 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "one_frame_silent": make_clip(d / "one.mp4", face_frames(1), audio=False),
         "no_face": make_clip(d / "none.mp4", face_frames(2, blank=(0, 1))),
     }
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory.mktemp("w") / "tiny")
-
-
-@pytest.fixture(autouse=True)
-def no_user_weights(monkeypatch, tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("HIFIFACE_HOME", str(home / "hififace_home"))
 
 
 def _run(swapper, clip: Path, out: Path, **kw):
@@ -116,9 +106,10 @@ def test_odd_size_one_frame_silent_and_faceless_videos(swapper, clips, tmp_path,
         assert "no face was swapped in any frame" in caplog.text
 
 
-def test_video_cli_with_the_tiny_model(clips, tmp_path, weights, capsys):
-    rc, out, err = run_cli(["video", "--source", PHOTOS / "grace_hopper.jpg", "--target", clips["main"], "-o",
-                            tmp_path / "out.mp4", "--weights", weights, "--preset", "ultrafast", "--watermark"], capsys)
+def test_video_cli_with_the_tiny_model(clips, tmp_path, tiny_weights, capsys):
+    rc, out, err = run_cli(["video", "--source", PHOTOS / "grace_hopper.jpg", "--target", clips["main"],
+                            "-o", tmp_path / "out.mp4", "--weights", tiny_weights, "--preset", "ultrafast",
+                            "--watermark"], capsys)
     assert rc == 0, err
     assert any("2 of 6 frame(s) without a face, passed through" in line for line in err), err
     assert any("wrote" in line and "6 frames" in line and "audio copied" in line for line in err), err
@@ -162,9 +153,9 @@ def _bad(kind: str, clips, tmp: Path) -> tuple[list, list[str], Path]:
 
 @pytest.mark.parametrize("kind", ["not_a_video", "truncated", "truncated_faststart", "missing", "still_image",
                                   "bad_extension", "source_without_face"])
-def test_bad_videos_give_one_error_line_and_no_output(clips, tmp_path, weights, capsys, kind):
+def test_bad_videos_give_one_error_line_and_no_output(clips, tmp_path, tiny_weights, capsys, kind):
     (src, target, out), needles, _ = _bad(kind, clips, tmp_path)
-    rc, stdout, err = run_cli(["video", "-s", src, "-t", target, "-o", out, "--weights", weights], capsys)
+    rc, stdout, err = run_cli(["video", "-s", src, "-t", target, "-o", out, "--weights", tiny_weights], capsys)
     assert_one_error(rc, err, *needles)
     assert stdout == "" and not out.exists() and leftovers(tmp_path) == []
 
@@ -195,7 +186,7 @@ def test_ctrl_c_leaves_no_output_no_temp_files_and_no_ffmpeg(swapper, clips, tmp
     assert len(started) >= 2 and all(p.poll() is not None for p in started)  # decoder, encoder (and probe) are gone
 
 
-def test_ctrl_c_in_the_cli_is_one_line_and_status_130(clips, tmp_path, weights, capsys, monkeypatch):
+def test_ctrl_c_in_the_cli_is_one_line_and_status_130(clips, tmp_path, tiny_weights, capsys, monkeypatch):
     from hififace.inference.pipeline import FaceSwapper
 
     def interrupt(*a, **k):
@@ -203,7 +194,7 @@ def test_ctrl_c_in_the_cli_is_one_line_and_status_130(clips, tmp_path, weights, 
 
     monkeypatch.setattr(FaceSwapper, "swap_crops", interrupt)
     rc, _, err = run_cli(["video", "-s", PHOTOS / "grace_hopper.jpg", "-t", clips["main"], "-o", tmp_path / "o.mp4",
-                          "--weights", weights], capsys)
+                          "--weights", tiny_weights], capsys)
     assert rc == 130 and err[-1] == "error: interrupted"
     assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
 

@@ -50,7 +50,8 @@ def make_clip(path: Path, frames: list[np.ndarray], rate: str = "25", audio: boo
     from fractions import Fraction
 
     seconds = float(n / Fraction(rate))
-    cmd = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", rate, "-i", "-"]
+    cmd = [ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{w}x{h}", "-framerate", rate, "-i", "-"]
     if audio:
         cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=22050:duration={seconds:.4f}", "-c:a", "aac"]
     plain = path.with_name("plain_" + path.name) if rotation else path

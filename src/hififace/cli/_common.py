@@ -83,9 +83,11 @@ def progress(total: int, desc: str):
 
 
 def add_face_args(p: argparse.ArgumentParser, align_passes: int) -> None:
-    """Options of the commands that swap faces in photos and videos (swap, video)."""
+    """Options of the commands that swap faces in photos and videos (swap, video): sources, face choice, pipeline."""
     from ..inference.pipeline import DEFAULT_MIN_FACE
 
+    p.add_argument("--source", "-s", action="append", required=True, metavar="SOURCE",
+                   help="photo (or identity file) whose identity is used; repeat to average several photos")
     pick = p.add_mutually_exclusive_group()
     pick.add_argument("--face", type=int, metavar="N",
                       help="swap face N only (numbered from 0, left to right, as 'hififace faces' prints them)")
@@ -117,7 +119,8 @@ def check_face_args(args: argparse.Namespace) -> None:
     if args.min_face < 0:
         raise HifiFaceError(f"--min-face {args.min_face:g}: use 0 or more pixels")
     if args.face is not None and args.face < 0:
-        raise HifiFaceError(f"--face {args.face}: faces are numbered from 0, left to right (see 'hififace faces PHOTO')")
+        raise HifiFaceError(f"--face {args.face}: faces are numbered from 0, left to right "
+                            f"(see 'hififace faces PHOTO')")
     if not 0.0 <= args.blur <= 0.5:
         raise HifiFaceError(f"--blur {args.blur:g}: use a fraction of the crop size between 0 and 0.5")
     if args.align_passes < 0:

@@ -32,8 +32,6 @@ keeps the photo's size, orientation, colour mode and metadata; its format follow
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("swap", help="swap the source's identity onto faces in a photo, a folder of photos or a crop",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", "-s", action="append", required=True, metavar="SOURCE",
-                   help="photo (or identity file) whose identity is used; repeat to average several photos")
     p.add_argument("--target", "-t", help="photo, aligned crop, or folder of photos whose faces are replaced")
     p.add_argument("-o", "--output", help="output image (.png, .jpg, .webp), or a folder when --target is a folder")
     path = p.add_mutually_exclusive_group()

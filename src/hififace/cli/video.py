@@ -8,6 +8,8 @@ from ._common import CONSENT, add_face_args, add_model_args, add_watermark_arg
 
 log = logging.getLogger("hififace")
 
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
 EPILOG = f"""examples:
   hififace video --source me.jpg --target clip.mp4 -o out.mp4                 # the largest face
   hififace video --source me.jpg --target clip.mp4 -o out.mp4 --face 1        # face #1 in the first frame with faces
@@ -24,8 +26,6 @@ its 'comment' metadata. It is written to a temporary file and renamed at the end
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video", help="swap the source's identity onto faces throughout a video (audio kept)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", "-s", action="append", required=True, metavar="SOURCE",
-                   help="photo (or identity file) whose identity is used; repeat to average several photos")
     p.add_argument("--target", "-t", required=True, help="video whose faces are replaced")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mov, .mkv)")
     add_face_args(p, align_passes=0)
@@ -35,9 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--smooth", type=float, default=1.0,
                    help="landmark smoothing across frames: 0 = off, 1 = default, higher = steadier (more lag)")
     v.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51, lower is better (default 18)")
-    v.add_argument("--preset", default="medium",
-                   choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"),
-                   help="H.264 encoder speed (default medium)")
+    v.add_argument("--preset", default="medium", choices=PRESETS, help="H.264 encoder speed (default medium)")
     add_model_args(p)
     add_watermark_arg(p)
     p.set_defaults(func=run)

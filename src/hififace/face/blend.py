@@ -77,7 +77,8 @@ def paste_back(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     return out
 
 
-def paste_into(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, alpha: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+def paste_into(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
+               alpha: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """Blend ``crop`` into ``image`` in place with the crop-frame ``alpha`` (H x W float in [0, 1], already soft).
 
     Only the crop's footprint is warped and blended (a face costs the same in a 1 MP and a 50 MP photo); pixels

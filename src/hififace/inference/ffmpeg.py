@@ -158,10 +158,11 @@ def parse_probe(text: str, path: Path) -> VideoInfo | None:
     fps = float(fps_m.group(1)) if fps_m else 25.0
     dur_m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
     duration = int(dur_m.group(1)) * 3600 + int(dur_m.group(2)) * 60 + float(dur_m.group(3)) if dur_m else None
-    pix = re.split(r",\s*(?![^()]*\))", body)
+    parts = re.split(r",\s*(?![^()]*\))", body)  # commas inside brackets do not separate fields
+    pix_fmt = parts[1].split("(")[0].strip() if len(parts) > 1 else ""
     return VideoInfo(path=path, width=int(size.group(1)), height=int(size.group(2)), fps=fps, rate=exact_rate(fps),
-                     duration=duration, codec=body.split()[0], pix_fmt=pix[1].split("(")[0].strip() if len(pix) > 1 else "",
-                     rotation=rotation, audio=audio, metadata=metadata)
+                     duration=duration, codec=body.split()[0], pix_fmt=pix_fmt, rotation=rotation, audio=audio,
+                     metadata=metadata)
 
 
 def exact_rate(fps: float) -> str:

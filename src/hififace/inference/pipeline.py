@@ -168,9 +168,10 @@ class FaceSwapper:
         """Aligned crops (N x S x S x 3 uint8) and their image -> crop matrices (N x 2 x 3) for 5-point landmarks."""
         from ..face.align import align_crop, estimate_transform
 
-        mats = np.stack([estimate_transform(lm, self.engine.align, self.size) for lm in landmarks]) if len(landmarks) else np.zeros((0, 2, 3))
-        crops = np.stack([align_crop(image, m, self.size) for m in mats]) if len(mats) else np.zeros((0, self.size, self.size, 3), np.uint8)
-        return crops, mats
+        if not len(landmarks):
+            return np.zeros((0, self.size, self.size, 3), np.uint8), np.zeros((0, 2, 3))
+        mats = np.stack([estimate_transform(lm, self.engine.align, self.size) for lm in landmarks])
+        return np.stack([align_crop(image, m, self.size) for m in mats]), mats
 
     def to_tensor(self, crops: np.ndarray) -> "torch.Tensor":
         """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``).
@@ -199,7 +200,8 @@ class FaceSwapper:
         from ..face.palette import face_mask
 
         region = face_mask(self.parser.parse(targets, landmarks_crop)).astype(np.float32)
-        faces = (i_r.detach().float().clamp(0, 1).mul(255).add_(0.5).to("cpu").permute(0, 2, 3, 1).numpy()).astype(np.uint8)
+        faces = i_r.detach().float().clamp(0, 1).mul(255).add_(0.5).to("cpu").permute(0, 2, 3, 1).numpy()
+        faces = faces.astype(np.uint8)
         alphas = np.empty(region.shape, np.float32)
         masks = m_r.detach().float().to("cpu")[:, 0].numpy() if self.model_mask else None
         for k in range(len(targets)):
@@ -213,8 +215,8 @@ class FaceSwapper:
     def identity(self, *sources: Any, aligned: bool | None = None) -> "Identity":
         """One identity from one or more sources, averaged (mean 3DMM shape, re-normalised mean ArcFace vector).
 
-        A source is a photo (path, :class:`Photo`, uint8 array or PIL image), an identity file written by :meth:`save_identity`,
-        or an :class:`~hififace.Identity`. Photos are encoded once and cached by this object.
+        A source is a photo (path, :class:`Photo`, uint8 array or PIL image), an identity file written by
+        :meth:`save_identity`, or an :class:`~hififace.Identity`. Photos are encoded once and cached by this object.
         """
         from ..models.identity import Identity
 
@@ -310,8 +312,8 @@ class FaceSwapper:
         if c_id is None or v_id is None or tuple(c_id.shape) != (1, N_ID_COEFFS) or tuple(v_id.shape) != (1, 512):
             raise InputImageError(f"{path}: identity file with unexpected tensors; make it again with --save-identity")
         if meta.get("fingerprint") != self.engine.fingerprint():
-            raise InputImageError(f"{path}: made with other identity networks (ArcFace/3DMM weights) than this model's; "
-                                  f"make it again from the photos with these --weights")
+            raise InputImageError(f"{path}: made with other identity networks (ArcFace/3DMM weights) than this "
+                                  f"model's; make it again from the photos with these --weights")
         return Identity(c_id.float(), v_id.float()), max(1, int(meta.get("sources", "1") or 1))
 
     # ------------------------------------------------------------------ face choice
