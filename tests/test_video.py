@@ -143,6 +143,8 @@ def _bad(kind: str, clips, tmp: Path) -> tuple[list, list[str], Path]:
         return [src, tmp / "nope.mp4", out], ["nope.mp4", "not found"], out
     if kind == "still_image":
         return [src, PHOTOS / "grace_hopper.jpg", out], ["grace_hopper.jpg", "still image", "hififace swap"], out
+    if kind == "face_out_of_range":
+        return [src, clips["main"], out, "--face", "1"], ["main.mp4", "no face #1 in frame 0", "--face"], out
     if kind == "bad_extension":
         return [src, clips["main"], tmp / "out.avi"], ["out.avi", "unsupported output format"], tmp / "out.avi"
     if kind == "source_without_face":
@@ -152,10 +154,11 @@ def _bad(kind: str, clips, tmp: Path) -> tuple[list, list[str], Path]:
 
 
 @pytest.mark.parametrize("kind", ["not_a_video", "truncated", "truncated_faststart", "missing", "still_image",
-                                  "bad_extension", "source_without_face"])
+                                  "bad_extension", "source_without_face", "face_out_of_range"])
 def test_bad_videos_give_one_error_line_and_no_output(clips, tmp_path, tiny_weights, capsys, kind):
-    (src, target, out), needles, _ = _bad(kind, clips, tmp_path)
-    rc, stdout, err = run_cli(["video", "-s", src, "-t", target, "-o", out, "--weights", tiny_weights], capsys)
+    (src, target, out, *extra), needles, _ = _bad(kind, clips, tmp_path)
+    rc, stdout, err = run_cli(["video", "-s", src, "-t", target, "-o", out, "--weights", tiny_weights, *extra],
+                              capsys)
     assert_one_error(rc, err, *needles)
     assert stdout == "" and not out.exists() and leftovers(tmp_path) == []
 

@@ -125,6 +125,12 @@ def check_face_args(args: argparse.Namespace) -> None:
         raise HifiFaceError(f"--blur {args.blur:g}: use a fraction of the crop size between 0 and 0.5")
     if args.align_passes < 0:
         raise HifiFaceError(f"--align-passes {args.align_passes}: use 0 or more")
+    from ..face.detect import available_detectors
+
+    if args.detector.lower() not in available_detectors():
+        raise HifiFaceError(f"--detector {args.detector}: choose one of {', '.join(available_detectors())}")
+    if args.detector.lower() != "yunet" and not args.detector_model:
+        raise HifiFaceError(f"--detector {args.detector} needs its insightface .onnx file: --detector-model FILE")
     if args.save_identity and not str(args.save_identity).lower().endswith(".safetensors"):
         raise HifiFaceError(f"--save-identity {args.save_identity}: the file name must end in .safetensors")
 

@@ -73,6 +73,12 @@ class _Chooser:
             return pairs
         if self.ids is None:
             faces = [f for _, f in pairs]
+            if self.choice.index is not None and self.choice.index >= len(faces):
+                from ..errors import InputImageError
+
+                raise InputImageError(f"{self.name}: no face #{self.choice.index} in frame {index}, the first frame "
+                                      f"with faces ({len(faces)} found, numbered from 0 left to right); pick another "
+                                      f"--face")
             chosen = self.swapper.choose(frame, faces, self.choice, name=f"{self.name} (frame {index})")
             self.ids = {pairs[i][0].id for i in chosen}
             log.info("%s: swapping the face chosen in frame %d (face #%s of %d, left to right)", self.name, index,
