@@ -73,3 +73,12 @@ def native_bf16(device: str) -> bool:
     if device.startswith("cuda"):
         return True
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False

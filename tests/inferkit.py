@@ -6,6 +6,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hififace import HifiFace, HifiFaceConfig
 from hififace.cli.main import main as cli
@@ -25,6 +26,20 @@ def tiny_model_dir(path: Path, seed: int = 0, random_note: bool = False) -> Path
     if not random_note:
         model.config.notes.pop("weights")
     return model.save_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A tiny random model folder, once per test module (import this fixture into the module)."""
+    return tiny_model_dir(tmp_path_factory.mktemp("w") / "tiny")
+
+
+@pytest.fixture
+def isolated_home(monkeypatch, tmp_path_factory):
+    """Never pick up a model or parser weights from the developer's $HIFIFACE_HOME or ~/.cache/hififace."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HIFIFACE_HOME", str(home / "hififace_home"))
 
 
 def sample(name: str) -> np.ndarray:
@@ -68,3 +83,36 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
     idat = zlib.compress(b"\x00" * 64)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
     return path
+
+
+class FakeEngine:
+    """A swap engine (the interface the photo/video pipelines use) that costs next to nothing: the "identity" of a
+    crop is its pooled pixels, the "swap" inverts the crop's colours and the mask covers the whole crop. For tests of
+    the pipeline around the model (faces, crops, paste-back, files, video), not of the model."""
+
+    image_size = 256
+    align = "arcface"
+
+    def __init__(self, tag: str = "fake"):
+        import torch
+
+        self.device = torch.device("cpu")
+        self.tag = tag
+        self.calls = 0
+
+    def identity(self, crops):
+        import torch
+        import torch.nn.functional as F
+
+        from hififace import Identity
+
+        pooled = F.adaptive_avg_pool2d(crops.float(), (8, 8)).flatten(1)  # N x 192
+        v = F.normalize(torch.cat([pooled - pooled.mean(1, keepdim=True), torch.zeros(len(crops), 320)], 1), dim=1)
+        return Identity(pooled[:, :80].contiguous(), v)
+
+    def swap(self, identity, crops):
+        self.calls += 1
+        return 1.0 - crops, crops.new_ones(crops.shape[0], 1, *crops.shape[-2:])
+
+    def fingerprint(self) -> str:
+        return self.tag

@@ -82,9 +82,10 @@ def test_swap_jpeg_output_is_labelled_and_watermark_draws(work, weights, expecte
     assert changed[:150].mean() < 0.01  # elsewhere only JPEG noise
 
 
-def test_swap_resizes_other_sizes_with_a_warning(work, weights, capsys):
+def test_swap_aligned_resizes_other_sizes_with_a_warning(work, weights, capsys):
+    """--aligned forces the crop path: another size is resized as the reference does, with a warning."""
     Image.open(work / "astronaut.png").resize((300, 360)).save(work / "odd.png")
-    rc, _, err = run_cli(swap_args(work, weights, source=work / "odd.png"), capsys)
+    rc, _, err = run_cli(swap_args(work, weights, None, work / "odd.png", "out.png", "--aligned"), capsys)
     assert rc == 0
     assert any("odd.png: 300x360 is not square" in line for line in err), err
     assert load_image(work / "out.png").shape == (256, 256, 3)
@@ -171,6 +172,8 @@ BAD = ["unreadable", "folder", "missing", "empty", "truncated", "truncated_jpeg"
 @pytest.mark.parametrize("role", ["source", "target"])
 def test_bad_image_one_error_line(work, weights, capsys, kind, role):
     bad, phrase = _write_bad(work, kind)
+    if kind == "folder" and role == "target":  # a folder of photos is a valid target: this one holds none
+        phrase = "no images"
     args = swap_args(work, weights, source=bad if role == "source" else None, target=bad if role == "target" else None)
     rc, out, err = run_cli(args, capsys)
     assert_one_error(rc, err, bad.name, phrase)
@@ -254,12 +257,12 @@ def test_existing_output_survives_a_failed_run(work, weights, capsys):
 CHATTY = r"""
 import sys, warnings
 import hififace.inference.images as images
-real = images.load_image
+real = images._decode
 def chatty(*a, **k):
     warnings.warn("some library chatter", UserWarning)
     warnings.warn("more chatter", DeprecationWarning)
     return real(*a, **k)
-images.load_image = chatty
+images._decode = chatty
 from hififace.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -8,6 +8,11 @@ Public API::
     ident = model.identity(source)            # encode a source once, reuse it for many targets
     out = model.swap(ident, target)
 
+    import hififace                           # whole photos and videos: detect, align, swap, paste back
+    result = hififace.swap_image("me.jpg", "group.jpg", "out.jpg", weights="weights/hififace-256", all_faces=True)
+    report = hififace.swap_video("me.jpg", "clip.mp4", "out.mp4", weights="weights/hififace-256")
+    swapper = hififace.FaceSwapper.from_pretrained("weights/hififace-256")   # the pipeline object
+
 Use it only with the consent of the people whose faces you process; every image written by the
 command line is labelled as synthetic in its metadata.
 """
@@ -26,6 +31,9 @@ __all__ = [
     "PreparedTarget",
     "SwapOutput",
     "create_generator",
+    "FaceSwapper",
+    "swap_image",
+    "swap_video",
     "HifiFaceError",
     "InputImageError",
     "WeightsError",
@@ -38,6 +46,10 @@ def __getattr__(name: str):  # lazy: `import hififace` stays cheap for the CLI
         from .models import hififace as _m
 
         return getattr(_m, name)
+    if name in ("FaceSwapper", "swap_image", "swap_video"):
+        from .inference import pipeline as _p
+
+        return getattr(_p, name)
     if name == "create_generator":
         from .models.generator import create_generator
 

@@ -16,6 +16,8 @@ from .errors import ConfigError
 VARIANTS = ("reference", "paper")
 IMAGE_SIZES = (256, 512)
 ARCFACE_ARCHS = ("r18", "r34", "r50", "r100")
+#: Face alignment templates (see :mod:`hififace.face.align`): how the training crops were cut from photos.
+ALIGN_TEMPLATES = ("arcface", "ffhq", "frontal")
 
 #: 3DMM coefficient layout of Deep3DFaceRecon (FORMATS.md section 2): id, exp, tex, angles, gamma, trans.
 COEFF_DIMS = {"id": 80, "exp": 64, "tex": 80, "angle": 3, "gamma": 27, "trans": 3}
@@ -41,6 +43,9 @@ class HifiFaceConfig:
         channel_multiplier: scales every generator width (1.0 = reference); tiny configs for tests use < 1.
         frozen_width: scales the widths of the frozen ArcFace and ReconNet. Every real weight file needs 1.0;
             smaller values exist only for tests and smoke runs (their files do not load into full-width nets).
+        align: the alignment template the training crops were made with (``hififace preprocess --align``); photos
+            and videos are aligned the same way before the swap. ``arcface`` is the reference's (SimSwap's
+            VGGFace2 crops). Not a constructor argument of any network: it describes the data the weights expect.
     """
 
     image_size: int = 256
@@ -50,6 +55,7 @@ class HifiFaceConfig:
     arcface_input_size: int = 112
     channel_multiplier: float = 1.0
     frozen_width: float = 1.0
+    align: str = "arcface"
     # Free-form notes kept with the weights (where they came from); not used to build the model.
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +93,8 @@ class HifiFaceConfig:
             raise ConfigError(f"channel_multiplier {self.channel_multiplier!r} must be in (0, 1]")
         if not (0.0 < float(self.frozen_width) <= 1.0):
             raise ConfigError(f"frozen_width {self.frozen_width!r} must be in (0, 1]")
+        if self.align not in ALIGN_TEMPLATES:
+            raise ConfigError(f"unknown align template {self.align!r}: use one of {', '.join(ALIGN_TEMPLATES)}")
         if int(self.arcface_input_size) != 112:
             raise ConfigError("arcface_input_size must be 112 (the insightface fc layer hard-codes 7x7 features)")
 

@@ -88,3 +88,84 @@ def progress(total: int, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", disable=None, leave=False)
+
+
+def add_face_args(p: argparse.ArgumentParser, align_passes: int) -> None:
+    """Options of the commands that swap faces in photos and videos (swap, video): sources, face choice, pipeline."""
+    from ..inference.pipeline import DEFAULT_MIN_FACE
+
+    p.add_argument("--source", "-s", action="append", required=True, metavar="SOURCE",
+                   help="photo (or identity file) whose identity is used; repeat to average several photos")
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument("--face", type=int, metavar="N",
+                      help="swap face N only (numbered from 0, left to right, as 'hififace faces' prints them)")
+    pick.add_argument("--all-faces", action="store_true", help="swap every face")
+    pick.add_argument("--match", metavar="REF", help="swap the face most like this photo (or identity file)")
+    g = p.add_argument_group("face pipeline")
+    g.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, metavar="PX",
+                   help=f"leave faces smaller than this alone, with a note (default {DEFAULT_MIN_FACE} px)")
+    g.add_argument("--color-match", action="store_true", help="match the swapped face's colours to the target's skin")
+    g.add_argument("--blur", type=float, default=0.05, metavar="F",
+                   help="feathering of the paste-back mask, as a fraction of the crop size (default 0.05)")
+    g.add_argument("--detector", default="yunet", help="face detector: yunet (default, built in), scrfd or retinaface")
+    g.add_argument("--detector-model", metavar="ONNX", help="insightface .onnx file for scrfd/retinaface")
+    g.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (default 0.6)")
+    g.add_argument("--parsing", default="auto", choices=("auto", "landmarks", "bisenet", "psfrgan"),
+                   help="face-region mask: auto (parser weights when found, else an ellipse from the landmarks)")
+    g.add_argument("--parsing-weights", metavar="FILE", help="79999_iter.pth (BiSeNet) or parse_multi_iter_90000.pth")
+    g.add_argument("--align-passes", type=int, default=align_passes, metavar="N",
+                   help=f"landmark refinement passes before aligning (default {align_passes})")
+    g.add_argument("--batch-size", type=int, default=8, help="faces per model call (default 8)")
+    g.add_argument("--save-identity", metavar="FILE.safetensors",
+                   help="also save the (averaged) source identity; reuse it later with --source FILE.safetensors")
+
+
+def check_face_args(args: argparse.Namespace) -> None:
+    """Refuse bad values of :func:`add_face_args` options before any work."""
+    if args.batch_size < 1:
+        raise HifiFaceError(f"--batch-size {args.batch_size}: use 1 or more")
+    if args.min_face < 0:
+        raise HifiFaceError(f"--min-face {args.min_face:g}: use 0 or more pixels")
+    if args.face is not None and args.face < 0:
+        raise HifiFaceError(f"--face {args.face}: faces are numbered from 0, left to right "
+                            f"(see 'hififace faces PHOTO')")
+    if not 0.0 <= args.blur <= 0.5:
+        raise HifiFaceError(f"--blur {args.blur:g}: use a fraction of the crop size between 0 and 0.5")
+    if args.align_passes < 0:
+        raise HifiFaceError(f"--align-passes {args.align_passes}: use 0 or more")
+    from ..face.detect import available_detectors
+
+    if args.detector.lower() not in available_detectors():
+        raise HifiFaceError(f"--detector {args.detector}: choose one of {', '.join(available_detectors())}")
+    if args.detector.lower() != "yunet" and not args.detector_model:
+        raise HifiFaceError(f"--detector {args.detector} needs its insightface .onnx file: --detector-model FILE")
+    if args.save_identity and not str(args.save_identity).lower().endswith(".safetensors"):
+        raise HifiFaceError(f"--save-identity {args.save_identity}: the file name must end in .safetensors")
+
+
+def build_swapper(args: argparse.Namespace, model: Any):
+    """The :class:`~hififace.inference.pipeline.FaceSwapper` the face options describe."""
+    from ..inference.pipeline import FaceSwapper
+
+    return FaceSwapper(model, detector=args.detector, detector_model=args.detector_model, threshold=args.threshold,
+                       parsing=args.parsing, parsing_weights=args.parsing_weights, min_face=args.min_face,
+                       align_passes=args.align_passes, color_match=args.color_match, blur=args.blur,
+                       batch_size=args.batch_size)
+
+
+def read_sources(paths: list[str]) -> list[Any]:
+    """Source photos decoded now (bad files are reported before the model loads); identity files as paths."""
+    from pathlib import Path
+
+    from ..errors import InputImageError
+    from ..inference.photos import read_photo
+
+    out: list[Any] = []
+    for p in paths:
+        if Path(p).suffix.lower() == ".safetensors":
+            if not Path(p).is_file():
+                raise InputImageError(f"{p}: identity file not found; check the path (make one with --save-identity)")
+            out.append(p)
+        else:
+            out.append(read_photo(p))
+    return out

@@ -1,4 +1,7 @@
-"""``hififace faces``: detect faces in a photo and show them (boxes, scores, 5 landmarks, numbered left to right)."""
+"""``hififace faces``: detect faces in a photo and show them (boxes, scores, 5 landmarks, numbered left to right).
+
+The numbers are the ones ``hififace swap --face N`` and ``hififace video --face N`` take.
+"""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         for i, f in enumerate(faces):
             x1, y1, x2, y2 = (float(v) for v in f.box)
             print(f"  #{i}  score {f.score:.3f}  box x={x1:.0f} y={y1:.0f} w={x2 - x1:.0f} h={y2 - y1:.0f}")
+        if len(faces) > 1:
+            print("pick one with 'hififace swap --face N' (or 'hififace video --face N'); "
+                  + ("the preview shows the numbers" if args.output else "-o preview.png draws the numbers"))
     if args.output:
         from ..face.draw import draw_faces
         from ..utils.atomic import atomic_path

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "convert": ".convert",
     "info": ".info",
     "swap": ".swap",
+    "video": ".video",
     "grid": ".grid",
     "interpolate": ".interpolate",
     "demo": ".demo",

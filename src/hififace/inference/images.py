@@ -40,8 +40,11 @@ OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
 FIX_CROP = "give an aligned square face crop (ideally the model size, e.g. 256x256 PNG)"
 
 
-def _decode(path: Path):
-    """Open, check the header size, decode fully and apply EXIF orientation; return a PIL image."""
+def _decode(path: Path, max_pixels: int | None = None, upright: bool = True):
+    """Open, check the header size, decode fully and (``upright``) apply EXIF orientation; return a PIL image.
+
+    ``max_pixels`` defaults to :data:`MAX_PIXELS` (face crops); whole photos use a larger limit.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
@@ -62,11 +65,12 @@ def _decode(path: Path):
         raise InputImageError(f"{path}: image is far too large to decode safely; {FIX_CROP}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise InputImageError(f"{path}: cannot read the image ({_reason(err)}); re-export it as PNG or JPEG") from None
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
     with img:
         w, h = img.size
-        if w * h > MAX_PIXELS:  # from the header: nothing is decoded yet
+        if w * h > limit:  # from the header: nothing is decoded yet
             raise InputImageError(
-                f"{path}: {w}x{h} is too large (limit {MAX_PIXELS // 1_000_000} megapixels); {FIX_CROP}"
+                f"{path}: {w}x{h} is too large (limit {limit // 1_000_000} megapixels); {FIX_CROP}"
             )
         if min(w, h) < MIN_SIDE:
             raise InputImageError(f"{path}: {w}x{h} is too small (at least {MIN_SIDE}x{MIN_SIDE}); {FIX_CROP}")
@@ -78,6 +82,8 @@ def _decode(path: Path):
             raise InputImageError(
                 f"{path}: cannot decode the image ({_reason(err)}); the file is truncated or corrupt, re-export it"
             ) from None
+        if not upright:
+            return img.copy()
         try:
             out = ImageOps.exif_transpose(img)
         except Exception as err:  # a broken EXIF block must not make a readable image unusable
@@ -209,16 +215,27 @@ def save_image(
     The format comes from the extension (.png, .jpg/.jpeg, .webp). PNG gets text chunks and an XMP packet, JPEG
     and WebP EXIF (ImageDescription, Software, UserComment) and XMP. ``watermark`` also draws a visible mark.
     """
-    from PIL.PngImagePlugin import PngInfo
-
-    from ..utils.atomic import atomic_path
-    from .watermark import WATERMARK_TEXT, add_watermark, exif_bytes, label_fields, xmp_packet
+    from .watermark import WATERMARK_TEXT, add_watermark
 
     path = check_output_path(path)
-    fmt = OUTPUT_FORMATS[path.suffix.lower()]
     img = to_pil(image)
     if watermark:
         img = add_watermark(img, watermark_text or WATERMARK_TEXT)
+    return write_labelled(path, img, meta)
+
+
+def write_labelled(path: Path, img: Any, meta: Mapping[str, str] | None = None, exif: Any = None, **save_kw: Any) -> Path:
+    """Write PIL image ``img`` atomically in the format of ``path``'s extension with the synthetic-content label.
+
+    ``exif`` (a ``PIL.Image.Exif``) is kept and the label's tags are added to it; ``save_kw`` go to PIL's ``save``
+    (e.g. ``icc_profile``, ``transparency``, JPEG ``qtables``; JPEG quality defaults to 95).
+    """
+    from PIL.PngImagePlugin import PngInfo
+
+    from ..utils.atomic import atomic_path
+    from .watermark import exif_bytes, label_fields, xmp_packet
+
+    fmt = OUTPUT_FORMATS[Path(path).suffix.lower()]
     with atomic_path(path) as tmp:
         if fmt == "PNG":
             info = PngInfo()
@@ -228,12 +245,16 @@ def save_image(
                 else:
                     info.add_itxt(key, value)
             info.add_itxt("XML:com.adobe.xmp", xmp_packet(meta).decode("utf-8"))
-            img.save(tmp, format="PNG", pnginfo=info)
+            if exif is not None:
+                save_kw["exif"] = exif_bytes(meta, exif)
+            img.save(tmp, format="PNG", pnginfo=info, **save_kw)
         elif fmt == "JPEG":
-            img.save(tmp, format="JPEG", quality=95, exif=exif_bytes(meta), xmp=xmp_packet(meta))
+            if "qtables" not in save_kw:
+                save_kw.setdefault("quality", 95)
+            img.save(tmp, format="JPEG", exif=exif_bytes(meta, exif), xmp=xmp_packet(meta), **save_kw)
         else:  # WebP, lossless so the pixels stay exact
-            img.save(tmp, format="WEBP", lossless=True, exif=exif_bytes(meta), xmp=xmp_packet(meta))
-    return path
+            img.save(tmp, format="WEBP", lossless=True, exif=exif_bytes(meta, exif), xmp=xmp_packet(meta), **save_kw)
+    return Path(path)
 
 
 def read_label(path: str | Path) -> dict[str, str]:

@@ -62,15 +62,13 @@ def check_video_path(path: str | Path, no_clobber: bool = False) -> Path:
 
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary imageio uses, or a :class:`MissingDependencyError`."""
+    from .ffmpeg import ffmpeg_exe as bundled
+
     try:
         import imageio  # noqa: F401
-        import imageio_ffmpeg
-    except ImportError as err:
-        raise MissingDependencyError(err.name or "imageio-ffmpeg", "video", "MP4 output (or write a .gif)") from None
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError:
-        raise MissingDependencyError("an ffmpeg binary", "video", "MP4 output (or write a .gif)") from None
+    except ImportError:
+        raise MissingDependencyError("imageio", "video", "MP4 output (or write a .gif)") from None
+    return bundled("MP4 output (or write a .gif)")
 
 
 def save_animation(

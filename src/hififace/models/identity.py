@@ -49,6 +49,21 @@ class Identity:
             raise ValueError(f"an identity batch of {len(self)} does not fit {n} targets")
         return Identity(self.c_id.expand(n, -1), self.v_id.expand(n, -1))
 
+    def mean(self, weights: torch.Tensor | list[float] | None = None) -> "Identity":
+        """One identity from a batch of several photos of the same person: the mean of the 3DMM shape coefficients
+        and the re-normalised mean of the ArcFace embeddings (optionally weighted, e.g. by photo counts)."""
+        w = torch.ones(len(self)) if weights is None else torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
+        if w.numel() != len(self) or not bool((w > 0).all()):
+            raise ValueError(f"need {len(self)} positive weights, got {w.tolist()}")
+        w = (w / w.sum()).to(self.v_id.device)[:, None]
+        c_id = (w.to(self.c_id.dtype) * self.c_id).sum(0, keepdim=True)
+        v_id = F.normalize((w.to(self.v_id.dtype) * self.v_id).sum(0, keepdim=True), dim=-1, p=2)
+        return Identity(c_id, v_id)
+
+    @staticmethod
+    def cat(identities: "list[Identity]") -> "Identity":
+        return Identity(torch.cat([i.c_id for i in identities]), torch.cat([i.v_id for i in identities]))
+
     def mix(self, other: "Identity", rate: float, mode: str = "all") -> "Identity":
         """Interpolate towards ``self`` by ``rate`` (1 = self, 0 = other), as the reference's ``interp_all``.
 

@@ -41,6 +41,9 @@ def build_networks(cfg: TrainConfig):
         if want.recon_input_size != got.recon_input_size:
             log.info("model.recon_input_size %s overrides the folder's %s", want.recon_input_size, got.recon_input_size)
             model.config.recon_input_size = want.recon_input_size
+        if want.align != got.align:  # the data of this run decides how photos are aligned for the trained weights
+            log.info("model.align %s (the training crops') replaces the folder's %s", want.align, got.align)
+            model.config.align = want.align
         model.train()
     else:
         model = HifiFace(m.model_config())

@@ -32,6 +32,8 @@ class ModelSection:
     recon_input_size: int | None = None
     channel_multiplier: float = 1.0
     frozen_width: float = 1.0
+    #: alignment template of the training crops (``hififace preprocess --align``), recorded in the exported config
+    align: str = "arcface"
     #: model folder to start from (``hififace convert`` output): generator, frozen nets, and when present the
     #: discriminator, LPIPS and BFM files. Without it every network is random (smoke runs only).
     init: str | None = None
@@ -43,7 +45,7 @@ class ModelSection:
     def model_config(self) -> HifiFaceConfig:
         return HifiFaceConfig(image_size=self.image_size, variant=self.variant, arcface_arch=self.arcface_arch,
                               recon_input_size=self.recon_input_size, channel_multiplier=self.channel_multiplier,
-                              frozen_width=self.frozen_width)
+                              frozen_width=self.frozen_width, align=self.align)
 
 
 @dataclass

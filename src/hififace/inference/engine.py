@@ -1,0 +1,88 @@
+"""What the photo and video pipelines need from a face-swap model, behind one small interface.
+
+The pipelines (:mod:`hififace.inference.pipeline`, :mod:`hififace.inference.video`) never call the model directly:
+they hold an engine with
+
+- ``image_size`` and ``align``: the crop the model expects and the template it was trained with;
+- ``device``: where crop batches should live;
+- ``identity(crops) -> Identity``: one identity per aligned crop (N x 3 x S x S, float in [0, 1]);
+- ``swap(identity, crops) -> (i_r, m_r)``: the swapped crops (N x 3 x S x S) and the model's blending masks
+  (N x 1 x S x S), both float in [0, 1] on ``device``;
+- ``fingerprint()``: a short string naming the identity networks' weights, stored in identity files.
+
+:class:`TorchEngine` wraps a :class:`~hififace.HifiFace`. Another runtime (ONNX) only has to provide the same
+five members.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..models.hififace import HifiFace
+    from ..models.identity import Identity
+
+
+class SwapEngine(Protocol):
+    image_size: int
+    align: str
+    device: Any
+
+    def identity(self, crops: "torch.Tensor") -> "Identity": ...
+
+    def swap(self, identity: "Identity", crops: "torch.Tensor") -> "tuple[torch.Tensor, torch.Tensor]": ...
+
+    def fingerprint(self) -> str: ...
+
+
+class TorchEngine:
+    """:class:`SwapEngine` over a PyTorch :class:`~hififace.HifiFace` (any device and dtype it was loaded with)."""
+
+    def __init__(self, model: "HifiFace"):
+        self.model = model.eval()
+        self.image_size = int(model.config.image_size)
+        self.align = str(model.config.align)
+
+    @property
+    def device(self):
+        return self.model.device
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def identity(self, crops: "torch.Tensor") -> "Identity":
+        return self.model.identity(crops)
+
+    def swap(self, identity: "Identity", crops: "torch.Tensor") -> "tuple[torch.Tensor, torch.Tensor]":
+        out = self.model.swap(identity, crops, return_all=True)
+        return out.i_r.clamp(0.0, 1.0), out.m_r.clamp(0.0, 1.0)
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) over the config fields and the first and last tensors of ArcFace and ReconNet:
+        identity vectors made with other identity networks are meaningless here."""
+        import torch
+
+        h = hashlib.sha256()
+        ext = self.model.id_extractor
+        h.update(f"{self.model.config.arcface_arch}/{self.model.config.frozen_width}".encode())
+        for net in (ext.arcface, ext.recon):
+            tensors = list(net.state_dict().values())
+            for t in (tensors[0], tensors[-1]):
+                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def as_engine(model_or_engine: Any) -> SwapEngine:
+    """A :class:`SwapEngine` from a :class:`~hififace.HifiFace` (wrapped) or an engine (returned as it is)."""
+    from ..models.hififace import HifiFace
+
+    if isinstance(model_or_engine, HifiFace):
+        return TorchEngine(model_or_engine)
+    missing = [m for m in ("image_size", "align", "identity", "swap", "fingerprint") if not hasattr(model_or_engine, m)]
+    if missing:
+        raise TypeError(f"{type(model_or_engine).__name__} is neither a HifiFace model nor a swap engine "
+                        f"(missing {', '.join(missing)})")
+    return model_or_engine

@@ -1,0 +1,481 @@
+"""Face swapping on whole photos: detect -> align -> swap (batched over faces) -> paste back.
+
+:class:`FaceSwapper` is the pipeline object behind ``hififace swap`` and ``hififace video`` and the Python API
+(:func:`hififace.swap_image`, :func:`hififace.swap_video`)::
+
+    swapper = FaceSwapper.from_pretrained("weights/hififace-256")
+    me = swapper.identity("me.jpg", "me2.jpg")                  # averaged over photos, computed once
+    result = swapper.swap(me, "group.jpg", all_faces=True)       # PhotoResult: .image, .faces, .swapped, ...
+    swapper.swap_file(me, "group.jpg", "out.png", face=1)        # keeps size, EXIF, colour mode, format
+
+Which path a target takes: an image of exactly the model's size (256 x 256 or 512 x 512) is an aligned crop and is
+swapped as it is, as ``HifiFace.swap`` does; anything else is detected, aligned with the template the weights were
+trained with (``config.align``), swapped and pasted back. ``aligned=True``/``False`` forces either path.
+
+Paste-back: the alpha of each face is the face region (parsing map, or an ellipse from the landmarks without a
+parser) times the model's own mask ``m_r``, eroded and feathered relative to the crop size; optionally the swapped
+face's colours are matched to the target's in Lab. Only the crop's footprint is touched, and pixels whose alpha is 0
+keep their exact values.
+
+The model is used only through a :class:`~hififace.inference.engine.SwapEngine`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, InputImageError
+from .engine import SwapEngine, as_engine
+from .photos import Photo, photo_from_array, read_photo
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..face.detect import Face, FaceDetector
+    from ..models.identity import Identity
+
+log = logging.getLogger(__name__)
+
+#: Faces whose box is shorter than this (pixels) are left alone by default: too little to swap.
+DEFAULT_MIN_FACE = 32
+IDENTITY_FORMAT = "hififace-identity/1"
+IDENTITY_SUFFIX = ".safetensors"
+
+
+@dataclass
+class PhotoResult:
+    """Outcome of :meth:`FaceSwapper.swap` on one image.
+
+    Attributes:
+        image: upright H x W x 3 uint8 result.
+        faces: every detected face, left to right (empty on the aligned-crop path).
+        swapped: indices (into ``faces``) of the faces that were swapped.
+        skipped: index -> why a chosen face was left alone (too small).
+        changed: H x W bool, the pixels that may differ from the input (all others are the input's).
+        aligned: True when the image was taken as an aligned crop.
+        matrices: image -> crop matrix of each swapped face.
+    """
+
+    image: np.ndarray
+    faces: list["Face"] = field(default_factory=list)
+    swapped: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+    changed: np.ndarray | None = None
+    aligned: bool = False
+    matrices: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class FaceChoice:
+    """Which faces to swap: ``index`` (left to right), ``all`` faces, or the one most like ``match``; by default
+    the largest."""
+
+    index: int | None = None
+    all: bool = False
+    match: Any = None
+
+    def __post_init__(self) -> None:
+        if sum([self.index is not None, bool(self.all), self.match is not None]) > 1:
+            raise ConfigError("choose faces one way only: a face index, all faces, or a reference to match")
+        if self.index is not None and int(self.index) < 0:
+            raise ConfigError(f"face index {self.index}: faces are numbered from 0, left to right")
+
+
+class FaceSwapper:
+    """The photo/video face-swap pipeline around a model (or any :class:`SwapEngine`).
+
+    Args:
+        model: a :class:`~hififace.HifiFace` or a swap engine.
+        detector: ``yunet`` (built in), ``scrfd`` or ``retinaface`` (with ``detector_model``), or a detector object.
+        threshold: detector score threshold.
+        parsing: face-region parser for the paste-back mask: ``auto`` (BiSeNet/PSFRGAN weights when found, else an
+            ellipse from the landmarks), ``landmarks``, ``bisenet``, ``psfrgan``.
+        min_face: chosen faces with a shorter box side (pixels) are left alone with a note.
+        align_passes: landmark refinement passes before aligning (as ``hififace preprocess --align-passes``).
+        color_match: match the swapped face's colours to the target's (Lab mean and spread inside the face).
+        model_mask: multiply the face region by the model's mask ``m_r``.
+        erode, blur: mask erosion and feathering, as fractions of the crop size.
+        batch_size: faces per model call.
+    """
+
+    def __init__(self, model: Any, *, detector: Any = "yunet", detector_model: str | Path | None = None,
+                 threshold: float = 0.6, parsing: str = "auto", parsing_weights: str | Path | None = None,
+                 min_face: float = DEFAULT_MIN_FACE, align_passes: int = 2, color_match: bool = False,
+                 model_mask: bool = True, erode: float = 0.03, blur: float = 0.05, batch_size: int = 8):
+        self.engine: SwapEngine = as_engine(model)
+        if batch_size < 1:
+            raise ConfigError(f"batch size {batch_size}: use 1 or more")
+        if min_face < 0:
+            raise ConfigError(f"minimum face size {min_face}: use 0 or more pixels")
+        if isinstance(detector, str):
+            from ..face.detect import get_detector
+
+            kw: dict[str, Any] = {"score_threshold": float(threshold)}
+            if detector_model:
+                kw["model_path"] = detector_model
+            detector = get_detector(detector, **kw)  # now: a missing OpenCV or model file stops before any work
+        self.detector: FaceDetector = detector
+        self._parser_spec = (parsing, parsing_weights)
+        self._parser = None
+        self.min_face = float(min_face)
+        self.align_passes = int(align_passes)
+        self.color_match = bool(color_match)
+        self.model_mask = bool(model_mask)
+        self.erode = float(erode)
+        self.blur = float(blur)
+        self.batch_size = int(batch_size)
+        self._identities: dict[Any, tuple[Identity, int]] = {}
+
+    @classmethod
+    def from_pretrained(cls, weights: str | Path | None = None, device: Any = None, dtype: Any = None,
+                        **options: Any) -> "FaceSwapper":
+        """Load a model folder (``None``: ``$HIFIFACE_HOME``, then ``~/.cache/hififace``) and build the pipeline."""
+        from ..models.hififace import HifiFace
+
+        return cls(HifiFace.from_pretrained(weights, device=device, dtype=dtype), **options)
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def size(self) -> int:
+        return self.engine.image_size
+
+    @property
+    def parser(self):
+        if self._parser is None:
+            from ..face.parse import get_parser
+
+            name, weights = self._parser_spec
+            self._parser = get_parser(name, weights, device=str(self.engine.device))
+            log.debug("face-region parser: %s", self._parser.name)
+        return self._parser
+
+    def detect(self, image: np.ndarray) -> list["Face"]:
+        """Faces in an upright RGB image, left to right; landmarks refined ``align_passes`` times."""
+        from ..face.align import refine_landmarks
+
+        faces = self.detector.detect(image)
+        if self.align_passes > 0:
+            for f in faces:
+                lm, _ = refine_landmarks(image, f.landmarks, self.detector, passes=self.align_passes)
+                f.landmarks = lm.astype(np.float32)
+        return faces
+
+    def align(self, image: np.ndarray, landmarks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Aligned crops (N x S x S x 3 uint8) and their image -> crop matrices (N x 2 x 3) for 5-point landmarks."""
+        from ..face.align import align_crop, estimate_transform
+
+        if not len(landmarks):
+            return np.zeros((0, self.size, self.size, 3), np.uint8), np.zeros((0, 2, 3))
+        mats = np.stack([estimate_transform(lm, self.engine.align, self.size) for lm in landmarks])
+        return np.stack([align_crop(image, m, self.size) for m in mats]), mats
+
+    def to_tensor(self, crops: np.ndarray) -> "torch.Tensor":
+        """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``).
+
+        Built as ``HifiFace.swap`` builds its batches (same values and memory layout, hence the same kernels and
+        bit-identical outputs for the same crops).
+        """
+        from ..utils.imagetypes import as_batch
+
+        batch, _ = as_batch(crops[0] if len(crops) == 1 else list(crops), self.size)
+        return batch.to(self.engine.device)
+
+    def swap_crops(self, identity: "Identity", crops: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """The engine's (i_r, m_r) for aligned uint8 crops, in batches of ``batch_size``."""
+        import torch
+
+        outs = [self.engine.swap(identity, self.to_tensor(crops[i : i + self.batch_size]))
+                for i in range(0, len(crops), self.batch_size)]
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+    def blend_crops(self, targets: np.ndarray, i_r: "torch.Tensor", m_r: "torch.Tensor",
+                    landmarks_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Crop-frame paste material: the swapped crops (N x S x S x 3 uint8, colour-matched when asked) and their
+        soft alphas (N x S x S float32): face region x m_r, eroded and feathered."""
+        from ..face.blend import match_color, soft_mask
+        from ..face.palette import face_mask
+
+        region = face_mask(self.parser.parse(targets, landmarks_crop)).astype(np.float32)
+        faces = i_r.detach().float().clamp(0, 1).mul(255).add_(0.5).to("cpu").permute(0, 2, 3, 1).numpy()
+        faces = faces.astype(np.uint8)
+        alphas = np.empty(region.shape, np.float32)
+        masks = m_r.detach().float().to("cpu")[:, 0].numpy() if self.model_mask else None
+        for k in range(len(targets)):
+            mask = region[k] * masks[k] if masks is not None else region[k]
+            alphas[k] = soft_mask(self.size, mask, self.erode, self.blur)
+            if self.color_match:  # statistics over the face region (skin, features), whatever the model's mask
+                faces[k] = match_color(faces[k], targets[k], region[k])
+        return faces, alphas
+
+    # ------------------------------------------------------------------ identities
+    def identity(self, *sources: Any, aligned: bool | None = None) -> "Identity":
+        """One identity from one or more sources, averaged (mean 3DMM shape, re-normalised mean ArcFace vector).
+
+        A source is a photo (path, :class:`Photo`, uint8 array or PIL image), an identity file written by
+        :meth:`save_identity`, or an :class:`~hififace.Identity`. Photos are encoded once and cached by this object.
+        """
+        from ..models.identity import Identity
+
+        if not sources:
+            raise ConfigError("give at least one source photo or identity file")
+        parts = [self._one_identity(s, aligned) for s in sources]
+        if len(parts) == 1:
+            return parts[0][0]
+        return Identity.cat([p[0] for p in parts]).mean([float(p[1]) for p in parts])
+
+    def source_count(self, *sources: Any) -> int:
+        """How many photos stand behind ``sources`` (identity files count the photos they were made from)."""
+        return sum(self._one_identity(s, None)[1] for s in sources)
+
+    def _one_identity(self, source: Any, aligned: bool | None) -> tuple["Identity", int]:
+        from ..models.identity import Identity
+
+        if isinstance(source, Identity):
+            return (source if len(source) == 1 else source.mean()), len(source)
+        path = source.path if isinstance(source, Photo) else Path(source) if isinstance(source, (str, Path)) else None
+        key = (str(path.resolve()), aligned) if path is not None else None
+        if key is not None and key in self._identities:
+            return self._identities[key]
+        if isinstance(source, (str, Path)) and Path(source).suffix.lower() == IDENTITY_SUFFIX:
+            out = self.load_identity(source)
+        else:
+            crop = self._source_crop(_as_photo(source), aligned)
+            out = (self.engine.identity(self.to_tensor(crop[None])), 1)
+        if key is not None:
+            self._identities[key] = out
+        return out
+
+    def _source_crop(self, photo: Photo, aligned: bool | None) -> np.ndarray:
+        name = photo.path or "source image"
+        if self._is_aligned(photo.rgb, aligned):
+            return self._fit(photo.rgb, name)
+        faces = self.detect(photo.rgb)
+        if not faces:
+            raise InputImageError(f"{name}: no face found in this source photo; use a photo where the face is clearly "
+                                  f"visible, or an aligned {self.size}x{self.size} crop")
+        big = max(range(len(faces)), key=lambda i: faces[i].area)
+        if len(faces) > 1:
+            log.warning("%s: %d faces in the source photo; using the largest (#%d, numbered left to right)", name,
+                        len(faces), big)
+        if faces[big].size < self.min_face:
+            log.warning("%s: the source face is only %.0f px; the identity may be poor", name, faces[big].size)
+        crops, _ = self.align(photo.rgb, [faces[big].landmarks])
+        return crops[0]
+
+    def _is_aligned(self, rgb: np.ndarray, aligned: bool | None) -> bool:
+        return bool(aligned) if aligned is not None else rgb.shape[:2] == (self.size, self.size)
+
+    def _fit(self, rgb: np.ndarray, name: Any) -> np.ndarray:
+        from .images import fit_to_size
+
+        return fit_to_size(rgb, self.size, name=str(name))
+
+    def save_identity(self, path: str | Path, identity: "Identity", sources: int = 1) -> Path:
+        """Write ``identity`` (one) as a small safetensors file, reusable as a source (``--source FILE``)."""
+        from ..weights.io import save_safetensors
+
+        path = Path(path)
+        if path.suffix.lower() != IDENTITY_SUFFIX:
+            raise ConfigError(f"{path}: an identity file must end in {IDENTITY_SUFFIX}")
+        one = identity if len(identity) == 1 else identity.mean()
+        meta = {"format": IDENTITY_FORMAT, "sources": str(int(sources)), "fingerprint": self.engine.fingerprint(),
+                "image_size": str(self.size), "align": self.engine.align}
+        save_safetensors({"c_id": one.c_id.float().cpu(), "v_id": one.v_id.float().cpu()}, path, meta)
+        return path
+
+    def load_identity(self, path: str | Path) -> tuple["Identity", int]:
+        """An identity file and the number of photos it was made from; refuses files made with other identity
+        networks (their vectors mean nothing to this model)."""
+        from safetensors import safe_open
+
+        from ..config import N_ID_COEFFS
+        from ..models.identity import Identity
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputImageError(f"{path}: identity file not found; check the path (make one with --save-identity)")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as err:  # safetensors raises its own error types
+            raise InputImageError(f"{path}: not a readable identity file ({str(err)[:80]}); make one with "
+                                  f"'hififace swap --source PHOTO --save-identity {path.name}'") from None
+        if meta.get("format") != IDENTITY_FORMAT:
+            raise InputImageError(f"{path}: not a hififace identity file (format {meta.get('format')!r}); make one "
+                                  f"with --save-identity")
+        c_id, v_id = tensors.get("c_id"), tensors.get("v_id")
+        if c_id is None or v_id is None or tuple(c_id.shape) != (1, N_ID_COEFFS) or tuple(v_id.shape) != (1, 512):
+            raise InputImageError(f"{path}: identity file with unexpected tensors; make it again with --save-identity")
+        if meta.get("fingerprint") != self.engine.fingerprint():
+            raise InputImageError(f"{path}: made with other identity networks (ArcFace/3DMM weights) than this "
+                                  f"model's; make it again from the photos with these --weights")
+        return Identity(c_id.float(), v_id.float()), max(1, int(meta.get("sources", "1") or 1))
+
+    # ------------------------------------------------------------------ face choice
+    def choose(self, image: np.ndarray, faces: list["Face"], choice: FaceChoice | None = None,
+               name: Any = "image") -> list[int]:
+        """Indices of the faces to swap (see :class:`FaceChoice`)."""
+        choice = choice or FaceChoice()
+        if not faces:
+            return []
+        if choice.all:
+            return list(range(len(faces)))
+        if choice.index is not None:
+            if choice.index >= len(faces):
+                raise InputImageError(f"{name}: no face #{choice.index}: {len(faces)} face(s) found, numbered 0 to "
+                                      f"{len(faces) - 1} left to right (see 'hififace faces {name} -o preview.png')")
+            return [int(choice.index)]
+        if choice.match is not None:
+            sims = self.similarities(image, faces, choice.match)
+            best = int(np.argmax(sims))
+            log.info("%s: face #%d matches the reference best (cosine %.3f; others %s)", name, best, sims[best],
+                     ", ".join(f"#{i} {s:.3f}" for i, s in enumerate(sims) if i != best) or "none")
+            return [best]
+        return [max(range(len(faces)), key=lambda i: faces[i].area)]
+
+    def similarities(self, image: np.ndarray, faces: list["Face"], reference: Any) -> np.ndarray:
+        """Cosine similarity of each face's ArcFace embedding with the reference's (photo, file or Identity)."""
+        ref = self.identity(reference).v_id
+        crops, _ = self.align(image, [f.landmarks for f in faces])
+        embs = [self.engine.identity(self.to_tensor(crops[i : i + self.batch_size])).v_id
+                for i in range(0, len(crops), self.batch_size)]
+        import torch
+
+        return (torch.cat(embs).float().cpu() @ ref.float().cpu().reshape(-1, 1)).reshape(-1).numpy()
+
+    # ------------------------------------------------------------------ swapping
+    def swap(self, source: Any, target: Any, face: int | None = None, all_faces: bool = False, match: Any = None,
+             aligned: bool | None = None) -> PhotoResult:
+        """Swap the source identity onto face(s) of ``target`` (path, array, PIL image or :class:`Photo`)."""
+        identity = self.identity(source, aligned=aligned)
+        photo = _as_photo(target)
+        return self._swap_photo(identity, photo, FaceChoice(face, all_faces, match), aligned)
+
+    def _swap_photo(self, identity: "Identity", photo: Photo, choice: FaceChoice, aligned: bool | None) -> PhotoResult:
+        name = photo.path or "target image"
+        rgb = photo.rgb
+        if self._is_aligned(rgb, aligned):
+            from ..utils.imagetypes import to_uint8
+
+            i_r, _ = self.swap_crops(identity, self._fit(rgb, name)[None])
+            out = to_uint8(i_r[0])  # as HifiFace.swap: clamp and truncate, like the reference's ToPILImage
+            return PhotoResult(out, changed=np.ones(out.shape[:2], bool), aligned=True)
+        faces = self.detect(rgb)
+        if not faces:
+            raise InputImageError(f"{name}: no face found; check the photo (faces smaller than about 10 px or turned "
+                                  f"far away are not detected)")
+        chosen = self.choose(rgb, faces, choice, name)
+        skipped = {i: f"{faces[i].size:.0f} px, below the minimum face size {self.min_face:.0f} px"
+                   for i in chosen if faces[i].size < self.min_face}
+        for i, why in skipped.items():
+            log.warning("%s: face #%d left alone (%s)", name, i, why)
+        todo = [i for i in chosen if i not in skipped]
+        result = PhotoResult(rgb.copy(), faces, todo, skipped, np.zeros(rgb.shape[:2], bool))
+        if not todo:
+            return result
+        crops, mats = self.align(rgb, [faces[i].landmarks for i in todo])
+        i_r, m_r = self.swap_crops(identity, crops)
+        from ..face.align import transform_points
+        from ..face.blend import paste_into
+
+        lms = np.stack([transform_points(faces[i].landmarks, m) for i, m in zip(todo, mats)])
+        swapped, alphas = self.blend_crops(crops, i_r, m_r, lms)
+        for k in range(len(todo)):
+            done = paste_into(result.image, swapped[k], mats[k], alphas[k])
+            if done is not None:
+                (x0, y0, x1, y1), a = done
+                result.changed[y0:y1, x0:x1] |= a > 0
+        result.matrices = list(mats)
+        return result
+
+    def swap_file(self, source: Any, target: str | Path | Photo, output: str | Path, face: int | None = None,
+                  all_faces: bool = False, match: Any = None, aligned: bool | None = None, watermark: bool = False,
+                  meta: Mapping[str, str] | None = None) -> PhotoResult:
+        """:meth:`swap` from a photo file to an output file that keeps the photo's properties (see
+        :mod:`hififace.inference.photos`); an aligned crop is written as ``hififace swap`` always did."""
+        from .images import check_output_path, save_image
+        from .photos import write_photo
+
+        output = check_output_path(output)
+        photo = _as_photo(target)
+        result = self.swap(source, photo, face, all_faces, match, aligned)
+        if not result.aligned and not result.swapped:
+            raise InputImageError(f"{photo.path}: no face large enough to swap ({'; '.join(result.skipped.values())}); "
+                                  f"lower --min-face to swap it anyway")
+        label = dict(meta or {})
+        if result.aligned:
+            save_image(output, result.image, watermark=watermark, meta=label)
+        else:
+            write_photo(output, photo, result.image, result.changed, meta=label, watermark=watermark)
+        return result
+
+    def swap_video(self, source: Any, target: str | Path, output: str | Path, **options: Any):
+        """Swap faces in a video file; see :func:`hififace.inference.video.swap_video`."""
+        from .video import swap_video
+
+        return swap_video(self, source, target, output, **options)
+
+
+def _as_photo(target: Any) -> Photo:
+    if isinstance(target, Photo):
+        return target
+    if isinstance(target, (str, Path)):
+        return read_photo(target)
+    return photo_from_array(target)
+
+
+# ---------------------------------------------------------------------- one-call API (hififace.swap_image / swap_video)
+def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[str, Any]) -> FaceSwapper:
+    if isinstance(model, FaceSwapper):
+        if options:
+            raise TypeError(f"options {', '.join(sorted(options))} go to FaceSwapper(...), not to an existing one")
+        return model
+    if model is not None:
+        return FaceSwapper(model, **options)
+    return FaceSwapper.from_pretrained(weights, device=device, **options)
+
+
+def _label(swapper: FaceSwapper, command: str) -> dict[str, str]:
+    cfg = getattr(swapper.engine, "config", None)
+    meta = {"hififace:command": command}
+    if cfg is not None:
+        meta["hififace:model"] = f"{cfg.variant}-{cfg.image_size}"
+    return meta
+
+
+def swap_image(source: Any, target: Any, output: str | Path | None = None, *, weights: str | Path | None = None,
+               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
+               match: Any = None, aligned: bool | None = None, watermark: bool = False, **options: Any) -> PhotoResult:
+    """Swap ``source``'s identity onto face(s) of ``target`` and return a :class:`PhotoResult`; with ``output``
+    also write it (keeping the target file's size, orientation, colour mode and metadata, labelled as synthetic).
+
+    ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
+    ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
+    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ...).
+    """
+    swapper = _swapper(model, weights, device, options)
+    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]), aligned=aligned)
+    if output is None:
+        return swapper.swap(identity, target, face, all_faces, match, aligned)
+    return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
+                             meta=_label(swapper, "swap_image"))
+
+
+def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
+               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
+               match: Any = None, batch_frames: int = 8, smooth: float = 1.0, crf: int = 18, preset: str = "medium",
+               watermark: bool = False, progress: bool = True, **options: Any):
+    """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
+    :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
+    :func:`hififace.inference.video.swap_video`."""
+    options.setdefault("align_passes", 0)
+    swapper = _swapper(model, weights, device, options)
+    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
+    return swapper.swap_video(identity, target, output, face=face, all_faces=all_faces, match=match,
+                              batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
+                              meta=_label(swapper, "swap_video"), progress=progress)

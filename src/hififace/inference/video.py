@@ -1,0 +1,296 @@
+"""Face swapping in videos: decode -> detect + track + smooth -> align -> swap (batched) -> paste back -> encode.
+
+Frames are decoded and encoded by ffmpeg in background threads (:mod:`hififace.inference.ffmpeg`) while the main
+thread works on batches of frames. The source identity is computed once. Faces are tracked across frames, so
+``face=N`` (numbered in the first frame that shows a face) and ``match=REF`` follow the same person throughout; a
+person lost for a moment is picked up again near where they were last seen. Landmarks are smoothed per track so
+the crop does not jitter. Frames without the chosen face are passed through untouched (and counted).
+
+The output keeps the frame rate, resolution and display rotation; the audio streams are copied, the container
+metadata kept and the synthetic-content label written to its ``comment`` and ``description``. Everything is
+written to a temporary file renamed at the end: an error or Ctrl-C leaves no output behind. On a CUDA model the
+paste-back runs on the GPU.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from .ffmpeg import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, mux, probe
+from .pipeline import FaceChoice
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..face.detect import Face  # noqa: F401
+    from ..face.track import FaceTracker, Track
+    from ..models.identity import Identity
+    from .pipeline import FaceSwapper
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "track", "align", "swap", "paste", "encode", "mux")
+
+
+@dataclass
+class VideoReport:
+    """What :func:`swap_video` did. ``seconds`` holds the time of each stage (decode + detect and encode run in
+    their own threads, overlapping the rest) and ``total`` the wall time."""
+
+    output: Path
+    frames: int = 0
+    fps: float = 0.0
+    size: tuple[int, int] = (0, 0)
+    rotation: int = 0
+    audio: bool = False
+    frames_swapped: int = 0
+    frames_without_face: int = 0
+    frames_passed: int = 0
+    faces_swapped: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    total: float = 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.total if self.total > 0 else 0.0
+
+
+class _Chooser:
+    """Which tracks to swap: decided in the first frame that shows a face, then followed by track id."""
+
+    def __init__(self, swapper: "FaceSwapper", choice: FaceChoice, tracker: "FaceTracker", name: str):
+        self.swapper, self.choice, self.tracker, self.name = swapper, choice, tracker, name
+        self.ids: set[int] | None = None
+        self.last: dict[int, tuple[np.ndarray, float]] = {}
+
+    def pick(self, frame: np.ndarray, pairs: list[tuple["Track", "Face"]], index: int) -> list[tuple["Track", "Face"]]:
+        if not pairs:
+            return []
+        if self.choice.all:
+            return pairs
+        if self.ids is None:
+            faces = [f for _, f in pairs]
+            if self.choice.index is not None and self.choice.index >= len(faces):
+                from ..errors import InputImageError
+
+                raise InputImageError(f"{self.name}: no face #{self.choice.index} in frame {index}, the first frame "
+                                      f"with faces ({len(faces)} found, numbered from 0 left to right); pick another "
+                                      f"--face")
+            chosen = self.swapper.choose(frame, faces, self.choice, name=f"{self.name} (frame {index})")
+            self.ids = {pairs[i][0].id for i in chosen}
+            log.info("%s: swapping the face chosen in frame %d (face #%s of %d, left to right)", self.name, index,
+                     ", #".join(str(i) for i in chosen), len(faces))
+        live = {t.id for t, _ in pairs}
+        for tid in list(self.ids):  # a chosen person whose track ended: pick them up again where they were last seen
+            if tid not in live and tid in self.last and all(t.id != tid for t in self.tracker.tracks):
+                center, size = self.last[tid]
+                cand = self.tracker.near(center, size, exclude=self.ids)
+                if cand is not None and cand.id in live:
+                    self.ids.discard(tid)
+                    self.ids.add(cand.id)
+                    self.last.pop(tid, None)
+        out = [(t, f) for t, f in pairs if t.id in self.ids]
+        for t, f in out:
+            self.last[t.id] = (t.center, max(t.size, 1.0))
+        return out
+
+
+def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: str | Path, face: int | None = None,
+               all_faces: bool = False, match: Any = None, batch_frames: int = 8, smooth: float = 1.0,
+               crf: int = 18, preset: str = "medium", watermark: bool = False, meta: Mapping[str, str] | None = None,
+               progress: bool = True, paste: str = "auto") -> VideoReport:
+    """Swap ``source``'s identity onto faces in video ``target``; write ``output`` (.mp4, .mov, .mkv).
+
+    ``face``/``all_faces``/``match`` choose the faces as for photos (default: the largest), in the first frame that
+    shows a face. ``batch_frames`` frames are processed together; ``smooth`` sets the landmark smoothing (0 = off);
+    ``crf``/``preset`` are libx264's. ``paste``: ``torch`` (GPU), ``numpy`` or ``auto`` (torch on CUDA).
+    """
+    from ..face.track import FaceTracker
+    from ..utils.atomic import atomic_path
+    from .images import check_output_path
+    from .watermark import DESCRIPTION, comment_text
+
+    if batch_frames < 1:
+        raise ValueError("batch_frames must be 1 or more")
+    t_start = time.perf_counter()
+    out = check_output_path(output, VIDEO_FORMATS)
+    info = probe(target)
+    identity = swapper.identity(source)
+    if match is not None:  # encoded now: the detector is busy in the decoding thread once frames flow
+        match = swapper.identity(match)
+    choice = FaceChoice(face, all_faces, match)
+    use_torch = paste == "torch" or (paste == "auto" and getattr(swapper.engine.device, "type", "cpu") == "cuda")
+    report = VideoReport(out, fps=info.fps, size=info.size, rotation=info.rotation, audio=info.has_audio)
+    tracker = FaceTracker(info.fps, max_lost=max(1, int(round(info.fps / 2))), smooth=smooth)
+    chooser = _Chooser(swapper, choice, tracker, info.path.name)
+    small_noted: set[int] = set()
+    bar = _bar(info, progress)
+    with atomic_path(out) as tmp_out:
+        tmp_video = tmp_out.with_name(tmp_out.name + ".video.mp4")
+        # detection runs in the decoding thread, overlapping the swap of the previous batch
+        reader = FrameReader(info, prefetch=2 * batch_frames, annotate=swapper.detect)
+        writer = None
+        try:
+            writer = FrameWriter(tmp_video, info, crf=crf, preset=preset, queue_size=2 * batch_frames)
+            batch: list[tuple[np.ndarray, list["Face"]]] = []
+            for item in reader:
+                batch.append(item)
+                if len(batch) == batch_frames:
+                    _run_batch(swapper, identity, batch, report, tracker, chooser, small_noted, use_torch, watermark,
+                               writer, bar)
+                    batch = []
+            if batch:
+                _run_batch(swapper, identity, batch, report, tracker, chooser, small_noted, use_torch, watermark,
+                           writer, bar)
+            if reader.frames == 0:
+                from ..errors import InputImageError
+
+                raise InputImageError(f"{info.path}: no frame could be decoded ({reader.error or 'empty stream'}); "
+                                      f"the file is damaged, re-export it")
+            if reader.error:
+                log.warning("%s: decoding stopped after %d frame(s) (%s); the file may be truncated; the output "
+                            "has those frames", info.path.name, reader.frames, reader.error)
+            writer.close()
+            t0 = time.perf_counter()
+            mux(tmp_video, info, tmp_out, comment_text(meta), DESCRIPTION)
+            report.seconds["mux"] = time.perf_counter() - t0
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            reader.close()
+            bar.close()
+            tmp_video.unlink(missing_ok=True)
+    report.seconds["decode"] = reader.busy
+    report.seconds["detect"] = reader.annotate_busy
+    report.seconds["encode"] = writer.busy
+    report.frames = reader.frames
+    report.total = time.perf_counter() - t_start
+    if report.frames_without_face:
+        log.info("%s: %d of %d frame(s) without a face, passed through", info.path.name, report.frames_without_face,
+                 report.frames)
+    if report.frames_swapped == 0:
+        log.warning("%s: no face was swapped in any frame; the output shows the input", info.path.name)
+    return report
+
+
+def _bar(info: VideoInfo, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=info.frames_estimate, desc="video", unit="frame", disable=None if enabled else True,
+                leave=False, dynamic_ncols=True)
+
+
+def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[np.ndarray, list["Face"]]],
+               report: VideoReport, tracker: "FaceTracker", chooser: _Chooser, small_noted: set[int], use_torch: bool,
+               watermark: bool, writer: FrameWriter, bar) -> None:
+    from ..face.align import transform_points
+
+    sec = report.seconds
+    frames = [f for f, _ in batch]
+    # track and choose (sequential: tracks carry over from frame to frame); detection ran in the decoding thread
+    t0 = time.perf_counter()
+    owners: list[int] = []
+    faces: list["Face"] = []
+    for k, (frame, found) in enumerate(batch):
+        index = report.frames_passed + report.frames_swapped
+        if not found:
+            report.frames_without_face += 1
+        picked = chooser.pick(frame, tracker.update(index, found), index)
+        todo = []
+        for track, f in picked:
+            if f.size < swapper.min_face:
+                if track.id not in small_noted:
+                    small_noted.add(track.id)
+                    log.info("%s: a chosen face is %.0f px in frame %d, below the minimum face size %.0f px; left "
+                             "alone while that small", chooser.name, f.size, index, swapper.min_face)
+                continue
+            todo.append(f)
+        owners += [k] * len(todo)
+        faces += todo
+        if todo:
+            report.frames_swapped += 1
+        else:
+            report.frames_passed += 1
+    sec["track"] += time.perf_counter() - t0
+    if faces:
+        t0 = time.perf_counter()
+        crops, mats = [], []
+        for k in sorted(set(owners)):
+            c, m = swapper.align(frames[k], [f.landmarks for f, o in zip(faces, owners) if o == k])
+            crops.append(c)
+            mats.append(m)
+        crops_a, mats_a = np.concatenate(crops), np.concatenate(mats)
+        sec["align"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        i_r, m_r = swapper.swap_crops(identity, crops_a)
+        _sync(swapper)
+        sec["swap"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lms = np.stack([transform_points(f.landmarks, m) for f, m in zip(faces, mats_a)])
+        swapped, alphas = swapper.blend_crops(crops_a, i_r, m_r, lms)
+        if use_torch:
+            frames = _paste_torch(frames, owners, swapped, mats_a, alphas, swapper.engine.device)
+        else:
+            from ..face.blend import paste_into
+
+            for j, k in enumerate(owners):
+                paste_into(frames[k], swapped[j], mats_a[j], alphas[j])
+        report.faces_swapped += len(faces)
+        sec["paste"] += time.perf_counter() - t0
+    for frame in frames:
+        if watermark:
+            frame = _watermark(frame)
+        writer.write(frame)
+    bar.update(len(frames))
+
+
+def _sync(swapper: "FaceSwapper") -> None:
+    device = swapper.engine.device
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def _paste_torch(frames: list[np.ndarray], owners: list[int], crops: np.ndarray, mats: np.ndarray,
+                 alphas: np.ndarray, device: Any) -> list[np.ndarray]:
+    """Paste-back of a batch on ``device`` (the frames go up once, come back once). Frames hold 0..255 floats, so a
+    pixel whose alpha is 0 comes back with its exact value."""
+    import torch
+
+    from ..face.blend import paste_back_torch
+
+    used = sorted(set(owners))
+    pos = {k: n for n, k in enumerate(used)}
+    ft = torch.from_numpy(np.stack([frames[k] for k in used])).to(device).permute(0, 3, 1, 2).float()
+    ct = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float()
+    at = torch.from_numpy(alphas).to(device)[:, None]
+    seen: dict[int, int] = {}
+    slots: list[list[int]] = []
+    for j, k in enumerate(owners):  # faces of one frame go in successive passes (one face per frame per pass)
+        s = seen.get(k, 0)
+        seen[k] = s + 1
+        if s == len(slots):
+            slots.append([])
+        slots[s].append(j)
+    for slot in slots:
+        rows = [pos[owners[j]] for j in slot]
+        ft[rows] = paste_back_torch(ft[rows], ct[slot], mats[slot], masks=at[slot], erode=0.0, blur=0.0)
+    back = ft.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = list(frames)
+    for k, n in pos.items():
+        out[k] = back[n]
+    return out
+
+
+def _watermark(frame: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    from .watermark import WATERMARK_TEXT, add_watermark
+
+    return np.asarray(add_watermark(Image.fromarray(frame), WATERMARK_TEXT))
