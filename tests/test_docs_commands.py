@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import re
 import shlex
 import shutil
@@ -21,7 +22,7 @@ ELLIPSIS = ("...", "…")
 #: Shell values the docs use -> something of the same kind.
 SHELL = {"$(nproc)": "4", "$SLURM_CPUS_PER_TASK": "8", "$SLURM_ARRAY_TASK_ID": "0"}
 #: Commands cheap enough to run on a tiny model in a sandbox (convert/train/preprocess need real files or time).
-RUNNABLE = ("swap", "grid", "interpolate", "info", "faces", "demo")
+RUNNABLE = ("swap", "grid", "interpolate", "info", "faces", "demo", "video")
 
 
 def _fenced(text: str) -> list[tuple[str, str]]:
@@ -109,19 +110,31 @@ def sandbox(tmp_path_factory):
         (box / folder).mkdir()
         for p in sorted(SAMPLES.glob("*.png"))[: 2 if folder == "sources" else 3]:
             shutil.copy(p, box / folder / p.name)
-    shutil.copy(ROOT / "tests" / "data" / "photos" / "grace_hopper.jpg", box / "photo.jpg")
+    photos = ROOT / "tests" / "data" / "photos"
+    for name in ("photo.jpg", "me.jpg", "me2.jpg", "t.jpg", "ref.jpg"):
+        shutil.copy(photos / "grace_hopper.jpg", box / name)
+    for name in ("group.jpg", "group_photo.jpg"):
+        shutil.copy(photos / "two_people.jpg", box / name)
+    (box / "photos").mkdir()
+    shutil.copy(photos / "two_people.jpg", box / "photos" / "group.jpg")
+    if importlib.util.find_spec("imageio_ffmpeg") and importlib.util.find_spec("cv2"):
+        from videokit import face_frames, make_clip
+
+        make_clip(box / "clip.mp4", face_frames(3))
     for folder in ("DIR", "weights/hififace-256", "weights/my-model", "home/hififace-256"):
         tiny_model_dir(box / folder)
     return box
 
 
 def _first_of_each(commands):
-    """The first complete documented command of each runnable kind (one run each keeps the suite fast)."""
+    """The first complete documented command of each runnable kind (one run each keeps the suite fast), in the
+    docs' order: files one command writes (an identity saved with --save-identity) are there for the next."""
     seen, out = set(), []
     for where, command in commands:
         argv, partial = _tokens(command, where)
-        if not partial and argv[0] in RUNNABLE and argv[0] not in seen:
-            seen.add(argv[0])
+        kind = (argv[0], "--save-identity" in argv)  # a saved identity is what later commands read: run one too
+        if not partial and argv[0] in RUNNABLE and kind not in seen:
+            seen.add(kind)
             out.append((where, command))
     return out
 
@@ -130,7 +143,7 @@ RUNS = _first_of_each(ALL)
 
 
 def test_some_commands_are_run():
-    assert {_tokens(c)[0][0] for _, c in RUNS} >= {"swap", "grid", "interpolate", "info", "faces", "demo"}
+    assert {_tokens(c)[0][0] for _, c in RUNS} >= {"swap", "grid", "interpolate", "info", "faces", "demo", "video"}
 
 
 @pytest.mark.parametrize("where, command", RUNS, ids=[w for w, _ in RUNS])
