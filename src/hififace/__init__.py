@@ -18,7 +18,7 @@ command line is labelled as synthetic in its metadata.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .config import HifiFaceConfig
 from .errors import ConfigError, HifiFaceError, InputImageError, WeightsError

@@ -142,7 +142,7 @@ def _main(argv: list[str], verbose: bool) -> int:
     if extras and not getattr(args, "unavailable", False):
         _report_unknown(getattr(parser, "commands", {}).get(getattr(args, "command", None), parser), extras)
     if args.version:
-        from .. import __version__
+        from .._version import __version__
 
         print(__version__)
         return 0

@@ -15,7 +15,7 @@ WATERMARK_TEXT = "AI-generated"
 
 
 def software() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return f"hififace {__version__}"
 
