@@ -1,4 +1,5 @@
-"""Package hygiene: no import cycles between hififace's modules (lazy, function-level imports included)."""
+"""Package hygiene: no import cycles between hififace's modules (lazy, function-level imports included; imports
+under ``if TYPE_CHECKING:`` never run and do not count)."""
 from __future__ import annotations
 
 import ast
@@ -16,8 +17,11 @@ def _import_graph() -> dict[str, set[str]]:
     for name, p in mods.items():
         pkg = name if p.name == "__init__.py" else name.rsplit(".", 1)[0]
         deps = set()
-        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.ImportFrom):
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking_block(block)
+                       for n in ast.walk(block)}  # imports for annotations never run
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or id(node) in typing_only:
                 continue
             if node.level:
                 parts = pkg.split(".")
@@ -27,6 +31,11 @@ def _import_graph() -> dict[str, set[str]]:
             deps |= {t for t in [target, *(f"{target}.{a.name}" for a in node.names)] if t in mods}
         graph[name] = deps - {name}
     return graph
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and (getattr(node.test, "id", None) == "TYPE_CHECKING"
+                                         or getattr(node.test, "attr", None) == "TYPE_CHECKING")
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

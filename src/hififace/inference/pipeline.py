@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, InputImageError
+from .choice import FaceChoice
 from .engine import SwapEngine, as_engine
 from .photos import Photo, photo_from_array, read_photo
 
@@ -67,22 +68,6 @@ class PhotoResult:
     changed: np.ndarray | None = None
     aligned: bool = False
     matrices: list[np.ndarray] = field(default_factory=list)
-
-
-@dataclass
-class FaceChoice:
-    """Which faces to swap: ``index`` (left to right), ``all`` faces, or the one most like ``match``; by default
-    the largest."""
-
-    index: int | None = None
-    all: bool = False
-    match: Any = None
-
-    def __post_init__(self) -> None:
-        if sum([self.index is not None, bool(self.all), self.match is not None]) > 1:
-            raise ConfigError("choose faces one way only: a face index, all faces, or a reference to match")
-        if self.index is not None and int(self.index) < 0:
-            raise ConfigError(f"face index {self.index}: faces are numbered from 0, left to right")
 
 
 class FaceSwapper:

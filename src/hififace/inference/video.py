@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from .ffmpeg import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, mux, probe
-from .pipeline import FaceChoice
+from .choice import FaceChoice
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..face.detect import Face  # noqa: F401
