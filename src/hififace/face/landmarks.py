@@ -110,16 +110,11 @@ class DlibLandmarker(Landmarker):
     name = "dlib"
 
     def __init__(self, predictor_path: str | Path | None = None):
-        try:
-            import dlib
-        except ImportError:
-            raise MissingDependencyError("dlib-bin", "dlib", "dlib 68-point landmarks") from None
-        if predictor_path is None:
-            try:
-                import face_recognition_models
-            except ImportError:
-                raise MissingDependencyError("face-recognition-models", "dlib", "dlib 68-point landmarks") from None
-            predictor_path = face_recognition_models.pose_predictor_model_location()
+        from .dlib_models import PREDICTOR_68, dlib_model_path, import_dlib
+
+        dlib = import_dlib("dlib", "dlib 68-point landmarks")
+        if predictor_path is None:  # found without importing the package (its __init__ needs pkg_resources)
+            predictor_path = dlib_model_path(PREDICTOR_68, "dlib", "dlib 68-point landmarks")
         path = Path(predictor_path)
         if not path.is_file():
             raise WeightsError(f"{path}: dlib shape predictor not found; pass shape_predictor_68_face_landmarks.dat")
