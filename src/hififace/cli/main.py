@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "faces": ".faces",
     "preprocess": ".preprocess",
     "train": ".train",
+    "eval": ".eval",
 }
 
 log = logging.getLogger("hififace")

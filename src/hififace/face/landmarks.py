@@ -64,6 +64,14 @@ def deep3d_align_matrix(landmarks5: np.ndarray, image_height: int) -> np.ndarray
     return np.array([[s, 0.0, half - s * tx], [0.0, s, half - s * (h0 - ty)]])
 
 
+def deep3d_crop(image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(224 x 224 ReconNet input crop, its 2 x 3 image -> crop matrix) of the face with these 5 points."""
+    from .align import warp_face
+
+    m = deep3d_align_matrix(landmarks5, image.shape[0])
+    return warp_face(image, m, DEEP3D_SIZE, border="constant", interpolation="cubic"), m
+
+
 class Landmarker:
     """68 points of one detected face, in the photo's pixel frame."""
 
@@ -93,10 +101,9 @@ class ReconLandmarker(Landmarker):
     def landmarks68(self, image: np.ndarray, face: Face) -> np.ndarray:
         import torch
 
-        from .align import invert_affine, transform_points, warp_face
+        from .align import invert_affine, transform_points
 
-        m = deep3d_align_matrix(face.landmarks, image.shape[0])
-        crop = warp_face(image, m, DEEP3D_SIZE, border="constant", interpolation="cubic")
+        crop, m = deep3d_crop(image, face.landmarks)
         x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
         with torch.no_grad():
             # BFMLandmarks gives Deep3DFaceRecon's y-up frame; to_pixel_frame flips it to y-down crop pixels
