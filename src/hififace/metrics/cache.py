@@ -59,12 +59,15 @@ class FeatureCache:
     def get(self, key: str) -> np.ndarray | None:
         return self._data.get(key)
 
-    def put(self, key: str, value: np.ndarray) -> None:
+    def put(self, key: str, value: np.ndarray) -> np.ndarray:
+        """Store ``value`` as float32 and return the stored vector: use that one, so that a first run and a run
+        from the cache compute with the same numbers."""
         v = np.asarray(value, dtype=np.float32).reshape(-1)
         self._data[key] = v
         self._pending[key] = v
         if len(self._pending) >= self.flush_every:
             self.flush()
+        return v
 
     def flush(self) -> None:
         if self.folder is None or not self._pending:

@@ -44,6 +44,9 @@ PIXELS = "pixels (8-bit RGB as [0, 1])"
 _NO_FACES_SOURCE = "no row with a face found in both result and source"
 _NO_FACES_TARGET = "no row with a face found in both result and target"
 _NO_SELF = "no self-reconstruction rows (source = target) in the set"
+#: Which model measures which metrics.
+MODEL_OF = {"identity": ("id_similarity", "id_retrieval"), "3DMM": ("pose_error", "expression_error", "shape_error"),
+            "FID Inception": ("fid", "kid"), "LPIPS": ("lpips",)}
 #: Why a metric is null when its model was there.
 NO_DATA = {"id_similarity": _NO_FACES_SOURCE, "id_retrieval": _NO_FACES_SOURCE, "pose_error": _NO_FACES_TARGET,
            "expression_error": _NO_FACES_TARGET, "shape_error": _NO_FACES_SOURCE, "fid": "not computed",
@@ -169,26 +172,22 @@ class Evaluator:
             todo = [im for im in with_face if "id" in im.roles and im.identity is None]
             vecs = self.models.identity.embed([pixels[id(im)] for im in todo], [im.face.landmarks for im in todo])
             for im, v in zip(todo, vecs):
-                im.identity = v
-                self.id_cache.put(im.hash, v)
+                im.identity = self.id_cache.put(im.hash, v)
         if self.recon_cache is not None:
             todo = [im for im in with_face if "recon" in im.roles and im.coeffs is None]
             coeffs = self.models.recon.coefficients([pixels[id(im)] for im in todo], [im.face.landmarks for im in todo])
             for im, c in zip(todo, coeffs):
-                im.coeffs = c
-                self.recon_cache.put(im.hash, c)
+                im.coeffs = self.recon_cache.put(im.hash, c)
         if self.incep_cache is not None:
             todo = [im for im in batch if "incep" in im.roles and im.inception is None]
             if todo:
-                from .inception import INPUT_SIZE
-
-                x = torch.cat([F.interpolate(_to_tensor(pixels[id(im)])[None], size=(INPUT_SIZE, INPUT_SIZE),
-                                             mode="bilinear", align_corners=False) for im in todo])
+                side = self.models.inception.input_size  # each image resized alone (sizes may differ), as pytorch-fid
+                x = torch.cat([F.interpolate(_to_tensor(pixels[id(im)])[None], size=(side, side), mode="bilinear",
+                                             align_corners=False) for im in todo])
                 with torch.no_grad():
                     feats = self.models.inception.features(x.to(self.models.device)).double().cpu().numpy()
                 for im, f in zip(todo, feats):
-                    im.inception = f
-                    self.incep_cache.put(im.hash, f)
+                    im.inception = self.incep_cache.put(im.hash, f)
 
     def _analyse(self, images: list[_Image], tick: Callable[[int], None]) -> None:
         pending: list[_Image] = []
@@ -316,7 +315,12 @@ class Evaluator:
 
         no_face = {role: sum(1 for im in images.values() if role in im.roles and im.face_known and im.face is None)
                    for role in ("source", "target", "result")}
+        absent = {"identity": m.identity is None, "3DMM": m.recon is None, "FID Inception": m.inception is None,
+                  "LPIPS": m.lpips is None}
         for key in METRICS:
+            what = next((w for w, keys in MODEL_OF.items() if key in keys), None)
+            if metrics[key] is None and what is not None and absent[what]:
+                skipped.setdefault(key, f"no {what} model given")
             if metrics[key] is None:
                 skipped.setdefault(key, NO_DATA[key])
             else:

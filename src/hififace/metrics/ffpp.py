@@ -66,7 +66,11 @@ class Layout:
 
 
 def _originals(root: Path, compression: str) -> dict[str, Path]:
-    base = root / "original_sequences" / "youtube" / compression
+    return _video_entries(root / "original_sequences" / "youtube" / compression)
+
+
+def _video_entries(base: Path) -> dict[str, Path]:
+    """Video id -> ``base/videos/<id>.mp4`` or, where there is no video, the frame folder ``base/images/<id>/``."""
     out: dict[str, Path] = {}
     if (base / "videos").is_dir():
         out.update({p.stem: p for p in sorted((base / "videos").iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS})
@@ -251,13 +255,14 @@ def build_rows(layout: Layout, cache: Path, size: int, results: Path | None = No
     base = cache / "ffpp" / layout.compression
     fakes: dict[str, Path] = {}
     if method:
-        folder = layout.root / "manipulated_sequences" / method / layout.compression / "videos"
-        if not folder.is_dir():
-            raise InputImageError(f"{folder}: not found; --ffpp-method names a folder of manipulated_sequences")
-        fakes = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS}
+        folder = layout.root / "manipulated_sequences" / method / layout.compression
+        fakes = _video_entries(folder)
+        if not fakes:
+            raise InputImageError(f"{folder}: no videos (or frame folders); --ffpp-method names a folder of "
+                                  "manipulated_sequences")
         absent = [f"{t}_{s}" for t, s in pairs if f"{t}_{s}" not in fakes]
         if absent:
-            raise InputImageError(f"{folder}: {len(absent)} fake video(s) missing, e.g. {', '.join(absent[:5])}.mp4")
+            raise InputImageError(f"{folder}: {len(absent)} fake video(s) missing, e.g. {', '.join(absent[:5])}")
     needed = sorted({v for p in pairs for v in p})
     jobs: list[tuple[str, Path, Path]] = [(v, layout.videos[v], base / v) for v in needed]
     jobs += [(f"{t}_{s}", fakes[f"{t}_{s}"], base / method / f"{t}_{s}") for t, s in pairs] if method else []

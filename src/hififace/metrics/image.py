@@ -32,7 +32,7 @@ def as_float64(image: Any) -> torch.Tensor:
     a = np.asarray(image)
     if a.ndim == 2:
         a = a[:, :, None]
-    t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).to(torch.float64)
+    t = torch.from_numpy(np.array(a, dtype=np.float64)).permute(2, 0, 1)  # a copy: input arrays may be read-only
     return t / 255.0 if a.dtype == np.uint8 else t
 
 

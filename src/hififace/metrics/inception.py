@@ -154,14 +154,18 @@ class InceptionE(nn.Module):
 class FIDInceptionV3(FrozenModule):
     """Images N x 3 x H x W in [0, 1] -> N x 2048 pool features (``features``) or 1008 logits (``forward``).
 
-    ``width`` scales every width for tiny test networks; the real weight file needs 1.0.
+    ``width`` scales every width and ``input_size`` replaces the 299 input, for tiny test networks only (75 is the
+    smallest size the stride-2 stages take); FID values need the real file at width 1.0 and 299.
     """
 
-    def __init__(self, width: float = 1.0):
+    def __init__(self, width: float = 1.0, input_size: int = INPUT_SIZE):
         super().__init__()
         if not width > 0:
             raise ValueError(f"width must be positive, got {width}")
+        if input_size < 75:
+            raise ValueError(f"input_size must be at least 75, got {input_size}")
         self.width = float(width)
+        self.input_size = int(input_size)
 
         def s(c: int) -> int:
             return max(1, int(round(c * width)))
@@ -188,7 +192,7 @@ class FIDInceptionV3(FrozenModule):
         self.freeze()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         x = 2 * x - 1
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(F.max_pool2d(x, 3, 2)))

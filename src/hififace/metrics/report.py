@@ -177,7 +177,8 @@ def read_metrics(folder: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "metrics.json"
     if not path.is_file():
-        raise InputImageError(f"{path}: not found; give report folders written by 'hififace eval -o DIR'")
+        raise InputImageError(f"{path}: not found; give report folders written by 'hififace eval -o DIR' "
+                              "(each holds a metrics.json)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
