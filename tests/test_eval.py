@@ -309,3 +309,19 @@ def test_cli_ffpp_protocol(tmp_path, weights, capsys, monkeypatch):
     rc, _, err = run_cli(args, capsys)
     assert rc == 0, err
     assert json.loads((out / "metrics.json").read_text())["pose_error"] == 0
+    # another method's outputs in the documented layout RESULTS/<target>_<source>/<i>.png, plus self-reconstruction
+    # rows RESULTS/<target>_<target>/<i>.png: here every result is its target frame
+    cache = out / "cache" / "ffpp" / "c23"
+    results = tmp_path / "other"
+    for t, s in (("000", "001"), ("001", "000"), ("000", "000"), ("001", "001")):
+        shutil.copytree(cache / t, results / f"{t}_{s}", ignore=shutil.ignore_patterns("*.json"))
+    args2 = ["eval", "--protocol", "ffpp", "--data", data, "--split", "test", "--results", results, "--self-recon",
+             "--weights", weights, "--id-model", "none", "--cache", out / "cache", "-o", tmp_path / "r2", "--no-figures"]
+    rc, _, err = run_cli(args2, capsys)
+    assert rc == 0, err
+    d2 = json.loads((tmp_path / "r2" / "metrics.json").read_text())
+    assert d2["counts"]["self"] == 20 and d2["counts"]["swap"] == 20 and d2["psnr"] == 100.0 and d2["ssim"] == 1.0
+    assert d2["pose_error"] == 0 and d2["shape_error"] == d["shape_error"]
+    shutil.rmtree(results / "001_000")
+    rc, _, err = run_cli(args2, capsys)
+    assert_one_error(rc, err, "10 path(s) not found", "001_000")

@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ff.add_argument("--split", default="all", choices=("all", "train", "val", "test"), help="FF++ split (default all: 1000 videos)")
     ff.add_argument("--ffpp-compression", default="c23", help="c23 (default), c40 or raw")
     ff.add_argument("--ffpp-method", metavar="NAME", help="score FF++'s own fakes (Deepfakes, FaceSwap, FaceShifter, ...)")
+    ff.add_argument("--self-recon", action="store_true",
+                    help="also swap each target frame onto itself: PSNR, SSIM, LPIPS of the self-reconstruction")
     nets = p.add_argument_group("metric models (missing ones are skipped)")
     nets.add_argument("--id-model", default="dlib", metavar="dlib|none|FILE",
                       help="identity model: dlib (default, needs the eval extra), none, or an insightface IResNet "
@@ -71,7 +73,8 @@ def run_command(args: argparse.Namespace) -> int:
         output=Path(args.output), pairs=Path(args.pairs) if args.pairs else None, protocol=args.protocol,
         data=Path(args.data) if args.data else None, weights=args.weights,
         results=Path(args.results) if args.results else None, ffpp_method=args.ffpp_method,
-        ffpp_compression=args.ffpp_compression, split=args.split, limit=args.limit, id_model=args.id_model,
+        ffpp_compression=args.ffpp_compression, split=args.split, self_recon=args.self_recon, limit=args.limit,
+        id_model=args.id_model,
         recon=args.recon, inception=args.inception, lpips=args.lpips, faces=args.faces,
         cache=Path(args.cache) if args.cache else None, batch_size=args.batch_size, device=pick_device(args.device),
         dtype=args.dtype, figures=not args.no_figures,

@@ -317,6 +317,9 @@ class Evaluator:
                    for role in ("source", "target", "result")}
         absent = {"identity": m.identity is None, "3DMM": m.recon is None, "FID Inception": m.inception is None,
                   "LPIPS": m.lpips is None}
+        if not self_rows:  # the more basic reason for the self-reconstruction metrics
+            for key in ("psnr", "ssim", "lpips"):
+                skipped[key] = NO_DATA[key]
         for key in METRICS:
             what = next((w for w, keys in MODEL_OF.items() if key in keys), None)
             if metrics[key] is None and what is not None and absent[what]:

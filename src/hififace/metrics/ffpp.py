@@ -244,12 +244,16 @@ class FFPPSet:
 
 
 def build_rows(layout: Layout, cache: Path, size: int, results: Path | None = None, method: str | None = None,
-               limit: int | None = None, progress: Callable[[int, str], Any] | None = None) -> FFPPSet:
+               limit: int | None = None, progress: Callable[[int, str], Any] | None = None,
+               self_recon: bool = False) -> FFPPSet:
     """Extract (or read from the cache) the aligned frames and build the rows to score.
 
     ``results``: other outputs as ``results/<target>_<source>/<i>.png``; ``method``: FF++'s own fakes of that
     manipulation method (aligned like the originals). Neither: rows without results (the model makes them).
+    ``self_recon``: also each target frame swapped onto itself (``<target>_<target>``), for PSNR, SSIM and LPIPS.
     """
+    if self_recon and method:
+        raise ConfigError("--self-recon needs results of each frame swapped onto itself, which FF++'s fakes do not have")
     pairs = layout.pairs[:limit] if limit else layout.pairs
     aligner = FrameAligner(size)
     base = cache / "ffpp" / layout.compression
@@ -306,6 +310,13 @@ def build_rows(layout: Layout, cache: Path, size: int, results: Path | None = No
             else:
                 res = results / f"{t}_{s}" / f"{slot}.png" if results is not None else None
             rows.append(Row(len(rows), src, tgt, res, s, name=f"{t}_{s}/{slot}"))
+    if self_recon:
+        for t in dict.fromkeys(t for t, _ in pairs):
+            for slot in range(len(frames[t])):
+                tgt = crop(t, base / t, slot)
+                if tgt is not None:
+                    res = results / f"{t}_{t}" / f"{slot}.png" if results is not None else None
+                    rows.append(Row(len(rows), tgt, tgt, res, t, name=f"{t}_{t}/{slot}"))
     originals = [frames[v] for v in needed]
     return FFPPSet(rows, len(needed), sum(len(f) for f in originals),
                    sum(1 for f in originals for r in f if r.get("status") != "ok"), left_out, unreadable)

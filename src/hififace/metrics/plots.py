@@ -20,8 +20,12 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+def _fmt(v: float, span: float = 1.0) -> str:
+    """Enough digits to tell apart values ``span`` apart."""
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
+    digits = 3 if span <= 0 else max(3, int(np.ceil(np.log10(max(abs(v), 1e-12) / span))) + 2)
+    return f"{v:.{min(digits, 9)}g}"
 
 
 def histogram(values: Sequence[float], title: str, unit: str = "", bins: int = 20, size=(560, 360)):
@@ -59,7 +63,7 @@ def histogram(values: Sequence[float], title: str, unit: str = "", bins: int = 2
     d.line([(left, top + ph), (left + pw, top + ph)], fill=INK)
     d.line([(left, top), (left, top + ph)], fill=INK)
     for x, val in ((left, lo), (left + pw / 2, (lo + hi) / 2), (left + pw, hi)):
-        label = _fmt(val)
+        label = _fmt(val, hi - lo)
         tw = d.textlength(label, font=small)
         d.text((min(max(x - tw / 2, 0), w - tw), top + ph + 6), label, fill=INK, font=small)
     d.text((4, top - 4), str(peak), fill=INK, font=small)

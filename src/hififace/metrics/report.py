@@ -138,7 +138,8 @@ def _strips(out: Path, result: EvalResult) -> list[str]:
         for label, chosen in (("best", scored[:k]), ("worst", scored[::-1][:k])):
             examples = []
             for s in chosen:
-                caption = f"#{s['index']}  {TITLES[key]}\n{s[key]:.4g}\n{Path(s['target']).name[:24]}"
+                target = Path(s["target"])
+                caption = f"#{s['index']}  {TITLES[key]}\n{s[key]:.4g}\n{(target.parent.name + '/' + target.name)[-26:]}"
                 examples.append((caption, [load_rgb(Path(s[r])) for r in ("source", "target", "result")]))
             img = strip(examples, ["source", "target", "result"], f"{label} {len(chosen)} by {TITLES[key]}")
             name = f"{label}_{key}.png"

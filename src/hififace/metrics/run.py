@@ -31,6 +31,7 @@ class EvalRequest:
     ffpp_method: str | None = None
     ffpp_compression: str = "c23"
     split: str = "all"
+    self_recon: bool = False
     limit: int | None = None
     id_model: str = "dlib"
     recon: str | None = None
@@ -208,7 +209,7 @@ def _rows(req: EvalRequest, model_dir: Path | None, size: int, progress) -> tupl
 
     layout = find_layout(req.data, req.ffpp_compression, req.split)
     cache = req.cache or req.output / "cache"
-    built = build_rows(layout, cache, size, req.results, req.ffpp_method, req.limit, progress)
+    built = build_rows(layout, cache, size, req.results, req.ffpp_method, req.limit, progress, req.self_recon)
     if req.results is not None:
         check_paths(built.rows, req.results)
     if not built.rows:
@@ -235,6 +236,8 @@ def check_request(req: EvalRequest) -> None:
         raise ConfigError("--protocol ffpp needs --data FFPP_DIR (the FaceForensics++ folder)")
     if req.ffpp_method and req.protocol != "ffpp":
         raise ConfigError("--ffpp-method is for --protocol ffpp")
+    if req.self_recon and req.protocol != "ffpp":
+        raise ConfigError("--self-recon is for --protocol ffpp; with --pairs list rows whose source is the target")
     if req.ffpp_method and req.results is not None:
         raise ConfigError("--ffpp-method and --results both give the results: pass one of them")
     if req.output.exists() and not req.output.is_dir():
