@@ -73,6 +73,14 @@ def test_fid_known_answers():
     a = realism.Gaussian(np.zeros(3), np.diag([1.0, 4.0, 9.0]), 10)
     b = realism.Gaussian(np.ones(3), np.diag([4.0, 4.0, 1.0]), 10)
     assert realism.frechet_distance(a, b) == pytest.approx(3 + 1 + 0 + 4, rel=1e-12)
+    # the feature route (no D x D square root) equals the statistics route, with fewer or more samples than dims
+    for n, m, dead in ((7, 9, False), (10, 300, False), (300, 40, False), (60, 300, True)):
+        x, y = rng.normal(size=(n, 24)), rng.normal(size=(m, 24)) * 1.3 + 0.2
+        if dead:  # a feature that never varies: a singular covariance (Cholesky fails, QR takes over)
+            x[:, 3] = 0.0
+        assert realism.fid(x, y) == pytest.approx(
+            realism.frechet_distance(realism.feature_stats(x), realism.feature_stats(y)), rel=1e-6)
+        # (not closer: with N < D the statistics route takes square roots of eigenvalues that are zero up to rounding)
     # rank-deficient covariances (fewer samples than dimensions) stay finite and >= 0
     few = rng.normal(size=(5, 64))
     assert realism.fid(few, few) == pytest.approx(0.0, abs=1e-8)

@@ -1,9 +1,10 @@
 """FID and KID from feature vectors (N x D arrays, e.g. the 2048-d pool features of the FID InceptionV3).
 
 - FID (Heusel et al. 2017): ``||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` with the unbiased sample
-  covariances (``np.cov``, N - 1). The trace of the matrix square root is computed as the sum of the square roots
-  of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)`` (symmetric positive semi-definite, so real and >= 0 up to
-  rounding; tiny negative rounding is clipped), in float64: no complex parts to discard.
+  covariances (``np.cov``, N - 1), in float64. From statistics (:func:`frechet_distance`) the trace of the matrix
+  square root is the sum of the square roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)`` (symmetric positive
+  semi-definite: real, tiny negative rounding clipped; no complex parts to discard, unlike ``scipy.linalg.sqrtm``);
+  from features (:func:`fid`) it is a nuclear norm of cross-products of the centred features (see there).
 - KID (Binkowski et al. 2018): the unbiased estimate of the squared MMD with the polynomial kernel
   ``k(x, y) = (x . y / D + 1)^3``, averaged over random subsets (default 100 subsets of up to 1000 samples,
   fixed seed, so the value is reproducible).
@@ -52,8 +53,41 @@ def frechet_distance(a: Gaussian, b: Gaussian) -> float:
     return max(value, 0.0)  # >= 0 mathematically; identical sets give rounding noise of either sign
 
 
+def _trace_sqrt_product(a: np.ndarray, b: np.ndarray) -> float:
+    """``Tr (A^T A B^T B)^(1/2)`` of centred feature matrices A (N x D) and B (M x D), without a D x D square root.
+
+    Its terms are the singular values of ``A B^T``. With a side no larger than D that N x M SVD is cheap; otherwise
+    ``A^T A = F^T F`` (Cholesky, or QR when singular) and the terms are the square roots of the eigenvalues of the
+    symmetric ``F B^T B F^T``: about 7 s for 2048-d features on a 2-core CPU where the SVD route takes 30 s.
+    """
+    n, d = a.shape
+    if min(n, b.shape[0]) <= d:
+        return float(np.linalg.svd(a @ b.T, compute_uv=False).sum())
+    try:
+        f = np.linalg.cholesky(a.T @ a).T
+    except np.linalg.LinAlgError:  # a singular covariance (e.g. a feature that never varies)
+        f = np.linalg.qr(a, mode="r")
+    inner = f @ (b.T @ b) @ f.T
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2.0), 0.0, None)).sum())
+
+
 def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    return frechet_distance(feature_stats(features_a), feature_stats(features_b))
+    """FID of two feature sets: the value :func:`frechet_distance` gives for their statistics, computed from the
+    centred features A, B directly (``Tr (S_a S_b)^(1/2) = Tr (A^T A B^T B)^(1/2) / sqrt((N_a - 1)(N_b - 1))``),
+    which avoids the 2048 x 2048 eigendecomposition for small sets and halves the work for large ones."""
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
+    for f in (a, b):
+        if f.ndim != 2 or f.shape[0] < 2:
+            raise ValueError(f"need at least 2 feature vectors (N x D), got shape {f.shape}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
+    na, nb = a.shape[0], b.shape[0]
+    ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)
+    tr_sqrt = _trace_sqrt_product(ac, bc) / np.sqrt((na - 1) * (nb - 1))
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    value = float(diff @ diff) + float((ac**2).sum()) / (na - 1) + float((bc**2).sum()) / (nb - 1) - 2.0 * tr_sqrt
+    return max(value, 0.0)
 
 
 def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
