@@ -122,6 +122,21 @@ def test_3dmm_errors():
     np.testing.assert_allclose(threedmm.shape_error(e, c), 0.25 * math.sqrt(80), rtol=1e-12)
 
 
+def test_metric_networks_name_real_loaders():
+    """``from_file`` resolves each network's loader by name: the names must point at the real functions."""
+    import importlib
+
+    from hififace.metrics.identity import IResNetIdentity
+    from hififace.metrics.threedmm import ReconCoefficients
+    from hififace.weights.arcface import load_arcface
+    from hififace.weights.deep3d import load_recon
+
+    for cls, fn in ((IResNetIdentity, load_arcface), (ReconCoefficients, load_recon)):
+        module, name = cls.loader.split(":")
+        assert getattr(importlib.import_module(module, "hififace"), name) is fn
+    assert IResNetIdentity.label.format(file="backbone.pth", arch="100") == "insightface IResNet-100 (backbone.pth)"
+
+
 def test_cosine_and_retrieval():
     a = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
     np.testing.assert_allclose(cosine(a, a), 1.0)

@@ -15,11 +15,12 @@ most similar face among all source faces (the gallery) belongs to their own sour
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from .nets import FrozenNet
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +64,12 @@ class DlibIdentity(IdentityModel):
         return _normalise(np.stack(out)) if out else np.zeros((0, 128))
 
 
-class IResNetIdentity(IdentityModel):
+class IResNetIdentity(FrozenNet, IdentityModel):
     """insightface IResNet (ArcFace/CosFace) on ArcFace-aligned 112 x 112 crops in [-1, 1]."""
 
-    def __init__(self, network: torch.nn.Module, name: str, key: str, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.net = network.to(self.device).eval()
-        self.name = name
-        self.key = key
-
-    @classmethod
-    def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> "IResNetIdentity":
-        from ..weights.arcface import load_arcface
-        from .cache import file_fingerprint
-
-        path = Path(path)
-        net = load_arcface(path)
-        return cls(net, f"insightface IResNet-{net.arch[1:]} ({path.name})", f"iresnet-{file_fingerprint(path)}", device)
+    kind = "iresnet"
+    loader = ".weights.arcface:load_arcface"
+    label = "insightface IResNet-{arch} ({file})"
 
     @torch.no_grad()
     def embed(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:

@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .nets import FrozenNet
+
 log = logging.getLogger(__name__)
 
 ID = slice(0, 80)
@@ -31,23 +33,13 @@ TRANS = slice(254, 257)
 N_COEFFS = 257
 
 
-class ReconCoefficients:
-    """A frozen ReconNet on the Deep3DFaceRecon crops of faces given by their 5 landmarks."""
+class ReconCoefficients(FrozenNet):
+    """A frozen ReconNet on the Deep3DFaceRecon crops of faces given by their 5 landmarks; ``from_file`` takes
+    ``epoch_20.pth`` (or a full-width ReconNet state_dict / ``recon3d.safetensors``)."""
 
-    def __init__(self, network: torch.nn.Module, name: str, key: str, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.net = network.to(self.device).eval()
-        self.name = name
-        self.key = key
-
-    @classmethod
-    def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> "ReconCoefficients":
-        """``epoch_20.pth`` (or a ReconNet state_dict / ``recon3d.safetensors`` of full width)."""
-        from ..weights.deep3d import load_recon
-        from .cache import file_fingerprint
-
-        path = Path(path)
-        return cls(load_recon(path), f"Deep3DFaceRecon ReconNet ({path.name})", f"recon-{file_fingerprint(path)}", device)
+    kind = "recon"
+    loader = ".weights.deep3d:load_recon"
+    label = "Deep3DFaceRecon ReconNet ({file})"
 
     @classmethod
     def from_model_dir(cls, folder: str | Path, device: str | torch.device = "cpu") -> "ReconCoefficients":
