@@ -89,13 +89,16 @@ def test_fid_known_answers():
         realism.fid(f[:1], f)
 
 
-def test_kid_self_zero_and_shift_positive():
+def test_kid_self_zero_and_shift_positive(monkeypatch):
     rng = np.random.default_rng(1)
     f, g = rng.normal(size=(120, 16)), rng.normal(size=(120, 16))
     same, _ = realism.kid(f, g, subsets=20, subset_size=50)  # two samples of one distribution: unbiased, so ~0
     far, spread = realism.kid(f, g + 0.5, subsets=20, subset_size=50)
     assert abs(same) < 0.1 * far and far > 0.5 and spread >= 0
     assert realism.kid(f, g + 0.5, subsets=20, subset_size=50) == (far, spread)  # seeded: reproducible
+    monkeypatch.setattr(realism, "KID_FULL_KERNELS", 0)  # large sets: kernels per subset, the same numbers
+    per_subset = realism.kid(f, g + 0.5, subsets=20, subset_size=50)
+    assert per_subset[0] == pytest.approx(far, rel=1e-12) and per_subset[1] == pytest.approx(spread, rel=1e-9)
     # the unbiased estimate on one subset equals the formula written out
     x, y = f[:6], f[6:12] + 0.3
     k = lambda p, q: (p @ q.T / 16 + 1) ** 3  # noqa: E731

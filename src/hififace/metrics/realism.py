@@ -94,13 +94,21 @@ def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (x @ y.T / x.shape[1] + 1.0) ** 3
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased squared MMD of two equally sized samples with the KID polynomial kernel."""
-    m = x.shape[0]
-    kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+def _mmd2_from_kernels(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    m = kxx.shape[0]
     sum_xx = kxx.sum() - np.trace(kxx)
     sum_yy = kyy.sum() - np.trace(kyy)
     return float((sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * kxy.sum() / (m * m))
+
+
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased squared MMD of two equally sized samples with the KID polynomial kernel."""
+    return _mmd2_from_kernels(_poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y))
+
+
+#: Up to this many images per set, KID's kernels are computed once for the whole sets and the subsets index them
+#: (3 x 2500^2 doubles = 150 MB at most): hundreds of small matrix products cost more than one large one.
+KID_FULL_KERNELS = 2500
 
 
 def kid(features_a: np.ndarray, features_b: np.ndarray, subsets: int = KID_SUBSETS,
@@ -112,6 +120,14 @@ def kid(features_a: np.ndarray, features_b: np.ndarray, subsets: int = KID_SUBSE
     if m < 2:
         raise ValueError("KID needs at least 2 samples in each set")
     rng = np.random.default_rng(seed)
-    values = [mmd2_unbiased(a[rng.choice(a.shape[0], m, replace=False)], b[rng.choice(b.shape[0], m, replace=False)])
-              for _ in range(subsets)]
+    full = max(a.shape[0], b.shape[0]) <= KID_FULL_KERNELS
+    if full:
+        kaa, kbb, kab = _poly_kernel(a, a), _poly_kernel(b, b), _poly_kernel(a, b)
+    values = []
+    for _ in range(subsets):
+        i, j = rng.choice(a.shape[0], m, replace=False), rng.choice(b.shape[0], m, replace=False)
+        if full:
+            values.append(_mmd2_from_kernels(kaa[np.ix_(i, i)], kbb[np.ix_(j, j)], kab[np.ix_(i, j)]))
+        else:
+            values.append(mmd2_unbiased(a[i], b[j]))
     return float(np.mean(values)), float(np.std(values))
