@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--limit", type=int, metavar="N", help="only the first N pairs (ffpp: N video pairs)")
     ff = p.add_argument_group("FaceForensics++")
     ff.add_argument("--split", default="all", choices=("all", "train", "val", "test"), help="FF++ split (default all: 1000 videos)")
-    ff.add_argument("--ffpp-compression", default="c23", help="c23 (default), c40 or raw")
+    ff.add_argument("--ffpp-compression", default="c23", metavar="c23|c40|raw", help="FF++ quality folder (default c23)")
     ff.add_argument("--ffpp-method", metavar="NAME", help="score FF++'s own fakes (Deepfakes, FaceSwap, FaceShifter, ...)")
     ff.add_argument("--self-recon", action="store_true",
                     help="also swap each target frame onto itself: PSNR, SSIM, LPIPS of the self-reconstruction")
@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--faces", default="detect", choices=("detect", "template"),
                      help="detect: find faces with the face pipeline (default); template: images are aligned crops")
     run.add_argument("--cache", metavar="DIR", help="cache of detections and features (default: REPORT/cache)")
-    run.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    run.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward pass (default 16)")
     run.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     run.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="precision of the swap model (default fp32)")
