@@ -106,6 +106,21 @@ def test_swap_metrics_measure_what_they_claim(tmp_path):
     assert res.counts["swap"] == 2 and res.details["pose_error"]["n"] == 2
 
 
+def test_images_without_a_face_are_counted_and_left_out(tmp_path):
+    """--faces detect: a result without a face leaves the identity and 3D metrics, is counted and noted."""
+    pytest.importorskip("cv2")
+    noise = write_png(tmp_path / "noise.png", 5, size=256)
+    a, g = SAMPLES / "astronaut.png", SAMPLES / "grace_hopper.png"
+    rows = [Row(0, a, g, noise, "a"), Row(1, g, a, a, "g")]
+    res = Evaluator(tiny_models(lpips=False), EvalOptions(faces="detect")).run(rows)
+    s = res.samples
+    assert (s[0]["result_face"], s[1]["result_face"], s[0]["source_face"]) == (0, 1, 1)
+    assert s[0]["id_similarity"] is None and s[0]["pose_error"] is None and s[1]["pose_error"] is not None
+    assert res.counts["no_face"] == {"source": 0, "target": 0, "result": 1} and res.details["pose_error"]["n"] == 1
+    assert any("faces not found" in n and "1 result" in n for n in res.notes)
+    assert res.details["fid"]["n"] == 2  # FID/KID still see every result
+
+
 @pytest.mark.skipif(not have_dlib(), reason="dlib-bin / face-recognition-models not installed (the eval extra)")
 def test_dlib_identity_same_person_scores_higher():
     """Real photos: two photos of one person are closer than photos of different people, and retrieval finds them."""
@@ -256,6 +271,8 @@ def test_cli_bad_input_is_one_clear_error(crops, capsys):
         (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--inception", crops / "x.pth"],
          ["x.pth", "pt_inception-2015-12-05"]),
         (["--compare", crops, crops, "--pairs", crops / "pairs.csv"], ["drop --pairs"]),
+        (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--limit", "0"], ["--limit 0"]),
+        (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--self-recon"], ["--protocol ffpp"]),
     ]
     for args, needles in cases:
         rc, _, err = run_cli(["eval", *args], capsys)

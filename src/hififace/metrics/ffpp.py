@@ -6,7 +6,7 @@ Expected layout (as FaceForensics' download script writes it; only what is used 
     FFPP_DIR/original_sequences/youtube/c23/videos/000.mp4 ... 999.mp4     (c23 by default: --ffpp-compression)
              (or .../c23/images/000/0000.png ...: frames already extracted, one folder per video)
     FFPP_DIR/splits/train.json, val.json, test.json                          (FaceForensics' dataset/splits)
-    FFPP_DIR/manipulated_sequences/<Method>/c23/videos/000_003.mp4 ...       (optional)
+    FFPP_DIR/manipulated_sequences/<Method>/c23/videos/000_003.mp4 ...       (optional; or .../c23/images/000_003/)
 
 Pairs: each split entry ``["a", "b"]`` gives two swaps, target ``a`` with source ``b`` and target ``b`` with source
 ``a`` (FF++ names the fake of target ``a`` with the face of ``b`` ``a_b.mp4``); all three splits together are the
