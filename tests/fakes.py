@@ -171,3 +171,9 @@ def write_bfm_mat(path: Path, n_vertices: int = 500, seed: int = 0, n_tri: int =
         },
     )
     return path
+
+
+def write_fid_inception(path: Path, seed: int = 0) -> Path:
+    """pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``: a raw state_dict (torchvision Inception3 keys)."""
+    torch.save(fake_state("fid_inception_keys.tsv", seed), path)
+    return path

@@ -58,6 +58,12 @@ def deep3d_align_matrix(landmarks5: np.ndarray, image_height: int) -> np.ndarray
     return np.array([[s, 0.0, half - s * tx], [0.0, s, half - s * (h0 - ty)]])
 
 
+def deep3d_crop(image: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(224 x 224 ReconNet input crop, its 2 x 3 image -> crop matrix) of the face with these 5 points."""
+    m = deep3d_align_matrix(landmarks5, image.shape[0])
+    return warp_face(image, m, DEEP3D_SIZE, border="constant", interpolation="cubic"), m
+
+
 class Landmarker:
     """68 points of one detected face, in the photo's pixel frame."""
 
@@ -87,8 +93,7 @@ class ReconLandmarker(Landmarker):
     def landmarks68(self, image: np.ndarray, face: Face) -> np.ndarray:
         import torch
 
-        m = deep3d_align_matrix(face.landmarks, image.shape[0])
-        crop = warp_face(image, m, DEEP3D_SIZE, border="constant", interpolation="cubic")
+        crop, m = deep3d_crop(image, face.landmarks)
         x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
         with torch.no_grad():
             # BFMLandmarks gives Deep3DFaceRecon's y-up frame; to_pixel_frame flips it to y-down crop pixels
@@ -102,16 +107,11 @@ class DlibLandmarker(Landmarker):
     name = "dlib"
 
     def __init__(self, predictor_path: str | Path | None = None):
-        try:
-            import dlib
-        except ImportError:
-            raise MissingDependencyError("dlib-bin", "dlib", "dlib 68-point landmarks") from None
-        if predictor_path is None:
-            try:
-                import face_recognition_models
-            except ImportError:
-                raise MissingDependencyError("face-recognition-models", "dlib", "dlib 68-point landmarks") from None
-            predictor_path = face_recognition_models.pose_predictor_model_location()
+        from .dlib_models import PREDICTOR_68, dlib_model_path, import_dlib
+
+        dlib = import_dlib("dlib", "dlib 68-point landmarks")
+        if predictor_path is None:  # found without importing the package (its __init__ needs pkg_resources)
+            predictor_path = dlib_model_path(PREDICTOR_68, "dlib", "dlib 68-point landmarks")
         path = Path(predictor_path)
         if not path.is_file():
             raise WeightsError(f"{path}: dlib shape predictor not found; pass shape_predictor_68_face_landmarks.dat")

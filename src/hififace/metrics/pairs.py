@@ -1,0 +1,108 @@
+"""The rows to score: ``pairs.csv`` (``source,target`` and optionally ``result``, ``source_id``) and its checks.
+
+- Relative paths in the file are relative to the folder of the CSV file.
+- ``result``: the swapped image of the row. With ``--results DIR`` it is looked up in DIR: by the ``result`` column
+  when there is one, else by the target's file name. Without ``--results`` a ``result`` column is used as it is;
+  without either the results are made by the model (``--weights``).
+- ``source_id``: the identity of the source, for ID retrieval (a result counts as retrieved when its most similar
+  source face has the same id). Default: the source path, i.e. every distinct source image is its own identity.
+- A row whose source and target are the same file is a self-reconstruction row (PSNR, SSIM, LPIPS).
+
+Every missing path is reported in ONE error that lists them (up to 10) with their row numbers.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, InputImageError
+
+MAX_LISTED = 10
+
+
+@dataclass
+class Row:
+    """One pair to score; ``result`` None until the model has made it."""
+
+    index: int
+    source: Path
+    target: Path
+    result: Path | None
+    source_id: str
+    line: int = 0
+    name: str = ""  # file name (no extension) of the result the model makes for this row
+
+    @property
+    def kind(self) -> str:
+        return "self" if self.source == self.target else "swap"
+
+
+def _resolve(value: str, base: Path) -> Path:
+    p = Path(value.strip()).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def read_pairs(csv_path: str | Path, results_dir: str | Path | None = None, need_results: bool = False) -> list[Row]:
+    """Rows of ``pairs.csv``; raises one clear error for a bad file, missing columns or missing paths."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise InputImageError(f"{path}: pairs file not found; give a CSV with the columns source,target[,result]")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputImageError(f"{path}: cannot read the pairs file ({err}); save it as UTF-8 CSV") from None
+    reader = csv.DictReader(text.splitlines())
+    fields = [f.strip() for f in (reader.fieldnames or [])]
+    missing_cols = [c for c in ("source", "target") if c not in fields]
+    if missing_cols:
+        raise ConfigError(f"{path}: no {' and no '.join(missing_cols)} column; the first line must name the columns "
+                          "source,target (optionally result, source_id)")
+    base = path.parent
+    results = Path(results_dir) if results_dir is not None else None
+    if results is not None and not results.is_dir():
+        raise InputImageError(f"{results}: results folder not found; pass the folder holding the swapped images")
+    rows: list[Row] = []
+    for raw in reader:
+        line_no = reader.line_num
+        rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if not rec.get("source") and not rec.get("target"):
+            continue  # blank line
+        if not rec.get("source") or not rec.get("target"):
+            raise ConfigError(f"{path}: line {line_no} lacks a source or a target path")
+        source, target = _resolve(rec["source"], base), _resolve(rec["target"], base)
+        result = None
+        if results is not None:
+            result = results / (rec.get("result") or target.name)
+        elif rec.get("result"):
+            result = _resolve(rec["result"], base)
+        rows.append(Row(len(rows), source, target, result, rec.get("source_id") or str(source), line_no,
+                        f"{len(rows):05d}_{target.stem}"))
+    if not rows:
+        raise ConfigError(f"{path}: no pairs in the file (only a header?); add lines source,target")
+    if need_results and any(r.result is None for r in rows):
+        raise ConfigError(f"{path}: no result column and no --results DIR: pass --weights DIR to make the results, "
+                          "or --results DIR with the swapped images")
+    if results is not None and "result" not in fields:
+        seen: dict[str, int] = {}
+        for r in rows:
+            if r.target.name in seen:
+                raise ConfigError(f"{path}: lines {seen[r.target.name]} and {r.line} share the target file name "
+                                  f"{r.target.name}, so --results cannot tell their results apart; add a result column")
+            seen[r.target.name] = r.line
+    check_paths(rows, path)
+    return rows
+
+
+def check_paths(rows: list[Row], source_file: str | Path) -> None:
+    """One error listing every missing source/target/result file (up to :data:`MAX_LISTED`)."""
+    missing = []
+    for r in rows:
+        for role in ("source", "target", "result"):
+            p = getattr(r, role)
+            if p is not None and not p.is_file():
+                missing.append(f"{'line ' + str(r.line) if r.line else r.name} {role} {p}")
+    if missing:
+        more = f" (+{len(missing) - MAX_LISTED} more)" if len(missing) > MAX_LISTED else ""
+        raise InputImageError(f"{source_file}: {len(missing)} path(s) not found: {'; '.join(missing[:MAX_LISTED])}{more}; "
+                              "fix the paths (relative ones are relative to the CSV's folder)")

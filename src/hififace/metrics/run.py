@@ -1,0 +1,298 @@
+"""``hififace eval`` as a library call: rows from pairs.csv or the FF++ protocol, results made by the model when
+needed, the metric networks that are available, the scores and the report folder."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..errors import ConfigError, HifiFaceError, InputImageError, WeightsError
+from .evaluate import EvalOptions, Evaluator, MetricModels
+from .pairs import Row, check_paths, read_pairs
+
+log = logging.getLogger(__name__)
+
+RESULTS_DIR = "results"
+RESULTS_STAMP = ".hififace-weights.json"
+
+
+@dataclass
+class EvalRequest:
+    output: Path
+    pairs: Path | None = None
+    protocol: str | None = None
+    data: Path | None = None
+    weights: str | None = None
+    results: Path | None = None
+    ffpp_method: str | None = None
+    ffpp_compression: str = "c23"
+    split: str = "all"
+    self_recon: bool = False
+    limit: int | None = None
+    id_model: str = "dlib"
+    recon: str | None = None
+    inception: str | None = None
+    lpips: Sequence[str] = ()
+    faces: str = "detect"
+    cache: Path | None = None
+    batch_size: int = 16
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: str = "fp32"
+    figures: bool = True
+
+
+def _explicit_file(value: str | None, option: str, what: str) -> Path | None:
+    """A weight file the user named must exist (a typo is an error before any work, not a silently skipped metric)."""
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    if not p.is_file():
+        raise WeightsError(f"{p}: {option} file not found; expected {what}")
+    return p
+
+
+def build_metric_models(req: EvalRequest, model_dir: Path | None) -> MetricModels:
+    """The metric networks that are available; every missing one becomes a skip reason (never an error)."""
+    from .inception import WEIGHT_NAME, find_fid_inception, load_fid_inception
+
+    m = MetricModels(device=req.device)
+    # identity: a face-recognition model other than the training ArcFace
+    if req.id_model == "none":
+        m.skipped["id_similarity"] = m.skipped["id_retrieval"] = "disabled with --id-model none"
+    elif req.id_model == "dlib":
+        from .identity import DlibIdentity
+
+        try:
+            m.identity = DlibIdentity()
+        except HifiFaceError as err:
+            m.skipped["id_similarity"] = m.skipped["id_retrieval"] = f"no dlib face descriptor: {err}"
+    else:
+        from .identity import IResNetIdentity
+
+        path = _explicit_file(req.id_model, "--id-model", "an insightface IResNet backbone.pth (ArcFace/CosFace)")
+        m.identity = IResNetIdentity.from_file(path, req.device)
+        _warn_if_training_arcface(path, model_dir)
+    # 3DMM coefficients
+    from .threedmm import ReconCoefficients
+
+    recon = _explicit_file(req.recon, "--recon", "Deep3DFaceRecon epoch_20.pth")
+    if recon is None and model_dir is None:
+        from ..face.landmarks import find_recon_files
+
+        found = find_recon_files()
+        recon = found[0] if found else None
+    if recon is not None:
+        m.recon = ReconCoefficients.from_file(recon, req.device)
+    elif model_dir is not None:
+        m.recon = ReconCoefficients.from_model_dir(model_dir, req.device)
+    else:
+        for k in ("pose_error", "expression_error", "shape_error"):
+            m.skipped[k] = ("no ReconNet weights: pass --recon epoch_20.pth (Deep3DFaceRecon) or --weights DIR, "
+                            "or put epoch_20.pth and BFM_model_front.mat in $HIFIFACE_HOME")
+    # FID / KID
+    incep = _explicit_file(req.inception, "--inception", f"{WEIGHT_NAME} (pytorch-fid's FID Inception weights)") \
+        or find_fid_inception()
+    if incep is not None:
+        from .cache import file_fingerprint
+
+        m.inception = load_fid_inception(incep).to(req.device)
+        m.inception_name = f"FID Inception-v3 ({incep.name})"
+        m.inception_key = f"inception-{file_fingerprint(incep)}"
+    else:
+        m.skipped["fid"] = m.skipped["kid"] = (f"no FID Inception weights: pass --inception {WEIGHT_NAME} "
+                                               "(pytorch-fid's file) or put it in $HIFIFACE_HOME")
+    # LPIPS
+    m.lpips, m.lpips_name, reason = _lpips(req, model_dir)
+    if reason:
+        m.skipped["lpips"] = reason
+    return m
+
+
+def _lpips(req: EvalRequest, model_dir: Path | None) -> tuple[Any, str, str | None]:
+    from ..losses.lpips import LPIPS
+
+    files = [_explicit_file(f, "--lpips", "lpips.safetensors, or vgg16-397923af.pth and lpips' vgg.pth") for f in req.lpips]
+    if len(files) > 2:
+        raise ConfigError("--lpips takes lpips.safetensors, or two files: vgg16-397923af.pth and lpips' v0.1 vgg.pth")
+    if len(files) == 2:
+        net = LPIPS(files[0], files[1])
+        return net.to(req.device), f"LPIPS-VGG v0.1 ({files[0].name}, {files[1].name})", None
+    from ..models.hififace import LPIPS_FILE
+
+    single = files[0] if files else (model_dir / LPIPS_FILE if model_dir is not None and (model_dir / LPIPS_FILE).is_file() else None)
+    if single is None:
+        return None, "", ("no LPIPS weights: pass --lpips lpips.safetensors (a training model folder has one) or "
+                          "--lpips vgg16-397923af.pth vgg.pth")
+    from ..weights.io import load_safetensors
+
+    with torch.device("meta"):
+        net = LPIPS()
+    net = net.to_empty(device="cpu")
+    net.load_lpips_state(load_safetensors(single, "LPIPS weights"), single)
+    return net.to(req.device), f"LPIPS-VGG v0.1 ({single.name})", None
+
+
+def _warn_if_training_arcface(path: Path, model_dir: Path | None) -> None:
+    if model_dir is None:
+        return
+    from ..models.hififace import ARCFACE_FILE
+    from ..weights.arcface import load_arcface_state
+    from ..weights.io import load_safetensors
+
+    try:
+        own = load_safetensors(model_dir / ARCFACE_FILE, "ArcFace weights").get("fc.weight")
+        _, theirs = load_arcface_state(path)
+    except HifiFaceError:
+        return
+    if own is not None and theirs.get("fc.weight") is not None and own.shape == theirs["fc.weight"].shape \
+            and torch.equal(own, theirs["fc.weight"]):
+        log.warning("%s is the ArcFace the model trained with: identity scores from it are biased upwards; use a "
+                    "different face-recognition model (a CosFace file, or the default dlib descriptor)", path)
+
+
+# ---------------------------------------------------------------------------------------------- results
+def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, progress: Callable | None = None,
+                 stamp: dict[str, str] | None = None) -> None:
+    """Swap every row without a result; ``folder/<row.name>.png``. Existing files are kept (resume)."""
+    from ..inference.images import load_image, save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp_file = folder / RESULTS_STAMP
+    if stamp is not None:
+        if stamp_file.is_file():
+            old = json.loads(stamp_file.read_text(encoding="utf-8"))
+            if old.get("fingerprint") != stamp["fingerprint"]:
+                raise ConfigError(f"{folder}: holds results of other weights ({old.get('weights')}); use another -o "
+                                  "or delete that folder")
+        else:
+            from ..utils.atomic import atomic_write_text
+
+            atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
+    for r in rows:
+        r.result = folder / f"{r.name}.png"
+    todo = [r for r in rows if not r.result.is_file()]
+    if len(todo) < len(rows):
+        log.info("%d of %d results already made (resuming)", len(rows) - len(todo), len(rows))
+    size = model.config.image_size
+    meta = {"hififace:command": "eval", "hififace:model": f"{model.config.variant}-{size}"}
+    bar = progress(len(todo), "swap") if progress and todo else None
+    try:
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i: i + batch_size]
+            sources = [load_image(r.source, size) for r in chunk]
+            targets = [load_image(r.target, size) for r in chunk]
+            outs = model.swap(sources, targets)
+            for r, out in zip(chunk, outs):
+                save_image(r.result, out, meta=meta)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def _rows(req: EvalRequest, model_dir: Path | None, size: int, progress) -> tuple[list[Row], dict[str, Any]]:
+    info: dict[str, Any] = {}
+    if req.pairs is not None:
+        rows = read_pairs(req.pairs, req.results, need_results=model_dir is None)
+        if req.limit:
+            rows = rows[: req.limit]
+        info["protocol"] = "pairs"
+        info["pairs_file"] = str(req.pairs)
+        return rows, info
+    from .ffpp import build_rows, find_layout
+
+    layout = find_layout(req.data, req.ffpp_compression, req.split)
+    cache = req.cache or req.output / "cache"
+    built = build_rows(layout, cache, size, req.results, req.ffpp_method, req.limit, progress, req.self_recon)
+    if req.results is not None:
+        check_paths(built.rows, req.results)
+    if not built.rows:
+        raise InputImageError(f"{req.data}: no frame pair with a face on both sides; check the videos")
+    info.update(protocol="ffpp", ffpp={"videos": built.videos, "frames": built.frames,
+                                       "frames_without_face": built.frames_without_face,
+                                       "frame_pairs_left_out": built.pairs_left_out, "unreadable_videos": built.unreadable,
+                                       "pairs": len(layout.pairs[: req.limit] if req.limit else layout.pairs),
+                                       "split": req.split, "compression": req.ffpp_compression,
+                                       "method": req.ffpp_method})
+    if built.frames_without_face or built.unreadable:
+        info.setdefault("notes", []).append(
+            f"FF++: {built.frames_without_face} sampled frame(s) without a face and {len(built.unreadable)} unreadable "
+            f"video(s); {built.pairs_left_out} frame pair(s) left out")
+    return built.rows, info
+
+
+def check_request(req: EvalRequest) -> None:
+    if (req.pairs is None) == (req.protocol is None):
+        raise ConfigError("give either --pairs pairs.csv or --protocol ffpp --data FFPP_DIR")
+    if req.protocol is not None and req.protocol != "ffpp":
+        raise ConfigError(f"--protocol {req.protocol}: the only protocol is ffpp")
+    if req.protocol == "ffpp" and req.data is None:
+        raise ConfigError("--protocol ffpp needs --data FFPP_DIR (the FaceForensics++ folder)")
+    if req.ffpp_method and req.protocol != "ffpp":
+        raise ConfigError("--ffpp-method is for --protocol ffpp")
+    if req.self_recon and req.protocol != "ffpp":
+        raise ConfigError("--self-recon is for --protocol ffpp; with --pairs list rows whose source is the target")
+    if req.ffpp_method and req.results is not None:
+        raise ConfigError("--ffpp-method and --results both give the results: pass one of them")
+    if req.output.exists() and not req.output.is_dir():
+        raise ConfigError(f"{req.output}: is a file; -o takes a report folder")
+    if req.batch_size < 1:
+        raise ConfigError(f"--batch-size {req.batch_size}: use 1 or more")
+    if req.limit is not None and req.limit < 1:
+        raise ConfigError(f"--limit {req.limit}: use 1 or more")
+
+
+def run_eval(req: EvalRequest, progress: Callable | None = None) -> dict[str, Any]:
+    """Everything ``hififace eval`` does short of printing; returns the content of metrics.json."""
+    from .. import __version__
+
+    check_request(req)
+    model_dir = None
+    if req.weights is not None:
+        from ..weights.resolve import resolve_model_dir
+
+        model_dir = resolve_model_dir(req.weights)
+    size = 256
+    if model_dir is not None:
+        from ..config import HifiFaceConfig
+        from ..models.hififace import CONFIG_FILE
+
+        size = HifiFaceConfig.load(model_dir / CONFIG_FILE).image_size
+    generate = req.results is None and not req.ffpp_method
+    rows, info = _rows(req, model_dir if generate else None, size, progress)
+    if generate and any(r.result is None for r in rows):
+        if model_dir is None:
+            raise ConfigError("no results to score: pass --weights DIR to make them, or --results DIR")
+        models_ = build_metric_models(req, model_dir)  # fail on a bad metric file before the long swap
+        _generate(req, model_dir, rows, progress)
+    else:
+        models_ = build_metric_models(req, model_dir)
+    evaluator = Evaluator(models_, EvalOptions(faces=req.faces, batch_size=req.batch_size,
+                                               cache_dir=req.cache or req.output / "cache"))
+    result = evaluator.run(rows, progress)
+    result.notes[:0] = info.pop("notes", [])
+    from datetime import datetime, timezone
+
+    from .report import write_report
+
+    meta = dict(info, weights=str(model_dir) if model_dir else None,
+                results=str(req.results) if req.results else (f"made by the model in {req.output / RESULTS_DIR}" if generate else None),
+                faces=req.faces, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                hififace_version=__version__)
+    return write_report(req.output, result, figures=req.figures, **meta)
+
+
+def _generate(req: EvalRequest, model_dir: Path, rows: list[Row], progress) -> None:
+    from ..models.hififace import GENERATOR_FILE, HifiFace
+    from .cache import file_fingerprint
+
+    model = HifiFace.from_pretrained(model_dir, device=req.device, dtype=req.dtype)
+    stamp = {"weights": str(model_dir), "fingerprint": file_fingerprint(model_dir / GENERATOR_FILE), "dtype": req.dtype}
+    make_results(model, rows, req.output / RESULTS_DIR, req.batch_size, progress, stamp)
+    del model
