@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "faces": ".faces",
     "preprocess": ".preprocess",
     "train": ".train",
+    "export": ".export",
 }
 
 log = logging.getLogger("hififace")
