@@ -263,11 +263,14 @@ def test_export_without_the_extra_says_what_to_install(folder256, monkeypatch, c
     assert_one_error(rc, err, "onnxscript", "pip install 'hififace[onnx]'")
 
 
-def test_a_failed_export_keeps_the_previous_files_and_leaves_no_temporaries(exported256, tmp_path, monkeypatch):
+def test_a_failed_export_keeps_the_previous_files_and_leaves_no_temporaries(tmp_path, monkeypatch):
     """The whole set is renamed into place at the end: a failure on the second graph changes nothing."""
     from hififace.export import exporter
 
-    out = shutil.copytree(exported256, tmp_path / "onnx")
+    out = tmp_path / "onnx"
+    out.mkdir()
+    for spec in GRAPHS:
+        (out / spec.file).write_bytes(f"previous {spec.name}".encode())
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     class FakeProgram:
@@ -291,6 +294,10 @@ def test_a_failed_export_keeps_the_previous_files_and_leaves_no_temporaries(expo
         exporter.export_onnx(HifiFace.random(HifiFaceConfig(**TINY)), out, check=False)
     assert calls == ["generator", "arcface"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and leftovers(out) == []
+    calls.clear()
+    with pytest.raises(exporter.ExportError, match="simulated"):  # into a new folder: not left behind, empty
+        exporter.export_onnx(HifiFace.random(HifiFaceConfig(**TINY)), tmp_path / "new" / "onnx", check=False)
+    assert not (tmp_path / "new" / "onnx").exists()
 
 
 # ---------------------------------------------------------------------------------------------- swap --engine onnx

@@ -96,6 +96,19 @@ def export_onnx(
     model, out_dir, folder = _resolve(model_or_folder, out_dir)
     trace = example_inputs(model, TRACE_BATCH, seed)
     probe = example_inputs(model, CHECK_BATCH, seed + 1) if check else {}
+    created = not out_dir.exists()
+    try:
+        return _write_all(model, out_dir, folder, specs, opset, trace, probe)
+    except BaseException:
+        if created:  # a failed export into a new folder does not leave it behind, empty
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
+def _write_all(model: Any, out_dir: Path, folder: Path | None, specs: list[GraphSpec], opset: int,
+               trace: dict, probe: dict) -> list[ExportedGraph]:
+    """Export, write and check each graph into a temporary file; rename them all into place at the end."""
     results = []
     with contextlib.ExitStack() as stack:
         from ..models.hififace import CONFIG_FILE
@@ -113,7 +126,7 @@ def export_onnx(
             program.save(tmp, external_data=False)
             del program
             result = ExportedGraph(spec, out_dir / spec.file)
-            if check:
+            if probe:
                 result.max_abs_diff, result.scale = _check(tmp, module, probe[spec.name], spec)
             results.append(result)
         # config.json beside the graphs: the folder then works as --weights of the commands (with --engine onnx)
@@ -190,6 +203,11 @@ def _export_graph(module: torch.nn.Module, args: tuple[torch.Tensor, ...], spec:
     except Exception as err:  # torch.export / onnxscript errors are long; keep the first line, details at -v
         log.debug("export of %s failed", spec.name, exc_info=True)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, ImportError):  # onnxscript older than this torch's exporter
+            import onnxscript
+
+            raise ExportError(f"{spec.file}: torch {torch.__version__} cannot export with onnxscript "
+                              f"{getattr(onnxscript, '__version__', '?')} ({first}); pip install -U onnxscript") from None
         raise ExportError(f"{spec.file}: torch.onnx export failed ({first}); run with -v for details") from None
 
 
