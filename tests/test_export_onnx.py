@@ -85,8 +85,8 @@ def model512(tmp_path_factory) -> tuple[HifiFace, Path]:
     """The 512 architecture (paper variant, so both SFF heads are exported): its generator graph."""
     model = HifiFace.random(HifiFaceConfig(image_size=512, variant="paper", **TINY), seed=6)
     out = tmp_path_factory.mktemp("onnx512")
-    written = export_onnx(model, out, graphs=["generator"])
-    assert [r.spec for r in written] == [GENERATOR] and written[0].max_abs_diff is not None
+    written = export_onnx(model, out, graphs=["generator"], check=False)  # the tests below compare
+    assert [r.spec for r in written] == [GENERATOR] and written[0].max_abs_diff is None
     return model, out / GENERATOR.file
 
 
@@ -121,7 +121,7 @@ def test_generator_256_matches_torch(engine256, torch256, n):
     with torch.no_grad():
         v_sid = torch256.id_extractor(batch(n, 256, seed=10 + n), target)
         want = torch256.generator(target, v_sid)
-    got = engine256._run(GENERATOR, target, v_sid)
+    got = engine256.run_graph(GENERATOR, target, v_sid)
     for name, g, w in zip(GENERATOR.outputs, got, want):
         assert_close(g, w, f"{name} (batch {n})")
 
@@ -131,8 +131,8 @@ def test_arcface_and_recon_256_match_torch(engine256, torch256, n):
     x = batch(n, 256, seed=20 + n)
     with torch.no_grad():
         v_id, coeffs = torch256.id_extractor.embed(x), torch256.id_extractor.coefficients(x)
-    assert_close(engine256._run(ARCFACE, x)[0], v_id, f"v_id (batch {n})")
-    assert_close(engine256._run(RECON, x)[0], coeffs, f"coeffs (batch {n})")
+    assert_close(engine256.run_graph(ARCFACE, x)[0], v_id, f"v_id (batch {n})")
+    assert_close(engine256.run_graph(RECON, x)[0], coeffs, f"coeffs (batch {n})")
     assert coeffs.shape == (n, 257) and v_id.shape == (n, 512)
 
 
@@ -311,6 +311,20 @@ def test_cli_swap_with_the_onnx_engine(exported256, folder256, torch_pair, tmp_p
     # the ONNX folder itself works as --weights (it holds config.json)
     rc, _, err = run_cli(args[:-1] + [exported256, "-o", tmp_path / "o2.png", "--engine", "onnx"], capsys)
     assert rc == 0, err
+
+
+def test_cli_grid_and_interpolate_run_on_the_onnx_engine(exported256, folder256, tmp_path, capsys):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for name in ("astronaut", "grace_hopper"):
+        shutil.copy(SAMPLES / f"{name}.png", faces)
+    rc, _, err = run_cli(["grid", faces, "-o", tmp_path / "grid.png", "--weights", folder256, "--engine", "onnx"], capsys)
+    assert rc == 0, err
+    assert load_image(tmp_path / "grid.png").shape[0] > 256
+    rc, _, err = run_cli(["interpolate", "--source", faces / "astronaut.png", "--target", faces / "grace_hopper.png",
+                          "--frames", 3, "-o", tmp_path / "i.gif", "--weights", folder256, "--engine", "onnx"], capsys)
+    assert rc == 0, err
+    assert read_label(tmp_path / "i.gif")
 
 
 def test_cli_swap_onnx_errors(folder256, exported256, tmp_path, capsys):

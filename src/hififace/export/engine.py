@@ -182,7 +182,8 @@ class OnnxHifiFace:
     def dtype(self) -> torch.dtype:
         return torch.float32
 
-    def _run(self, spec: GraphSpec, *inputs: torch.Tensor) -> list[torch.Tensor]:
+    def run_graph(self, spec: GraphSpec, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """Run one exported graph (``graphs.GENERATOR``, ``ARCFACE`` or ``RECON``) on CPU float32 tensors."""
         feed = {name: x.detach().to("cpu", torch.float32).contiguous().numpy() for name, x in zip(spec.inputs, inputs)}
         return [torch.from_numpy(np.ascontiguousarray(y)) for y in self.sessions[spec.name].run(list(spec.outputs), feed)]
 
@@ -195,20 +196,20 @@ class OnnxHifiFace:
     def identity(self, source: Any) -> Identity:
         """Encode source face(s) once; pass the result to :meth:`swap` in place of the source image."""
         batch, _ = self._batch(source)
-        (v_id,) = self._run(ARCFACE, batch)
-        (coeffs,) = self._run(RECON, batch)
+        (v_id,) = self.run_graph(ARCFACE, batch)
+        (coeffs,) = self.run_graph(RECON, batch)
         return Identity(coeffs[:, :N_ID_COEFFS].contiguous(), v_id)
 
     def prepare_target(self, target: Any) -> PreparedTarget:
         """Target face(s) and their 3DMM coefficients (no encoder features: the generator graph runs whole)."""
         batch, kind = self._batch(target)
-        (coeffs,) = self._run(RECON, batch)
+        (coeffs,) = self.run_graph(RECON, batch)
         return PreparedTarget(batch, coeffs, None, None, kind)
 
-    def outputs(self, identity: Identity, target: PreparedTarget) -> GeneratorOutput:
+    def _generate(self, identity: Identity, target: PreparedTarget) -> GeneratorOutput:
         """The generator's four raw outputs for an identity and a prepared target."""
         v_sid = ShapeAwareIdentityExtractor.fuse(identity.to("cpu", torch.float32), target.coeffs)
-        return GeneratorOutput(*self._run(GENERATOR, target.image, v_sid))
+        return GeneratorOutput(*self.run_graph(GENERATOR, target.image, v_sid))
 
     def swap(self, source: Any, target: Any, return_all: bool = False) -> Any:
         """As :meth:`HifiFace.swap`: the result in the target's kind, or the raw :class:`GeneratorOutput`."""
@@ -216,7 +217,7 @@ class OnnxHifiFace:
 
         prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
         ident = source if isinstance(source, Identity) else self.identity(source)
-        out = self.outputs(ident, prepared)
+        out = self._generate(ident, prepared)
         return out if return_all else restore(out.i_r, prepared.kind)
 
     def interpolate(self, source: Any, source2: Any, target: Any, rate: float, mode: str = "all") -> Any:
@@ -228,4 +229,4 @@ class OnnxHifiFace:
         prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
         a = source if isinstance(source, Identity) else self.identity(source)
         b = source2 if isinstance(source2, Identity) else self.identity(source2)
-        return restore(self.outputs(a.mix(b, rate, mode), prepared).i_r, prepared.kind)
+        return restore(self._generate(a.mix(b, rate, mode), prepared).i_r, prepared.kind)
