@@ -27,8 +27,8 @@ import torch
 from ..config import N_ID_COEFFS, HifiFaceConfig
 from ..errors import HifiFaceError, WeightsError
 from ..models.generator import GeneratorOutput
-from ..models.identity import INTERP_MODES, Identity, ShapeAwareIdentityExtractor
-from ..models.hififace import PreparedTarget
+from ..models.hififace import HifiFace, PreparedTarget
+from ..models.identity import Identity, ShapeAwareIdentityExtractor
 from .exporter import require
 from .graphs import ARCFACE, FORMAT, GENERATOR, GRAPHS, ONNX_DIR, RECON, GraphSpec, fingerprint
 
@@ -206,27 +206,12 @@ class OnnxHifiFace:
         (coeffs,) = self.run_graph(RECON, batch)
         return PreparedTarget(batch, coeffs, None, None, kind)
 
-    def _generate(self, identity: Identity, target: PreparedTarget) -> GeneratorOutput:
-        """The generator's four raw outputs for an identity and a prepared target."""
+    def _run(self, identity: Identity, target: PreparedTarget) -> GeneratorOutput:
+        """The generator's four raw outputs for an identity and a prepared target (as ``HifiFace._run``)."""
         v_sid = ShapeAwareIdentityExtractor.fuse(identity.to("cpu", torch.float32), target.coeffs)
         return GeneratorOutput(*self.run_graph(GENERATOR, target.image, v_sid))
 
-    def swap(self, source: Any, target: Any, return_all: bool = False) -> Any:
-        """As :meth:`HifiFace.swap`: the result in the target's kind, or the raw :class:`GeneratorOutput`."""
-        from ..utils.imagetypes import restore
-
-        prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
-        ident = source if isinstance(source, Identity) else self.identity(source)
-        out = self._generate(ident, prepared)
-        return out if return_all else restore(out.i_r, prepared.kind)
-
-    def interpolate(self, source: Any, source2: Any, target: Any, rate: float, mode: str = "all") -> Any:
-        """As :meth:`HifiFace.interpolate`: mix the identity of ``source`` (rate 1) with ``source2`` (rate 0)."""
-        from ..utils.imagetypes import restore
-
-        if mode not in INTERP_MODES:
-            raise ValueError(f"mode must be one of {', '.join(INTERP_MODES)}")
-        prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
-        a = source if isinstance(source, Identity) else self.identity(source)
-        b = source2 if isinstance(source2, Identity) else self.identity(source2)
-        return restore(self._generate(a.mix(b, rate, mode), prepared).i_r, prepared.kind)
+    # The rest of the interface is HifiFace's own code on top of identity / prepare_target / _run, so both engines
+    # take and return the same kinds by construction.
+    swap = HifiFace.swap
+    interpolate = HifiFace.interpolate

@@ -62,33 +62,24 @@ GRAPHS = (GENERATOR, ARCFACE, RECON)
 BY_NAME = {spec.name: spec for spec in GRAPHS}
 
 
-class ArcFaceGraph(nn.Module):
-    """``image -> v_id`` exactly as :meth:`ShapeAwareIdentityExtractor.embed` computes it."""
+class IdentityNetGraph(nn.Module):
+    """One method of the identity extractor as a module (what torch.onnx traces): ``embed`` (image -> v_id) or
+    ``coefficients`` (image -> 257 coefficients), preprocessing included, exactly as the PyTorch model runs it."""
 
-    def __init__(self, id_extractor: nn.Module):
+    def __init__(self, id_extractor: nn.Module, method: str):
         super().__init__()
         self.id_extractor = id_extractor
+        self.method = method
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.id_extractor.embed(image)
-
-
-class ReconGraph(nn.Module):
-    """``image -> coeffs`` exactly as :meth:`ShapeAwareIdentityExtractor.coefficients` computes it."""
-
-    def __init__(self, id_extractor: nn.Module):
-        super().__init__()
-        self.id_extractor = id_extractor
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.id_extractor.coefficients(image)
+        return getattr(self.id_extractor, self.method)(image)
 
 
 def graph_module(model: nn.Module, spec: GraphSpec) -> nn.Module:
     """The PyTorch module a graph is exported from (also the reference its export is checked against)."""
     if spec is GENERATOR:
         return model.generator
-    return (ArcFaceGraph if spec is ARCFACE else ReconGraph)(model.id_extractor).eval()
+    return IdentityNetGraph(model.id_extractor, "embed" if spec is ARCFACE else "coefficients").eval()
 
 
 def alignment_of(config: HifiFaceConfig) -> str:
