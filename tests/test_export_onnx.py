@@ -3,8 +3,10 @@
 Exports are the slow part (torch.export + decompositions, ~10 s per graph on 2 cores whatever the width), so the
 256 model is exported once through the CLI (all three graphs) and the 512 model once through the API (the
 generator: the only graph whose architecture changes with the size; ArcFace and ReconNet only see another input
-resize). Parity is measured on identical inputs graph by graph: |onnxruntime - torch| <= 1e-4 * max(1, max |torch|)
-per output (random-weight generators output values up to ~5; typical differences are 1e-5 of that).
+resize). Parity is measured on identical inputs graph by graph: max |onnxruntime - torch| <= 1e-4 * scale, the
+scale being max(1, max |output|) over the graph's outputs. The generator's four outputs share one scale: m_r is the
+tanh of a channel of the same last layer i_r comes from, so its float32 rounding follows that layer's magnitude
+(random-weight generators output values up to ~5-9; measured differences are 1e-5 to 7e-5 absolute).
 """
 from __future__ import annotations
 
@@ -31,12 +33,16 @@ from inferkit import SAMPLES, TINY, assert_one_error, leftovers, run_cli, sample
 TOL = 1e-4
 
 
-def assert_close(got, want, what: str, tol: float = TOL) -> None:
+def assert_close(got, want, what: str, tol: float = TOL, scale: float | None = None) -> None:
     got, want = torch.as_tensor(np.asarray(got)), torch.as_tensor(np.asarray(want))
     assert got.shape == want.shape and got.dtype == want.dtype == torch.float32, (what, got.shape, want.shape)
-    scale = max(1.0, float(want.abs().max()))
+    scale = max(1.0, float(want.abs().max())) if scale is None else scale
     diff = float((got - want).abs().max())
     assert diff <= tol * scale, f"{what}: max |onnxruntime - torch| = {diff:.3g} > {tol} * {scale:.3g}"
+
+
+def output_scale(outputs) -> float:
+    return max(1.0, max(float(o.abs().max()) for o in outputs))
 
 
 def batch(n: int, size: int, seed: int) -> torch.Tensor:
@@ -123,7 +129,7 @@ def test_generator_256_matches_torch(engine256, torch256, n):
         want = torch256.generator(target, v_sid)
     got = engine256.run_graph(GENERATOR, target, v_sid)
     for name, g, w in zip(GENERATOR.outputs, got, want):
-        assert_close(g, w, f"{name} (batch {n})")
+        assert_close(g, w, f"{name} (batch {n})", scale=output_scale(want))
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -149,7 +155,7 @@ def test_generator_512_matches_torch(model512, n):
     got = session.run(None, {"target": target.numpy(), "v_sid": v_sid.numpy()})
     assert [o.shape for o in got] == [(n, 3, 512, 512), (n, 3, 64, 64), (n, 1, 512, 512), (n, 1, 64, 64)]
     for name, g, w in zip(GENERATOR.outputs, got, want):
-        assert_close(g, w, f"{name} at 512 (batch {n})")
+        assert_close(g, w, f"{name} at 512 (batch {n})", scale=output_scale(want))
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["hififace:image_size"] == "512" and meta["hififace:variant"] == "paper"
     assert json.loads(meta["hififace:source"]) == {}  # exported from a model in memory
@@ -174,7 +180,7 @@ def test_engine_offers_the_models_interface(engine256, torch256, torch_pair):
     want = torch256.swap(torch256.identity(src), targets, return_all=True)
     for name, g, w in zip(GENERATOR.outputs, raw, want):
         # end to end, the identity's own ~1e-6 differences pass through every AdaIN of the decoder as well
-        assert_close(g, w, f"{name} end to end", tol=1e-3)
+        assert_close(g, w, f"{name} end to end", tol=1e-3, scale=output_scale(want))
     assert torch.equal(engine256.swap(ident, prep), raw.i_r)  # tensor in, tensor out, not clamped
     pair = engine256.swap([src, tgt], [tgt, src])
     assert isinstance(pair, list) and len(pair) == 2 and np.array_equal(pair[0], out)
