@@ -232,6 +232,27 @@ def test_engine_warns_when_the_weights_changed_since_the_export(exported256, fol
     assert not [r for r in caplog.records if "exported from another" in r.getMessage()]
 
 
+def test_a_gpu_provider_that_cannot_start_falls_back_to_the_cpu(exported256, monkeypatch, caplog):
+    import onnxruntime as ort
+
+    from hififace.export import engine
+
+    real = ort.InferenceSession
+
+    def session(path, options=None, providers=None):
+        if providers != ["CPUExecutionProvider"]:
+            raise RuntimeError("CUDA driver version is insufficient\nmore lines")
+        return real(path, options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setattr(engine, "select_providers", lambda device: [("CUDAExecutionProvider", {"device_id": 0}),
+                                                                    "CPUExecutionProvider"])
+    with caplog.at_level("WARNING"):
+        model = OnnxHifiFace.from_pretrained(exported256)
+    assert model.providers == ["CPUExecutionProvider"]
+    assert any("could not start CUDAExecutionProvider" in r.getMessage() for r in caplog.records)
+
+
 def test_providers():
     import onnxruntime as ort
 

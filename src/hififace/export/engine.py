@@ -96,12 +96,11 @@ class OnnxHifiFace:
         providers: the onnxruntime providers the generator session runs on.
     """
 
-    engine = "onnx"
-
     def __init__(self, onnx_dir: str | Path, device: str | None = "auto", threads: int | None = None,
                  model_dir: str | Path | None = None):
         ort = require("onnxruntime", "--engine onnx")
         self.onnx_dir = Path(onnx_dir)
+        self.model_dir = Path(model_dir) if model_dir is not None else None
         options = ort.SessionOptions()
         options.log_severity_level = 0 if log.isEnabledFor(logging.DEBUG) else 3  # ORT's warnings only at -v
         if threads:
@@ -111,10 +110,10 @@ class OnnxHifiFace:
         metas = {name: s.get_modelmeta().custom_metadata_map for name, s in self.sessions.items()}
         self.metadata = dict(metas[GENERATOR.name])
         self.config = self._config(metas)
-        if model_dir is not None:
-            self._warn_if_stale(Path(model_dir), metas)
+        if self.model_dir is not None:
+            self._warn_if_stale(self.model_dir, metas)
         self.providers = self.sessions[GENERATOR.name].get_providers()
-        if isinstance(providers[0], tuple) and self.providers[0] == CPU:
+        if len(providers) > 1 and self.providers[0] == CPU:
             log.warning("onnxruntime could not start %s; running on the CPU", providers[0][0])
         log.debug("onnx engine %s on %s", self.onnx_dir, ", ".join(self.providers))
 
@@ -131,13 +130,20 @@ class OnnxHifiFace:
 
         path = self.onnx_dir / spec.file
         if not path.is_file():
+            how = (f"--weights {self.model_dir}" if self.model_dir is not None
+                   else f"--weights MODEL_DIR -o {self.onnx_dir}")
             raise WeightsError(f"{path}: missing ONNX {spec.name} graph; the export is incomplete, re-create it with "
-                               f"'hififace export onnx --weights MODEL_DIR -o {self.onnx_dir}'")
+                               f"'hififace export onnx {how}'")
         try:
             session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types, with multi-line messages
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise WeightsError(f"{path}: onnxruntime cannot load it ({first}); re-create it with 'hififace export onnx'") from None
+            if len(providers) == 1:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise WeightsError(f"{path}: onnxruntime cannot load it ({first}); re-create it with "
+                                   "'hififace export onnx'") from None
+            # a GPU provider that is listed but cannot start (no driver, no TensorRT libraries): try the CPU
+            log.debug("onnxruntime session with %s failed", providers, exc_info=True)
+            return self._open(spec, options, [CPU])
         meta = session.get_modelmeta().custom_metadata_map
         if meta.get("hififace:format") != FORMAT or meta.get("hififace:graph") != spec.name:
             raise WeightsError(f"{path}: not the {spec.name} graph of a hififace ONNX export ({FORMAT}); re-create it "
