@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Inference speed and memory of ``HifiFace.swap``: one JSON line per measurement.
+"""Inference speed and memory of ``HifiFace.swap`` and of its onnxruntime engine: one JSON line per measurement.
 
 Cases: ``cold`` (source image given: identity computed every call) and ``cached`` (a source identity from
 ``model.identity`` reused), at batch 1 and 4, sizes 256 and 512, fp32 and bf16; on a GPU also channels_last and
@@ -7,13 +7,19 @@ torch.compile. ``swap_peak_rss`` runs a fresh process that loads the model folde
 its peak resident memory. Without ``--weights`` a random-weight model of the full size is written to a temporary
 folder first (the load path is then the same as for real weights).
 
-    python benchmarks/inference.py [--quick] [--weights DIR] [--device cuda] [--dtypes fp32,bf16]
+Every line has an ``engine`` field: ``torch`` (PyTorch eager) or ``onnx`` (:class:`hififace.export.OnnxHifiFace`,
+onnxruntime with the same number of threads, on the folder's ``onnx/`` export or, when there is none, a fresh
+export into a temporary folder; ``export_onnx`` reports how long that took). In fp32 the two engines are timed in
+alternation, call by call, so that a shared machine's drift hits both alike.
+
+    python benchmarks/inference.py [--quick] [--weights DIR] [--device cuda] [--dtypes fp32,bf16] [--engines torch,onnx]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,14 +40,33 @@ def make_model_dir(size: int, root: Path) -> Path:
     return out
 
 
-def peak_of_fresh_swap(model_dir: Path, size: int, device: str, dtype: str) -> float:
-    """Peak RSS (MiB) of a new process that loads ``model_dir`` and swaps one pair."""
+def onnx_dir_for(model_dir: Path, root: Path, size: int) -> Path:
+    """The folder's ONNX export, or a fresh one in ``root`` (reported as ``export_onnx``)."""
+    import time
+
+    from hififace.export import export_onnx
+
+    if (model_dir / "onnx" / "generator.onnx").is_file():
+        return model_dir / "onnx"
+    out = root / f"onnx-{size}"
+    t0 = time.perf_counter()
+    export_onnx(model_dir, out, check=False)
+    emit(BENCH, case="export_onnx", batch=2, size=size, device="cpu", dtype="fp32", engine="onnx",
+         value=round(time.perf_counter() - t0, 1))
+    return out
+
+
+def peak_of_fresh_swap(model_dir: Path, size: int, device: str, dtype: str, engine: str = "torch") -> float:
+    """Peak RSS (MiB) of a new process that loads ``model_dir`` (an ONNX folder for ``engine="onnx"``) and swaps one pair."""
+    if engine == "onnx":
+        load = f"from hififace.export import OnnxHifiFace\nm = OnnxHifiFace.from_pretrained({str(model_dir)!r}, device='cpu')"
+    else:
+        load = f"from hififace import HifiFace\nm = HifiFace.from_pretrained({str(model_dir)!r}, device={device!r}, dtype={dtype!r})"
     code = f"""
 import sys, torch
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from _common import peak_rss_mib
-from hififace import HifiFace
-m = HifiFace.from_pretrained({str(model_dir)!r}, device={device!r}, dtype={dtype!r})
+{load}
 g = torch.Generator().manual_seed(0)
 s, t = torch.rand(1, 3, {size}, {size}, generator=g), torch.rand(1, 3, {size}, {size}, generator=g)
 m.swap(s, t)
@@ -63,6 +88,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--force-bf16", action="store_true", help="run bf16 even on a CPU without native bf16")
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory case")
+    ap.add_argument("--engines", default="torch,onnx",
+                    help="torch (PyTorch eager) and/or onnx (onnxruntime, fp32 only; skipped without onnxruntime)")
     args = ap.parse_args()
 
     import torch
@@ -81,37 +108,72 @@ def main() -> int:
     print(json.dumps({"bench": BENCH, "machine": machine(), "device": args.device}), flush=True)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
 
+    engines = [e for e in args.engines.split(",") if e]
+    if "onnx" in engines and not _has_onnxruntime():
+        print(json.dumps({"bench": BENCH, "engine": "onnx", "skipped": "onnxruntime is not installed"}), flush=True)
+        engines.remove("onnx")
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             model_dir = args.weights if args.weights else make_model_dir(size, Path(tmp))
+            onnx_dir = onnx_dir_for(model_dir, Path(tmp), size) if "onnx" in engines else None
             for dtype in dtypes:
                 if dtype == "bf16" and not (args.force_bf16 or native_bf16(args.device)):
                     print(json.dumps({"bench": BENCH, "size": size, "device": args.device, "dtype": dtype,
                                       "skipped": "no native bf16 on this CPU (--force-bf16 to run anyway)"}), flush=True)
                     continue
                 for vname, channels_last, compiled in variants:
-                    model = HifiFace.from_pretrained(model_dir, device=args.device, dtype=dtype)
-                    if model.config.image_size != size:
+                    models = {}
+                    if "torch" in engines:
+                        model = HifiFace.from_pretrained(model_dir, device=args.device, dtype=dtype)
+                        if channels_last:
+                            model = model.to(memory_format=torch.channels_last)
+                        if compiled:
+                            model.generator = torch.compile(model.generator)
+                        models["torch"] = model
+                    if onnx_dir is not None and dtype == "fp32" and vname == "eager":  # the export is fp32
+                        from hififace.export import OnnxHifiFace
+
+                        models["onnx"] = OnnxHifiFace.from_pretrained(
+                            onnx_dir, device=args.device, threads=torch.get_num_threads())
+                    if not models or next(iter(models.values())).config.image_size != size:
                         continue
-                    if channels_last:
-                        model = model.to(memory_format=torch.channels_last)
-                    if compiled:
-                        model.generator = torch.compile(model.generator)
                     g = torch.Generator().manual_seed(0)
                     for batch in batches:
                         src = torch.rand(1, 3, size, size, generator=g).to(args.device)
                         tgt = torch.rand(batch, 3, size, size, generator=g).to(args.device)
-                        ident = model.identity(src)
-                        for case, source in (("cold", src), ("cached", ident)):
-                            value = median_time(lambda m=model, s=source: m.swap(s, tgt), repeats, sync=sync)
-                            emit(BENCH, case=case if vname == "eager" else f"{case}+{vname}", batch=batch, size=size,
-                                 device=args.device, dtype=dtype, value=round(value, 4))
-                    del model
+                        for case in ("cold", "cached"):
+                            calls = {name: (lambda m=m, s=(src if case == "cold" else m.identity(src)): m.swap(s, tgt))
+                                     for name, m in models.items()}
+                            for name, value in alternating_medians(calls, repeats, sync=sync).items():
+                                emit(BENCH, case=case if vname == "eager" else f"{case}+{vname}", batch=batch,
+                                     size=size, device=args.device, dtype=dtype, engine=name, value=round(value, 4))
+                    del models
                 if not args.no_memory and args.device == "cpu":
-                    emit(BENCH, case="swap_peak_rss", batch=1, size=size, device=args.device, dtype=dtype,
-                         value=peak_of_fresh_swap(model_dir, size, args.device, dtype), unit="MiB",
-                         peak_rss_mib=peak_rss_mib())
+                    for name, folder in (("torch", model_dir), ("onnx", onnx_dir)):
+                        if name in engines and (name == "torch" or dtype == "fp32"):
+                            emit(BENCH, case="swap_peak_rss", batch=1, size=size, device=args.device, dtype=dtype,
+                                 engine=name, value=peak_of_fresh_swap(folder, size, args.device, dtype, name),
+                                 unit="MiB", peak_rss_mib=peak_rss_mib())
     return 0
+
+
+def alternating_medians(calls: dict, repeats: int, sync=None) -> dict[str, float]:
+    """Median seconds of each call, the calls run in turn (A B A B ...) after one warm-up each."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for fn in calls.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            times[name].append(median_time(fn, 1, warmup=0, sync=sync))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _cuda() -> bool:

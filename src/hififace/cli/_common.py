@@ -17,6 +17,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="model folder (from 'hififace convert'); default: $HIFIFACE_HOME, then ~/.cache/hififace")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="compute precision (default fp32)")
+    p.add_argument("--engine", default="torch", choices=("torch", "onnx"),
+                   help="torch (default) or onnx: onnxruntime on the files of 'hififace export onnx' (<weights>/onnx)")
 
 
 def add_watermark_arg(p: argparse.ArgumentParser) -> None:
@@ -62,6 +64,8 @@ def model_config(args: argparse.Namespace):
 
 def load_model(args: argparse.Namespace):
     """The model folder from ``--weights`` (then $HIFIFACE_HOME, ~/.cache/hififace) on ``--device``/``--dtype``."""
+    if getattr(args, "engine", "torch") == "onnx":
+        return load_onnx_model(args)
     from ..models.hififace import HifiFace
 
     device = pick_device(getattr(args, "device", None))
@@ -71,6 +75,15 @@ def load_model(args: argparse.Namespace):
         log.warning("this model folder holds RANDOM weights (saved from HifiFace.random): the output is noise and is "
                     "labelled 'random weights'")
     return model
+
+
+def load_onnx_model(args: argparse.Namespace):
+    """``--engine onnx``: onnxruntime on ``<weights>/onnx`` (or an ONNX folder given as ``--weights``)."""
+    from ..export.engine import OnnxHifiFace
+
+    if getattr(args, "dtype", "fp32") not in (None, "fp32"):
+        raise HifiFaceError(f"--dtype {args.dtype}: the ONNX export is float32; drop --dtype or use --engine torch")
+    return OnnxHifiFace.from_pretrained(getattr(args, "weights", None), device=getattr(args, "device", None))
 
 
 def model_meta(model: Any, command: str, **extra: str) -> dict[str, str]:

@@ -31,12 +31,14 @@ COMMANDS: dict[str, str] = {
     "preprocess": ".preprocess",
     "train": ".train",
     "eval": ".eval",
+    "export": ".export",
 }
 
 #: Top-level module a command may need -> the extra that installs it.
 EXTRAS: dict[str, str] = {
     "cv2": "face", "lightning": "train", "yaml": "train", "tensorboard": "train", "imageio": "video",
-    "imageio_ffmpeg": "video", "onnx": "onnx", "onnxruntime": "onnx", "gradio": "app",
+    "imageio_ffmpeg": "video", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "gradio": "app",
+    "dlib": "eval", "face_recognition_models": "eval",
 }
 
 log = logging.getLogger("hififace")
@@ -115,12 +117,18 @@ def _check_long_options(parser: argparse.ArgumentParser, argv: list[str]) -> Non
         rest.pop(0)
     if not rest or rest[0] not in commands:
         return
-    target = commands[rest[0]]
+    target, rest = commands[rest[0]], rest[1:]
+    while True:  # nested sub-commands ('export onnx'): the options are the innermost parser's
+        choices = next((a.choices for a in target._actions if isinstance(a, argparse._SubParsersAction)), None)
+        positional = next((a for a in rest if not a.startswith("-")), None)
+        if not choices or positional not in choices:
+            break
+        target, rest = choices[positional], rest[rest.index(positional) + 1:]
     if not _known_options(target):  # an unavailable command takes everything
         return
     known = set(_known_options(target))
     unknown = []
-    for arg in rest[1:]:
+    for arg in rest:
         if arg == "--":
             break
         if arg.startswith("--") and arg.split("=", 1)[0] not in known:

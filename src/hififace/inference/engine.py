@@ -10,12 +10,11 @@ they hold an engine with
   (N x 1 x S x S), both float in [0, 1] on ``device``;
 - ``fingerprint()``: a short string naming the identity networks' weights, stored in identity files.
 
-:class:`TorchEngine` wraps a :class:`~hififace.HifiFace`. Another runtime (ONNX) only has to provide the same
-five members.
+:class:`ModelEngine` wraps anything with :class:`~hififace.HifiFace`'s interface: the PyTorch model and the
+onnxruntime one (:class:`~hififace.export.engine.OnnxHifiFace`). Another runtime provides the same members.
 """
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,11 +36,12 @@ class SwapEngine(Protocol):
     def fingerprint(self) -> str: ...
 
 
-class TorchEngine:
-    """:class:`SwapEngine` over a PyTorch :class:`~hififace.HifiFace` (any device and dtype it was loaded with)."""
+class ModelEngine:
+    """:class:`SwapEngine` over a model with :class:`~hififace.HifiFace`'s interface: the PyTorch model (any device and
+    dtype it was loaded with) or the onnxruntime one (:class:`~hififace.export.engine.OnnxHifiFace`)."""
 
-    def __init__(self, model: "HifiFace"):
-        self.model = model.eval()
+    def __init__(self, model: Any):
+        self.model = model.eval() if hasattr(model, "eval") else model
         self.image_size = int(model.config.image_size)
         self.align = str(model.config.align)
 
@@ -61,26 +61,16 @@ class TorchEngine:
         return out.i_r.clamp(0.0, 1.0), out.m_r.clamp(0.0, 1.0)
 
     def fingerprint(self) -> str:
-        """sha256 (16 hex digits) over the config fields and the first and last tensors of ArcFace and ReconNet:
-        identity vectors made with other identity networks are meaningless here."""
-        import torch
+        return self.model.identity_fingerprint()
 
-        h = hashlib.sha256()
-        ext = self.model.id_extractor
-        h.update(f"{self.model.config.arcface_arch}/{self.model.config.frozen_width}".encode())
-        for net in (ext.arcface, ext.recon):
-            tensors = list(net.state_dict().values())
-            for t in (tensors[0], tensors[-1]):
-                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+
+TorchEngine = ModelEngine  # the name the PyTorch case had first
 
 
 def as_engine(model_or_engine: Any) -> SwapEngine:
-    """A :class:`SwapEngine` from a :class:`~hififace.HifiFace` (wrapped) or an engine (returned as it is)."""
-    from ..models.hififace import HifiFace
-
-    if isinstance(model_or_engine, HifiFace):
-        return TorchEngine(model_or_engine)
+    """A :class:`SwapEngine` from a model with HifiFace's interface (wrapped) or an engine (returned as it is)."""
+    if all(hasattr(model_or_engine, m) for m in ("config", "prepare_target", "identity_fingerprint")):
+        return ModelEngine(model_or_engine)  # HifiFace or OnnxHifiFace
     missing = [m for m in ("image_size", "align", "identity", "swap", "fingerprint") if not hasattr(model_or_engine, m)]
     if missing:
         raise TypeError(f"{type(model_or_engine).__name__} is neither a HifiFace model nor a swap engine "

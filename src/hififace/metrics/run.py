@@ -250,7 +250,7 @@ def check_request(req: EvalRequest) -> None:
 
 def run_eval(req: EvalRequest, progress: Callable | None = None) -> dict[str, Any]:
     """Everything ``hififace eval`` does short of printing; returns the content of metrics.json."""
-    from .. import __version__
+    from .._version import __version__
 
     check_request(req)
     model_dir = None

@@ -158,6 +158,19 @@ class HifiFace(nn.Module):
         out = self._run(a.mix(b, rate, mode), prepared)
         return restore(out.i_r.float().clamp(0, 1), prepared.kind)
 
+    def identity_fingerprint(self) -> str:
+        """sha256 (16 hex digits) over the identity networks' config fields and their first and last tensors:
+        identity vectors saved with other ArcFace/ReconNet weights mean nothing to this model."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(f"{self.config.arcface_arch}/{self.config.frozen_width}".encode())
+        for net in (self.id_extractor.arcface, self.id_extractor.recon):
+            tensors = list(net.state_dict().values())
+            for t in (tensors[0], tensors[-1]):
+                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     # ------------------------------------------------------------------ weights
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Generator weights only: the frozen networks never go into trainable checkpoints."""
