@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "faces": ".faces",
     "preprocess": ".preprocess",
     "train": ".train",
+    "app": ".app",
 }
 
 #: Top-level module a command may need -> the extra that installs it.

@@ -441,10 +441,15 @@ def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[
 
 
 def _label(swapper: FaceSwapper, command: str) -> dict[str, str]:
+    """Extra label fields of an output: the command, the model and, for random weights, that (as the CLI's)."""
+    from .engine import is_random_engine
+
     cfg = getattr(swapper.engine, "config", None)
     meta = {"hififace:command": command}
     if cfg is not None:
         meta["hififace:model"] = f"{cfg.variant}-{cfg.image_size}"
+    if is_random_engine(swapper.engine):
+        meta["hififace:weights"] = "random (smoke test; the output means nothing)"
     return meta
 
 
