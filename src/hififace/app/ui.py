@@ -27,7 +27,7 @@ CONSENT_MD = (
     "its metadata; tick *visible mark* to draw an 'AI-generated' mark on it too."
 )
 RANDOM_MD = (
-    "⚠️ **Random weights.** {why} This page runs a smoke test: the swapped faces are noise. Results are named "
+    "**Random weights.** {why} This page runs a smoke test: the swapped faces are noise. Results are named "
     "`..._random_weights`, carry a visible mark and say so in their metadata. Start the app with "
     "`--weights DIR` (a folder made by `hififace convert`) for real swaps."
 )
@@ -68,7 +68,7 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
                                 label="Which face to replace", elem_id="face-mode")
                 index = gr.Number(value=0, precision=0, minimum=0, label="Face number N", elem_id="face-index")
                 reference = gr.File(label="Reference photo (for 'most like a reference')", file_types=image_types,
-                                    elem_id="reference")
+                                    height=120, elem_id="reference")
                 with gr.Row():
                     color = gr.Checkbox(label="match skin colours", value=False)
                     mark = gr.Checkbox(label="visible 'AI-generated' mark" + (" (always, random weights)"
@@ -98,7 +98,7 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
             except Exception as err:  # a bug or a library failure: one line on the page, the traceback in the log
                 log.exception("app: swap failed")
                 return None, None, None, _error_md(f"unexpected {type(err).__name__}: {err}; see the server log")
-            done = f"✅ {_escape(out.path.name)}: {_escape(out.message)}."
+            done = f"**done:** {_escape(out.path.name)}: {_escape(out.message)}."
             path = str(out.path)
             return (path, None, path, done) if out.kind == "image" else (None, path, path, done)
 
