@@ -478,7 +478,8 @@ def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: 
     """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
     :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
     :func:`hififace.inference.video.swap_video`."""
-    options.setdefault("align_passes", 0)
+    if not isinstance(model, FaceSwapper):  # an existing pipeline keeps its own settings
+        options.setdefault("align_passes", 0)
     swapper = _swapper(model, weights, device, options)
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
     return swapper.swap_video(identity, target, output, face=face, all_faces=all_faces, match=match,
