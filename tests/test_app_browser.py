@@ -1,6 +1,6 @@
 """`hififace app` in a real browser: the command is started on a free localhost port and headless Chromium (Debian's
 `chromium` + `chromium-driver`) drives the page through Selenium: upload two photos, press Swap, a labelled result
-appears; upload a photo without a face, the error line appears.
+appears; upload a photo without a face, the error line appears; a short video is swapped too.
 
 Screenshots are kept in $HIFIFACE_TEST_ARTIFACTS (default: a pytest temporary folder, printed with -rP).
 Skipped, with the reason, without gradio, selenium or the browser; with HIFIFACE_BROWSER_TESTS=require (CI) a
@@ -184,3 +184,22 @@ def test_no_face_error_in_the_browser(app_url, driver, artifacts, tmp_path):
     assert status.startswith("error: flat.png: no face found"), status
     assert str(tmp_path) not in status and "Traceback" not in status
     assert not driver.find_elements(By.CSS_SELECTOR, "#result-image img")
+
+
+def test_video_swap_in_the_browser(app_url, driver, artifacts, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from selenium.webdriver.common.by import By
+
+    from videokit import face_frames, make_clip
+
+    url, _ = app_url
+    clip = make_clip(tmp_path / "clip.mp4", face_frames(4), audio=False)
+    _open(driver, url)
+    _upload(driver, "sources", PHOTOS / "astronaut.png")
+    _upload(driver, "target", clip)
+    driver.find_element(By.CSS_SELECTOR, "#swap").click()
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#result-video video"), "the result video")
+    status = _text(driver, "#status")
+    assert status.startswith("done: clip_swapped_random_weights.mp4: 4 frames, the face swapped in 4"), status
+    assert "clip_swapped_random_weights" in _text(driver, "#download")
+    assert not driver.find_elements(By.CSS_SELECTOR, "#result-image img")  # the photo preview is cleared
