@@ -216,3 +216,14 @@ def test_app_without_weights_runs_random_and_says_so(isolated_home, fake_launch,
     assert rc == 0, err
     assert sum("RANDOM weights" in line for line in err) == 1
     assert pages and pages[0].startswith("No trained weights were found in")
+
+
+def test_a_taken_port_is_one_line(tiny_weights, isolated_home, monkeypatch, capsys):
+    gr = pytest.importorskip("gradio")
+
+    def taken(self, **kw):
+        raise OSError(f"Cannot find empty port in range: {kw['server_port']}-{kw['server_port']}.")
+
+    monkeypatch.setattr(gr.Blocks, "launch", taken)
+    rc, _, err = run_cli(["app", "--weights", tiny_weights, "--port", "7999"], capsys)
+    assert_one_error(rc, err, "127.0.0.1:7999", "pick another --port")

@@ -116,6 +116,7 @@ def launch(page: Any, service: SwapService, host: str = "127.0.0.1", port: int =
         page.launch(server_name=host, server_port=int(port), share=bool(share), inbrowser=False, quiet=True,
                     show_error=False, allowed_paths=[str(service.workdir)], prevent_thread_lock=True, css=CSS)
     except OSError as err:
-        raise HifiFaceError(f"cannot listen on {host}:{port} ({str(err).strip().splitlines()[0][:120]}); the port "
-                            f"is taken or the address is not this machine's: pick another --port or --host") from None
+        log.debug("gradio: %s", err)
+        raise HifiFaceError(f"cannot listen on {host}:{port}: the port is taken or the address is not this "
+                            f"machine's; pick another --port or --host") from None
     return page
