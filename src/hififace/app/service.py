@@ -121,32 +121,42 @@ class SwapService:
             watermark = bool(watermark) or self.random  # random weights: always the visible mark too
             swapper = self._swapper(color_match, video=kind == "video")
             out = self._output_path(target, kind)
-            if kind == "video":
-                from ..inference.ffmpeg import probe
-
-                say(0.0, "reading the video")
-                info = probe(target)  # a bad video is reported before any model work
-                identity = self._identity(swapper, sources, say)
-                report = swapper.swap_video(identity, info.path, out, face=face, all_faces=all_faces, match=match,
-                                            watermark=watermark, meta=self.meta(), progress=True)
-                message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
-                           f"{report.frames_passed} passed through" + (", audio kept" if report.audio else ""))
-            else:
-                from ..inference.photos import read_photo
-
-                say(0.0, "reading the photo")
-                photo = read_photo(target)  # a bad photo is reported before any model work
-                identity = self._identity(swapper, sources, say)
-                say(0.6, "swapping")
-                result = swapper.swap_file(identity, photo, out, face=face, all_faces=all_faces, match=match,
-                                           watermark=watermark, meta=self.meta())
-                message = ("taken as an aligned face crop" if result.aligned else
-                           f"{len(result.swapped)} of {len(result.faces)} face(s) swapped")
-                if result.skipped:
-                    message += f" ({len(result.skipped)} too small, left alone)"
-            say(1.0, "done")
+            try:
+                message = self._swap(swapper, kind, sources, target, out, face, all_faces, match, watermark, say)
+            except BaseException:
+                shutil.rmtree(out.parent, ignore_errors=True)  # this request's own folder: nothing half-written
+                raise
         log.info("app: wrote %s (%s)", out, message)
         return Outcome(kind, out, message)
+
+    def _swap(self, swapper: FaceSwapper, kind: str, sources: list, target: Any, out: Path, face: int | None,
+              all_faces: bool, match: Any, watermark: bool, say: Progress) -> str:
+        """The swap itself; returns the one-line summary."""
+        if kind == "video":
+            from ..inference.ffmpeg import probe
+
+            say(0.0, "reading the video")
+            info = probe(target)  # a bad video is reported before any model work
+            identity = self._identity(swapper, sources, say)
+            report = swapper.swap_video(identity, info.path, out, face=face, all_faces=all_faces, match=match,
+                                        watermark=watermark, meta=self.meta(), progress=True)
+            message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
+                       f"{report.frames_passed} passed through" + (", audio kept" if report.audio else ""))
+        else:
+            from ..inference.photos import read_photo
+
+            say(0.0, "reading the photo")
+            photo = read_photo(target)  # a bad photo is reported before any model work
+            identity = self._identity(swapper, sources, say)
+            say(0.6, "swapping")
+            result = swapper.swap_file(identity, photo, out, face=face, all_faces=all_faces, match=match,
+                                       watermark=watermark, meta=self.meta())
+            message = ("taken as an aligned face crop" if result.aligned else
+                       f"{len(result.swapped)} of {len(result.faces)} face(s) swapped")
+            if result.skipped:
+                message += f" ({len(result.skipped)} too small, left alone)"
+        say(1.0, "done")
+        return message
 
     def close(self) -> None:
         """Remove the output folder this service made."""
