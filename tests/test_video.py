@@ -281,3 +281,14 @@ def test_gpu_paste_path_matches_the_cpu_one(swapper):
     assert d.max() <= 3 and d.mean() < 0.05
     untouched = (ref == rgb).all(axis=2) & (got == rgb).all(axis=2)
     assert untouched.mean() > 0.8
+
+
+def test_api_takes_an_existing_pipeline_with_its_own_settings(swapper, clips, tmp_path):
+    import hififace
+
+    report = hififace.swap_video(PHOTOS / "astronaut.png", clips["one_frame_silent"], tmp_path / "out.mp4",
+                                 model=swapper, progress=False, preset="ultrafast")
+    assert report.frames == 1 and report.frames_swapped == 1 and (tmp_path / "out.mp4").exists()
+    with pytest.raises(TypeError, match="align_passes"):  # options for a new pipeline are refused, not dropped
+        hififace.swap_video(PHOTOS / "astronaut.png", clips["one_frame_silent"], tmp_path / "o2.mp4",
+                            model=swapper, align_passes=2)

@@ -58,15 +58,13 @@ def random_output_name(path: Path) -> Path:
     return path if tag in path.stem else path.with_name(f"{path.stem}_{tag}{path.suffix}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..inference.grid import make_grid, swap_grid
-    from ..inference.images import check_output_path, load_image, save_image
-    from ..inference.watermark import WATERMARK_TEXT
+def load_model_or_random(args: argparse.Namespace):
+    """The model ``--weights`` (or $HIFIFACE_HOME, ~/.cache/hififace) holds; without one, said in a warning, the
+    random-weight smoke model (:func:`smoke_config`). Returns the model and, for random weights, why (one sentence;
+    else "")."""
     from ..weights.resolve import find_model_dir, resolve_model_dir
-    from ._common import load_model, model_meta, pick_device, progress
+    from ._common import load_model, pick_device
 
-    out = check_output_path(args.output, no_clobber=args.no_clobber)
-    files = sample_files()
     folder = resolve_model_dir(args.weights) if args.weights else find_model_dir(None)
     if folder is None:
         from ..models.hififace import HifiFace, resolve_dtype
@@ -75,9 +73,21 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no trained weights found in %s (pass --weights DIR or set $HIFIFACE_HOME): running a smoke "
                     "test with RANDOM weights; the output is noise", searched_places())
         model = HifiFace.random(smoke_config(), seed=0).to(device=pick_device(args.device), dtype=resolve_dtype(args.dtype))
-    else:
-        args.weights = str(folder)
-        model = load_model(args)
+        return model, f"No trained weights were found in {searched_places()}."
+    args.weights = str(folder)
+    model = load_model(args)
+    return model, f"The model folder {folder} holds random weights." if model.is_random else ""
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference.grid import make_grid, swap_grid
+    from ..inference.images import check_output_path, load_image, save_image
+    from ..inference.watermark import WATERMARK_TEXT
+    from ._common import model_meta, progress
+
+    out = check_output_path(args.output, no_clobber=args.no_clobber)
+    files = sample_files()
+    model, _ = load_model_or_random(args)
     random_mode = model.is_random  # also a folder saved from HifiFace.random
     if random_mode:
         out = check_output_path(random_output_name(out), no_clobber=args.no_clobber)

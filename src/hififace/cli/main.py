@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "train": ".train",
     "eval": ".eval",
     "export": ".export",
+    "app": ".app",
 }
 
 #: Top-level module a command may need -> the extra that installs it.

@@ -426,10 +426,15 @@ def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[
 
 
 def _label(swapper: FaceSwapper, command: str) -> dict[str, str]:
+    """Extra label fields of an output: the command, the model and, for random weights, that (as the CLI's)."""
+    from .engine import is_random_engine
+
     cfg = getattr(swapper.engine, "config", None)
     meta = {"hififace:command": command}
     if cfg is not None:
         meta["hififace:model"] = f"{cfg.variant}-{cfg.image_size}"
+    if is_random_engine(swapper.engine):
+        meta["hififace:weights"] = "random (smoke test; the output means nothing)"
     return meta
 
 
@@ -458,7 +463,8 @@ def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: 
     """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
     :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
     :func:`hififace.inference.video.swap_video`."""
-    options.setdefault("align_passes", 0)
+    if not isinstance(model, FaceSwapper):  # an existing pipeline keeps its own settings
+        options.setdefault("align_passes", 0)
     swapper = _swapper(model, weights, device, options)
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
     return swapper.swap_video(identity, target, output, face=face, all_faces=all_faces, match=match,

@@ -1,0 +1,233 @@
+"""What the web app does, without the web: one swap request from uploaded files to a labelled output file.
+
+:class:`SwapService` holds the model (any :class:`~hififace.inference.engine.SwapEngine`, so another runtime can
+be passed in later) and a private output folder. :meth:`SwapService.run` takes the uploaded files and the face
+choice, swaps a photo (:meth:`FaceSwapper.swap_file`) or a video (:meth:`FaceSwapper.swap_video`) and returns an
+:class:`Outcome`; every problem is a :class:`~hififace.errors.HifiFaceError` whose one-line message names the file
+the user uploaded (never the server's temporary path). Outputs are written by the library's own writers, so they
+carry the synthetic-content label like everything else hififace writes; with random weights their name says so,
+their metadata says so and the visible mark is always drawn (and the paste-back leaves the model's mask out, as
+the README's pipeline figure does, so the noise a random network makes is plain to see).
+
+Gradio is not imported here (see :mod:`hififace.app.ui`), so all of this is tested without a browser.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, HifiFaceError, InputImageError
+from ..inference.engine import as_engine, is_random_engine
+from ..inference.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS
+from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper, _label
+
+log = logging.getLogger(__name__)
+
+#: Target extensions taken as videos (written back in their container when ffmpeg writes it, else as MP4).
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+#: Face choices offered on the page: value -> label.
+FACE_MODES = {
+    "largest": "the largest face",
+    "index": "face number N (0 = leftmost)",
+    "all": "all faces",
+    "match": "the face most like a reference photo",
+}
+RANDOM_TAG = "random_weights"
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Outcome:
+    """A finished swap: ``kind`` is ``image`` or ``video``; ``path`` the labelled output; ``message`` one line."""
+
+    kind: str
+    path: Path
+    message: str
+
+
+class SwapService:
+    """The swaps behind the web app, around one model or engine.
+
+    Args:
+        model: a :class:`~hififace.HifiFace` or a swap engine (see :mod:`hififace.inference.engine`).
+        workdir: where outputs are written (default: a new temporary folder, removed by :meth:`close`).
+        options: :class:`~hififace.inference.pipeline.FaceSwapper` options (detector, parsing, min_face, ...).
+    """
+
+    def __init__(self, model: Any, workdir: str | Path | None = None, **options: Any):
+        self.engine = as_engine(model)
+        self.random = is_random_engine(self.engine)
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="hififace-app-")) if workdir is None else Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.options = dict(options)
+        if self.random:  # a random network's mask m_r means nothing (and hides its output): paste the face region
+            self.options.setdefault("model_mask", False)
+        # a bad option or a missing OpenCV is found at start, not at the first click
+        self._meta = _label(FaceSwapper(self.engine, **self.options), "app")
+
+    # ------------------------------------------------------------------ what the page shows
+    def describe(self) -> str:
+        """One line about the model in use."""
+        cfg = getattr(self.engine, "config", None)
+        what = f"{cfg.variant} model, {cfg.image_size}x{cfg.image_size}" if cfg is not None else "model"
+        return f"{what} on {self.engine.device}" + (" — RANDOM WEIGHTS" if self.random else "")
+
+    def meta(self) -> dict[str, str]:
+        """Extra label fields of every output (the synthetic-content label itself is always written)."""
+        return dict(self._meta)
+
+    def faces_preview(self, target: str | Path | None) -> np.ndarray | None:
+        """The target photo with its faces boxed and numbered left to right (what "face number N" counts), or
+        None for no file or a video."""
+        if not target or Path(target).suffix.lower() not in IMAGE_EXTENSIONS:
+            return None
+        from ..face.draw import draw_faces
+        from ..inference.photos import read_photo
+
+        names = _Names([target])
+        with names:
+            rgb = read_photo(target).rgb
+            return draw_faces(rgb, self._swapper(False).detect(rgb))
+
+    # ------------------------------------------------------------------ the swap
+    def run(self, sources: Sequence[str | Path] | None, target: str | Path | None, face_mode: str = "largest",
+            face_index: float | int | None = 0, reference: str | Path | None = None, color_match: bool = False,
+            watermark: bool = False, progress: Progress | None = None) -> Outcome:
+        """Swap the identity of ``sources`` (photos or identity files, averaged) onto the chosen face(s) of
+        ``target`` (photo or video); returns the written output."""
+        say = progress or (lambda fraction, what: None)
+        sources = [s for s in (sources or []) if s]
+        if not sources:
+            raise ConfigError("add at least one source photo: the face whose identity is used")
+        if not target:
+            raise ConfigError("add a target photo or video: the picture whose face is replaced")
+        face, all_faces, match = self._choice(face_mode, face_index, reference)
+        kind = _kind(target)
+        names = _Names([*sources, target, *([reference] if reference else [])])
+        with names:
+            for s in sources:
+                if Path(s).suffix.lower() not in IMAGE_EXTENSIONS + (IDENTITY_SUFFIX,):
+                    raise InputImageError(f"{s}: not a photo ({', '.join(IMAGE_EXTENSIONS)}) or an identity file "
+                                          f"({IDENTITY_SUFFIX}); upload a photo of the source face")
+            watermark = bool(watermark) or self.random  # random weights: always the visible mark too
+            swapper = self._swapper(color_match, video=kind == "video")
+            out = self._output_path(target, kind)
+            try:
+                message = self._swap(swapper, kind, sources, target, out, face, all_faces, match, watermark, say)
+            except BaseException:
+                shutil.rmtree(out.parent, ignore_errors=True)  # this request's own folder: nothing half-written
+                raise
+        log.info("app: wrote %s (%s)", out, message)
+        return Outcome(kind, out, message)
+
+    def _swap(self, swapper: FaceSwapper, kind: str, sources: list, target: Any, out: Path, face: int | None,
+              all_faces: bool, match: Any, watermark: bool, say: Progress) -> str:
+        """The swap itself; returns the one-line summary."""
+        if kind == "video":
+            from ..inference.ffmpeg import probe
+
+            say(0.0, "reading the video")
+            info = probe(target)  # a bad video is reported before any model work
+            identity = self._identity(swapper, sources, say)
+            report = swapper.swap_video(identity, info.path, out, face=face, all_faces=all_faces, match=match,
+                                        watermark=watermark, meta=self.meta(), progress=True)
+            message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
+                       f"{report.frames_passed} passed through" + (", audio kept" if report.audio else ""))
+        else:
+            from ..inference.photos import read_photo
+
+            say(0.0, "reading the photo")
+            photo = read_photo(target)  # a bad photo is reported before any model work
+            identity = self._identity(swapper, sources, say)
+            say(0.6, "swapping")
+            result = swapper.swap_file(identity, photo, out, face=face, all_faces=all_faces, match=match,
+                                       watermark=watermark, meta=self.meta())
+            message = ("taken as an aligned face crop" if result.aligned else
+                       f"{len(result.swapped)} of {len(result.faces)} face(s) swapped")
+            if result.skipped:
+                message += f" ({len(result.skipped)} too small, left alone)"
+        say(1.0, "done")
+        return message
+
+    def close(self) -> None:
+        """Remove the output folder this service made."""
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ parts
+    def _swapper(self, color_match: bool, video: bool = False) -> FaceSwapper:
+        # a fresh pipeline per request: its identity cache (keyed by file path) never outlives the request
+        options = {"align_passes": 0, **self.options} if video else self.options  # as 'hififace video' does
+        return FaceSwapper(self.engine, color_match=bool(color_match), **options)
+
+    @staticmethod
+    def _choice(mode: str, index: float | int | None, reference: Any) -> tuple[int | None, bool, Any]:
+        mode = (mode or "largest").lower()
+        if mode not in FACE_MODES:
+            raise ConfigError(f"face choice {mode!r}: choose one of {', '.join(FACE_MODES)}")
+        if mode == "index":
+            if index is None or float(index) != int(float(index)) or int(float(index)) < 0:
+                raise ConfigError(f"face number {index}: faces are numbered 0, 1, 2, ... from the left")
+            return int(float(index)), False, None
+        if mode == "match":
+            if not reference:
+                raise ConfigError("'most like a reference' needs a reference photo: add one, or choose another face")
+            return None, False, reference
+        return None, mode == "all", None
+
+    @staticmethod
+    def _identity(swapper: FaceSwapper, sources: list, say: Progress):
+        say(0.2, f"encoding {len(sources)} source(s)")
+        return swapper.identity(*sources)
+
+    def _output_path(self, target: str | Path, kind: str) -> Path:
+        from ..inference.ffmpeg import VIDEO_FORMATS
+
+        target = Path(target)
+        suffix = target.suffix.lower()
+        if kind == "video":
+            suffix = suffix if suffix in VIDEO_FORMATS else ".mp4"
+        elif suffix not in OUTPUT_FORMATS:
+            suffix = ".png"  # .bmp/.tif are written as PNG, as 'hififace swap' does for folders
+        stem = f"{target.stem}_swapped" + (f"_{RANDOM_TAG}" if self.random else "")
+        folder = self.workdir / uuid.uuid4().hex[:12]  # one folder per request: downloads keep a readable name
+        folder.mkdir(parents=True)
+        return folder / f"{stem}{suffix}"
+
+
+def _kind(target: str | Path) -> str:
+    suffix = Path(target).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    raise InputImageError(f"{Path(target).name}: unsupported file type {suffix or '(none)'}; upload a photo "
+                          f"({', '.join(IMAGE_EXTENSIONS)}) or a video ({', '.join(VIDEO_EXTENSIONS)})")
+
+
+class _Names:
+    """Rewrites the :class:`HifiFaceError` raised inside the block so that it names uploads by their file name,
+    not by the server's temporary path (which means nothing to the user and says where uploads are kept)."""
+
+    def __init__(self, paths: Sequence[Any]):
+        self.paths = sorted({str(p) for p in paths if p}, key=len, reverse=True)
+
+    def __enter__(self) -> "_Names":
+        return self
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if isinstance(err, HifiFaceError) and len(err.args) == 1 and isinstance(err.args[0], str):
+            text = err.args[0]
+            for p in self.paths:
+                text = text.replace(p, Path(p).name)
+            err.args = (text,)  # the same error (class, exit code) re-raised with the shorter names
+        return False

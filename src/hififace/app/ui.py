@@ -1,0 +1,122 @@
+"""The web page (Gradio) around :class:`~hififace.app.service.SwapService`.
+
+One page: source photo(s), a target photo or video (its faces shown numbered as soon as it is uploaded), the face
+choice, options, a Swap button; the result is previewed and offered for download, with a progress bar for
+videos. Errors a user can fix appear on the page as the library's one-line message, naming the uploaded file. The
+consent notice is always on the page; with random weights a banner says so. Nothing is sent anywhere: analytics
+are off, fonts are local, and the server listens on 127.0.0.1 unless told otherwise.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..errors import HifiFaceError
+from ..inference.images import IMAGE_EXTENSIONS
+from .service import FACE_MODES, VIDEO_EXTENSIONS, SwapService
+
+log = logging.getLogger(__name__)
+
+#: Uploads (and their copies in Gradio's cache) older than this are deleted, checked this often (seconds).
+CACHE_LIFETIME = 3600
+
+TITLE = "hififace — face swapping"
+CONSENT_MD = (
+    "**Use it only with consent.** Only process faces of people who agreed to it, never to deceive, harass or "
+    "impersonate, and follow the law where you live. Every image and video made here is labelled as synthetic in "
+    "its metadata; tick *visible mark* to draw an 'AI-generated' mark on it too."
+)
+RANDOM_MD = (
+    "**Random weights.** {why} This page runs a smoke test: the swapped faces are noise. Results are named "
+    "`..._random_weights`, carry a visible mark and say so in their metadata. Start the app with "
+    "`--weights DIR` (a folder made by `hififace convert`) for real swaps."
+)
+CSS = "#random-weights { border: 2px solid #d97706; border-radius: 6px; padding: 0 0.6em; }"
+
+
+def _error_md(err: BaseException) -> str:
+    return f"**error:** {_escape(str(err))}"
+
+
+def _escape(text: str) -> str:
+    """Markdown-inert text (file names may hold * or _)."""
+    for ch in "\\`*_[]<>#|":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def build_ui(service: SwapService, random_reason: str = "") -> Any:
+    """The Gradio Blocks of the app (not launched)."""
+    import gradio as gr
+
+    image_types = list(IMAGE_EXTENSIONS)
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME)) as page:
+        gr.Markdown(f"# {TITLE}\n{_escape(service.describe())}")
+        gr.Markdown(CONSENT_MD, elem_id="consent")
+        if service.random:
+            gr.Markdown(RANDOM_MD.format(why=random_reason or "This model folder holds random weights."),
+                        elem_id="random-weights")
+        with gr.Row():
+            with gr.Column():
+                sources = gr.File(label="Source photo(s): whose identity to use (several are averaged)",
+                                  file_count="multiple", file_types=image_types + [".safetensors"], elem_id="sources")
+                target = gr.File(label="Target photo or video: whose face is replaced",
+                                 file_types=image_types + list(VIDEO_EXTENSIONS), elem_id="target")
+                faces = gr.Image(label="Faces found in the target photo, numbered from the left", type="numpy",
+                                 interactive=False, elem_id="faces")
+                mode = gr.Radio([(label, value) for value, label in FACE_MODES.items()], value="largest",
+                                label="Which face to replace", elem_id="face-mode")
+                index = gr.Number(value=0, precision=0, minimum=0, label="Face number N", elem_id="face-index")
+                reference = gr.File(label="Reference photo (for 'most like a reference')", file_types=image_types,
+                                    height=120, elem_id="reference")
+                with gr.Row():
+                    color = gr.Checkbox(label="match skin colours", value=False)
+                    mark = gr.Checkbox(label="visible 'AI-generated' mark" + (" (always, random weights)"
+                                                                            if service.random else ""),
+                                       value=service.random, interactive=not service.random)
+                button = gr.Button("Swap", variant="primary", elem_id="swap")
+            with gr.Column():
+                status = gr.Markdown(elem_id="status")
+                image_out = gr.Image(label="Result (labelled as synthetic)", type="filepath", interactive=False,
+                                     elem_id="result-image")
+                video_out = gr.Video(label="Result video (labelled as synthetic)", interactive=False,
+                                     elem_id="result-video")
+                download = gr.File(label="Download the result", interactive=False, elem_id="download")
+
+        def on_target(path):
+            try:
+                return service.faces_preview(path), ""
+            except HifiFaceError as err:
+                return None, _error_md(err)
+
+        def on_swap(src, tgt, face_mode, face_index, ref, color_match, watermark, progress=gr.Progress(track_tqdm=True)):
+            try:
+                out = service.run(src, tgt, face_mode, face_index, ref, color_match, watermark,
+                                  progress=lambda fraction, what: progress(fraction, desc=what))
+            except HifiFaceError as err:
+                return None, None, None, _error_md(err)
+            except Exception as err:  # a bug or a library failure: one line on the page, the traceback in the log
+                log.exception("app: swap failed")
+                return None, None, None, _error_md(f"unexpected {type(err).__name__}: {err}; see the server log")
+            done = f"**done:** {_escape(out.path.name)}: {_escape(out.message)}."
+            path = str(out.path)
+            return (path, None, path, done) if out.kind == "image" else (None, path, path, done)
+
+        target.change(on_target, inputs=target, outputs=[faces, status])
+        button.click(on_swap, inputs=[sources, target, mode, index, reference, color, mark],
+                     outputs=[image_out, video_out, download, status])
+    return page
+
+
+def launch(page: Any, service: SwapService, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> Any:
+    """Start serving ``page`` on ``host:port`` (``share``: also through a public gradio.live link) and return at
+    once; ``page.block_thread()`` then waits for Ctrl-C. A port that is taken is one clear error."""
+    try:
+        page.queue(default_concurrency_limit=1)  # one swap at a time: the model is shared
+        page.launch(server_name=host, server_port=int(port), share=bool(share), inbrowser=False, quiet=True,
+                    show_error=False, allowed_paths=[str(service.workdir)], prevent_thread_lock=True, css=CSS)
+    except OSError as err:
+        log.debug("gradio: %s", err)
+        raise HifiFaceError(f"cannot listen on {host}:{port}: the port is taken or the address is not this "
+                            f"machine's; pick another --port or --host") from None
+    return page
