@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.images import check_output_path, load_image, save_image
     from ..inference.watermark import WATERMARK_TEXT
     from ..weights.resolve import find_model_dir, resolve_model_dir
-    from ._common import load_model, model_meta, pick_device, progress
+    from ._common import load_model, maybe_compile, model_meta, pick_device, progress
 
     out = check_output_path(args.output)
     files = sample_files()
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no trained weights found (pass --weights DIR or set $HIFIFACE_HOME): running a smoke test "
                     "with RANDOM weights; the output is noise")
         model = HifiFace.random(smoke_config(), seed=0).to(device=pick_device(args.device), dtype=resolve_dtype(args.dtype))
+        model = maybe_compile(model, args)
         out = random_output_name(out)
     else:
         args.weights = str(folder)
