@@ -94,7 +94,7 @@ def test_fused_blocks_through_the_compiled_kernel_match_the_plain_path(fused):
     block = B.AdaINResBlock(8, 6, style_dim=5, upsample=True)
     x, v = torch.randn(2, 8, 16, 16, requires_grad=True), torch.randn(2, 5, requires_grad=True)
     got = _block_grads(block, x, v)
-    assert B._fused["fn"] is not None and not B._fused["failed"]  # really compiled, no silent fallback
+    assert B._adain_act in B._fused["fn"] and not B._fused["failed"]  # really compiled, no silent fallback
     B.set_fused_norm("off")
     ref = _block_grads(block, x, v)
     for a, c in zip(got, ref):
@@ -105,7 +105,7 @@ def test_fused_kernel_failure_falls_back_to_the_plain_path_once(fused, monkeypat
     def broken(*args):
         raise RuntimeError("no compiler here")
 
-    monkeypatch.setitem(B._fused, "fn", broken)
+    monkeypatch.setitem(B._fused, "fn", {B._in_act: broken})
     torch.manual_seed(0)
     block = B.ResBlock(4, 4, "down")
     x = torch.randn(1, 4, 8, 8)
@@ -274,3 +274,24 @@ def test_training_losses_need_no_host_sync(caplog):
     with HostSyncs() as syncs:  # the detector works: without the host-side indices LPIPS has to look
         lpips_loss(module.lpips, batch["target"], batch["source"], batch["same"])
     assert "aten::nonzero" in syncs.seen
+
+
+def test_gpu_benchmark_script_knows_its_sections():
+    """benchmarks/gpu.py (run on a GPU later, once on this CPU with --quick --device cpu): every section it lists
+    exists, and a bad --cases is one error line before any work."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--cases", "swap,warp"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown case(s) warp; known: pool, swap, train, compile, quality, fit, profile, train32"]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_bench", script)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    assert all(callable(getattr(gpu, f"section_{name}", None)) for name in gpu.SECTIONS)

@@ -181,13 +181,23 @@ def norm_act(x: torch.Tensor, std: torch.Tensor | None = None, mean: torch.Tenso
     return F.leaky_relu(y, LRELU_SLOPE).to(x.dtype)
 
 
-_fused = {"mode": os.environ.get("HIFIFACE_FUSED_NORM", "auto").strip().lower(), "fn": None, "failed": False}
+def _in_act(x: torch.Tensor) -> torch.Tensor:
+    return norm_act(x)
+
+
+def _adain_act(x: torch.Tensor, std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    return norm_act(x, std, mean)
+
+
+# Two functions, so that each has its own torch.compile cache (dtype x layout x grad mode variants each).
+_fused = {"mode": os.environ.get("HIFIFACE_FUSED_NORM", "auto").strip().lower(), "fn": {}, "failed": False}
 
 
 def set_fused_norm(mode: str | bool) -> None:
     """Where norm -> LeakyReLU runs as the fused :func:`norm_act`.
 
-    ``"auto"`` (default; or ``$HIFIFACE_FUSED_NORM``): inside ``torch.compile`` graphs, and in eager mode for CUDA
+    ``"auto"`` (default; or ``$HIFIFACE_FUSED_NORM``): inside ``torch.compile`` graphs (not ``torch.export``: exported
+    graphs keep the plain instance norm, which ONNX has an operator for), and in eager mode for CUDA
     tensors when Triton is importable (through a small compiled function, compiled on first use). ``"on"``: also
     in eager mode on CPU (inductor's C++ backend; for tests). ``"off"``: never, not even inside compiled graphs.
     The plain path stays the default for eager CPU: it is bit-identical to the reference implementation.
@@ -199,6 +209,11 @@ def set_fused_norm(mode: str | bool) -> None:
     _fused["mode"], _fused["failed"] = mode, False
 
 
+def _is_exporting() -> bool:
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.6
+    return bool(is_exporting and is_exporting())
+
+
 def _triton_available() -> bool:
     try:
         from torch.utils._triton import has_triton
@@ -208,21 +223,19 @@ def _triton_available() -> bool:
         return False
 
 
-def _fused_kernel():
-    """``norm_act`` itself inside a graph being compiled, else its compiled version (None: use the plain path)."""
-    if torch.compiler.is_compiling():
-        return norm_act
-    if _fused["fn"] is None:
-        _fused["fn"] = torch.compile(norm_act, dynamic=True, fullgraph=True)
-    return _fused["fn"]
+def _compiled(fn):
+    """The compiled version of ``fn`` (``_in_act`` / ``_adain_act``), compiled once, shape-generic."""
+    if fn not in _fused["fn"]:
+        _fused["fn"][fn] = torch.compile(fn, dynamic=True, fullgraph=True)
+    return _fused["fn"][fn]
 
 
 def _fused_wanted(x: torch.Tensor) -> bool:
     mode = _fused["mode"]
     if mode == "off" or x.dim() != 4:
         return False
-    if torch.compiler.is_compiling():
-        return True
+    if torch.compiler.is_compiling():  # torch.export (ONNX) keeps the plain ops: they map to InstanceNormalization
+        return not _is_exporting()
     if _fused["failed"]:
         return False
     return mode == "on" or (x.is_cuda and _triton_available())
@@ -240,11 +253,11 @@ def _fused_norm_act(norm, x: torch.Tensor):
 
 
 def _run_fused(x: torch.Tensor, std: torch.Tensor | None, mean: torch.Tensor | None) -> torch.Tensor:
-    kernel = _fused_kernel()
-    if kernel is norm_act:
+    """norm_act: inline inside a graph being compiled, else through its compiled function."""
+    if torch.compiler.is_compiling():
         return norm_act(x, std, mean)
     try:
-        return kernel(x, std, mean)
+        return _compiled(_in_act)(x) if std is None else _compiled(_adain_act)(x, std, mean)
     except Exception as err:  # noqa: BLE001 - no compiler / triton: the plain formulation, and stop trying
         _fused["failed"] = True
         log.warning("fused instance norm unavailable (%s: %s); using the plain PyTorch path",
