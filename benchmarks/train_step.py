@@ -32,6 +32,7 @@ def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repea
     from hififace.losses.composite import discriminator_loss
     from hififace.training.build import build_networks
     from hififace.training.config import load_config
+    from hififace.training.data import with_same_index
     from hififace.training.module import HifiFaceModule
 
     cfg = load_config(config, {"model.variant": variant, "model.image_size": str(size),
@@ -46,7 +47,7 @@ def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repea
     g = torch.Generator().manual_seed(0)
     b = {"source": torch.rand(batch, 3, size, size, generator=g), "target": torch.rand(batch, 3, size, size, generator=g),
          "mask": (torch.rand(batch, 1, size, size, generator=g) > 0.5).float(), "same": (torch.arange(batch) % 2).float()}
-    b = module.on_before_batch_transfer(b, 0)  # host-side indices, as in training (no sync in the step)
+    b = with_same_index(b)  # host-side indices, as the data module adds them (no sync in the step)
     b = {k: v.to(device) for k, v in b.items()}
     amp = dtype == "bf16"
     generator = torch.compile(model.generator) if compile else model.generator

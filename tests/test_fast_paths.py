@@ -234,6 +234,7 @@ class HostSyncs(TorchDispatchMode):
 def _tiny_step_parts():
     from hififace.training.build import build_networks
     from hififace.training.config import load_config
+    from hififace.training.data import FaceDataModule
     from hififace.training.module import HifiFaceModule
     from trainkit import CONFIG
 
@@ -243,18 +244,18 @@ def _tiny_step_parts():
     g = torch.Generator().manual_seed(0)
     batch = {"source": torch.rand(1, 3, 256, 256, generator=g), "target": torch.rand(1, 3, 256, 256, generator=g),
              "mask": (torch.rand(1, 1, 256, 256, generator=g) > 0.5).float(), "same": torch.tensor([1.0])}
-    return module, batch
+    return module, batch, FaceDataModule(cfg)
 
 
 def test_training_losses_need_no_host_sync(caplog):
     """The G and D losses and both backward passes of a step never read a value back to the host (which on a GPU
-    stalls the launch queue); the same-pair indices come from the host batch (on_before_batch_transfer)."""
+    stalls the launch queue); the same-pair indices come from the host batch (the data module adds them)."""
     from hififace.losses.composite import discriminator_loss
     from hififace.losses.functional import lpips_loss
 
     caplog.set_level(logging.ERROR)
-    module, batch = _tiny_step_parts()
-    host = module.on_before_batch_transfer(batch, 0)
+    module, batch, data = _tiny_step_parts()
+    host = data.on_before_batch_transfer(batch, 0)  # the hook Lightning calls before moving a batch
     assert host["same_index"].tolist() == [0]
 
     def step(b):
@@ -288,7 +289,7 @@ def test_gpu_benchmark_script_knows_its_sections():
                           text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
-        "error: unknown case(s) warp; known: pool, swap, train, compile, quality, fit, profile, train32"]
+        "error: unknown case(s) warp; known: pool, swap, train, fit, profile, train32, compile, quality"]
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("gpu_bench", script)

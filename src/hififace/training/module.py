@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import N_ID_COEFFS
 from ..losses.composite import LossNets, _fp16_autocast, discriminator_loss, generator_loss, with_gradient
-from ..losses.functional import cycle_loss, same_pairs
+from ..losses.functional import cycle_loss
 from ..models.hififace import HifiFace
 from ..models.identity import Identity
 from ..utils.memory import release_free_heap
@@ -163,12 +163,6 @@ class HifiFaceModule(L.LightningModule):
             self.nets, self.loss_cfg, source=batch["source"], target=batch["target"], m_tar=batch["mask"],
             same=batch["same"], v_sid=v_sid, i_r=out.i_r, i_low=out.i_low, m_r=out.m_r, m_low=out.m_low,
             i_cycle=i_cycle, discriminator=self.discriminator, cycle_term=cycle_term, same_index=batch.get("same_index"))
-
-    def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        """Indices of the same-identity pairs, found on the host (on the device that would be a sync per step)."""
-        if isinstance(batch, dict) and "same" in batch and "same_index" not in batch:
-            batch = {**batch, "same_index": same_pairs(batch["same"])}
-        return batch
 
     def _prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.cfg.model.channels_last:
