@@ -164,7 +164,8 @@ class HifiFace(nn.Module):
         activation, AdaIN affine and pooling are fused by the compiler (see :func:`hififace.nn.blocks.norm_act`).
         ``mode`` is ``torch.compile``'s: ``"reduce-overhead"`` records CUDA graphs on CUDA (fixed batch shapes;
         a graph per shape); its outputs are copied out of the graph memory, so results and prepared targets stay
-        valid across calls. ``dynamic=True`` compiles shape-generic graphs once. Works on CPU (inductor's C++
+        valid across calls. By default a second input shape recompiles with that dimension dynamic; ``dynamic=True``
+        starts shape-generic (batch 1 still gets a graph of its own). Works on CPU (inductor's C++
         backend; needs a C++ compiler). Outputs equal the eager ones within float rounding, not bit for bit.
         ``backend`` is ``torch.compile``'s (``"aot_eager"`` and the like for debugging; ``mode`` is inductor's).
         State dict keys do not change; :meth:`uncompile` restores the eager methods.
