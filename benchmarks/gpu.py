@@ -229,7 +229,7 @@ def section_quality(r: Run) -> None:
     for name, out in r.outputs.items():
         if name == "fp32":
             continue
-        d = (out - ref).abs() * 255.0
+        d = (out.clamp(0, 1) - ref.clamp(0, 1)).abs() * 255.0  # what an 8-bit image shows
         r.emit(f"grey_levels_vs_fp32[{name}]", round(float(d.mean()), 4), unit="grey levels (mean |diff|)",
                batch=out.shape[0], max=round(float(d.max()), 3), p99=round(float(d.flatten().kthvalue(
                    max(1, int(0.99 * d.numel()))).values), 3))

@@ -247,9 +247,11 @@ def _tiny_step_parts():
     return module, batch, FaceDataModule(cfg)
 
 
-def test_training_losses_need_no_host_sync(caplog):
-    """The G and D losses and both backward passes of a step never read a value back to the host (which on a GPU
-    stalls the launch queue); the same-pair indices come from the host batch (the data module adds them)."""
+def test_training_step_needs_no_host_sync_and_runs_every_net_in_bf16(caplog):
+    """Under bf16 autocast (as ``bf16-mixed`` runs it), the G and D losses and both backward passes never read a
+    value back to the host (which on a GPU stalls the launch queue; the same-pair indices come from the host batch,
+    added by the data module), and every convolution (generator, ArcFace, ReconNet, LPIPS, discriminator) runs in
+    bf16."""
     from hififace.losses.composite import discriminator_loss
     from hififace.losses.functional import lpips_loss
 
@@ -257,21 +259,27 @@ def test_training_losses_need_no_host_sync(caplog):
     module, batch, data = _tiny_step_parts()
     host = data.on_before_batch_transfer(batch, 0)  # the hook Lightning calls before moving a batch
     assert host["same_index"].tolist() == [0]
-
-    def step(b):
-        module.discriminator.requires_grad_(False)
-        v_sid, out, i_cycle = module._generate(module.model.generator, b["source"], b["target"])
-        g_total, g_terms = module._g_loss(b, v_sid, out, i_cycle)
-        g_total.backward()
-        module.discriminator.requires_grad_(True)
-        d_total, d_terms = discriminator_loss(module.discriminator, module.loss_cfg, b["target"], out.i_r.detach())
-        d_total.backward()
-        return {**g_terms, **d_terms}
+    nets = {"generator": module.model.generator, "arcface": module.model.id_extractor.arcface,
+            "recon": module.model.id_extractor.recon, "lpips": module.lpips, "discriminator": module.discriminator}
+    dtypes = {name: set() for name in nets}
+    for name, net in nets.items():
+        for conv in (m for m in net.modules() if isinstance(m, torch.nn.Conv2d)):
+            conv.register_forward_hook(lambda mod, args, out, name=name: dtypes[name].add(out.dtype))
 
     with HostSyncs() as syncs:
-        terms = step(host)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            module.discriminator.requires_grad_(False)
+            v_sid, out, i_cycle = module._generate(module.model.generator, host["source"], host["target"])
+            g_total, g_terms = module._g_loss(host, v_sid, out, i_cycle)
+        g_total.backward()
+        module.discriminator.requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            d_total, d_terms = discriminator_loss(module.discriminator, module.loss_cfg, host["target"], out.i_r.detach())
+        d_total.backward()
     assert syncs.seen == []
-    assert set(terms) >= {"g_total", "d_total", "lpips"} and all(t.requires_grad is False for t in terms.values())
+    assert dtypes == {name: {torch.bfloat16} for name in nets}
+    terms = {**g_terms, **d_terms}
+    assert {"g_total", "d_total", "lpips"} <= set(terms) and not any(t.requires_grad for t in terms.values())
     with HostSyncs() as syncs:  # the detector works: without the host-side indices LPIPS has to look
         lpips_loss(module.lpips, batch["target"], batch["source"], batch["same"])
     assert "aten::nonzero" in syncs.seen
