@@ -3,7 +3,7 @@
 
 Cases: ``cold`` (source image given: identity computed every call) and ``cached`` (a source identity from
 ``model.identity`` reused), at batch 1 and 4, sizes 256 and 512, fp32 and bf16; on a GPU also channels_last and
-torch.compile. ``swap_peak_rss`` runs a fresh process that loads the model folder and swaps one pair, and reports
+``HifiFace.compile()`` (``--variants`` picks them on any device). ``swap_peak_rss`` runs a fresh process that loads the model folder and swaps one pair, and reports
 its peak resident memory. Without ``--weights`` a random-weight model of the full size is written to a temporary
 folder first (the load path is then the same as for real weights).
 
@@ -13,6 +13,7 @@ export into a temporary folder; ``export_onnx`` reports how long that took). In 
 alternation, call by call, so that a shared machine's drift hits both alike.
 
     python benchmarks/inference.py [--quick] [--weights DIR] [--device cuda] [--dtypes fp32,bf16] [--engines torch,onnx]
+        [--variants eager,channels_last,compile]
 """
 from __future__ import annotations
 
@@ -90,6 +91,8 @@ def main() -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory case")
     ap.add_argument("--engines", default="torch,onnx",
                     help="torch (PyTorch eager) and/or onnx (onnxruntime, fp32 only; skipped without onnxruntime)")
+    ap.add_argument("--variants", default=None,
+                    help="comma list of eager, channels_last, compile (default: all on CUDA without --quick, else eager)")
     args = ap.parse_args()
 
     import torch
@@ -102,9 +105,11 @@ def main() -> int:
     batches = [1] if args.quick else [int(b) for b in args.batches.split(",")]
     dtypes = ["fp32"] if args.quick else args.dtypes.split(",")
     repeats = 2 if args.quick else args.repeats
-    variants = [("eager", False, False)]
-    if args.device.startswith("cuda") and not args.quick:
-        variants += [("channels_last", True, False), ("compile", False, True)]
+    known = {"eager": ("eager", False, False), "channels_last": ("channels_last", True, False),
+             "compile": ("compile", False, True)}
+    names = args.variants.split(",") if args.variants else (
+        list(known) if args.device.startswith("cuda") and not args.quick else ["eager"])
+    variants = [known[n] for n in names]
     print(json.dumps({"bench": BENCH, "machine": machine(), "device": args.device}), flush=True)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
 
@@ -124,11 +129,10 @@ def main() -> int:
                 for vname, channels_last, compiled in variants:
                     models = {}
                     if "torch" in engines:
-                        model = HifiFace.from_pretrained(model_dir, device=args.device, dtype=dtype)
-                        if channels_last:
-                            model = model.to(memory_format=torch.channels_last)
-                        if compiled:
-                            model.generator = torch.compile(model.generator)
+                        model = HifiFace.from_pretrained(model_dir, device=args.device, dtype=dtype,
+                                                         channels_last=channels_last)
+                        if compiled:  # the methods swap / identity / prepare_target call (CUDA graphs on CUDA)
+                            model.compile(mode="reduce-overhead" if args.device.startswith("cuda") else None)
                         models["torch"] = model
                     if onnx_dir is not None and dtype == "fp32" and vname == "eager":  # the export is fp32
                         from hififace.export import OnnxHifiFace

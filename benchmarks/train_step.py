@@ -16,7 +16,10 @@ import time
 
 
 def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repeats: int, warmup: int,
-             release_memory: bool = False) -> dict:
+             release_memory: bool = False, config: str | None = None, overrides: dict | None = None,
+             compile: bool = False) -> dict:
+    """One case in this process. ``config``/``overrides``: a training config and ``--key value`` overrides on top
+    (e.g. the tiny test config); ``compile``: torch.compile the generator as ``model.compile: true`` does."""
     import logging
     import statistics
 
@@ -29,11 +32,13 @@ def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repea
     from hififace.losses.composite import discriminator_loss
     from hififace.training.build import build_networks
     from hififace.training.config import load_config
+    from hififace.training.data import with_same_index
     from hififace.training.module import HifiFaceModule
 
-    cfg = load_config(None, {"model.variant": variant, "model.image_size": str(size),
-                             "trainer.release_cpu_memory": str(release_memory).lower(),
-                             **({"losses.recon_size": "224"} if variant == "reference" else {})})
+    cfg = load_config(config, {"model.variant": variant, "model.image_size": str(size),
+                               "trainer.release_cpu_memory": str(release_memory).lower(),
+                               **({"losses.recon_size": "224"} if variant == "reference" and not config else {}),
+                               **(overrides or {})})
     model, disc, lpips, landmarks, _ = build_networks(cfg)
     module = HifiFaceModule(cfg, model, disc, lpips, landmarks).to(device)
     module.train()
@@ -42,13 +47,17 @@ def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repea
     g = torch.Generator().manual_seed(0)
     b = {"source": torch.rand(batch, 3, size, size, generator=g), "target": torch.rand(batch, 3, size, size, generator=g),
          "mask": (torch.rand(batch, 1, size, size, generator=g) > 0.5).float(), "same": (torch.arange(batch) % 2).float()}
+    b = with_same_index(b)  # host-side indices, as the data module adds them (no sync in the step)
     b = {k: v.to(device) for k, v in b.items()}
     amp = dtype == "bf16"
+    generator = torch.compile(model.generator) if compile else model.generator
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
 
     def step():
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
             disc.requires_grad_(False)
-            v_sid, out, cyc = module._generate(model.generator, b["source"], b["target"])
+            v_sid, out, cyc = module._generate(generator, b["source"], b["target"])
             loss, _ = module._g_loss(b, v_sid, out, cyc)
         loss.backward()
         disc.requires_grad_(True)
@@ -77,7 +86,7 @@ def run_case(variant: str, batch: int, size: int, device: str, dtype: str, repea
            "peak_rss_mib": peak_rss_mib(),
            "threads": torch.get_num_threads(), "params_trained": trained, "params_frozen": frozen,
            "params_requiring_grad": requires_grad, "repeats": repeats,
-           "release_cpu_memory": release_memory}
+           "release_cpu_memory": release_memory, "compiled": compile}
     if device.startswith("cuda"):
         rec["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return rec

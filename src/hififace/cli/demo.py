@@ -63,7 +63,7 @@ def load_model_or_random(args: argparse.Namespace):
     random-weight smoke model (:func:`smoke_config`). Returns the model and, for random weights, why (one sentence;
     else "")."""
     from ..weights.resolve import find_model_dir, resolve_model_dir
-    from ._common import load_model, pick_device
+    from ._common import load_model, maybe_compile, pick_device
 
     folder = resolve_model_dir(args.weights) if args.weights else find_model_dir(None)
     if folder is None:
@@ -73,7 +73,7 @@ def load_model_or_random(args: argparse.Namespace):
         log.warning("no trained weights found in %s (pass --weights DIR or set $HIFIFACE_HOME): running a smoke "
                     "test with RANDOM weights; the output is noise", searched_places())
         model = HifiFace.random(smoke_config(), seed=0).to(device=pick_device(args.device), dtype=resolve_dtype(args.dtype))
-        return model, f"No trained weights were found in {searched_places()}."
+        return maybe_compile(model, args), f"No trained weights were found in {searched_places()}."
     args.weights = str(folder)
     model = load_model(args)
     return model, f"The model folder {folder} holds random weights." if model.is_random else ""

@@ -85,6 +85,7 @@ def generator_loss(
     d_fake: list[torch.Tensor] | None = None,
     discriminator: nn.Module | None = None,
     cycle_term: torch.Tensor | None = None,
+    same_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total generator loss ``SID + realism`` and a dict of every (unweighted) term, detached.
 
@@ -94,6 +95,8 @@ def generator_loss(
     ``cycle_term``: L_cyc already computed by the caller (e.g. with :func:`early_backward`); ``i_cycle`` is then unused.
     ``d_fake``: the discriminator's outputs on ``i_r``; or pass ``discriminator`` (its parameters frozen for the G
     step) and it is applied here, its activations freed before the next term.
+    ``same_index``: the indices of the same-identity samples (:func:`~hififace.losses.functional.same_pairs`),
+    computed on the host beforehand so that the step needs no host sync; found from ``same`` otherwise.
     """
     if (d_fake is None) == (discriminator is None):
         raise ValueError("generator_loss: pass exactly one of d_fake and discriminator")
@@ -132,7 +135,7 @@ def generator_loss(
     l_rec = L.reconstruction_loss(f32(i_r), f32(i_low), f32(target), same)
     l_cyc = cycle_term if cycle_term is not None else L.cycle_loss(f32(target), f32(i_cycle))
     if cfg.lpips > 0:
-        l_lpips = early_backward(lambda i_r: L.lpips_loss(nets.lpips, i_r, target, same).float(), i_r)
+        l_lpips = early_backward(lambda i_r: L.lpips_loss(nets.lpips, i_r, target, same, same_index).float(), i_r)
     else:
         l_lpips = i_r.new_zeros(())
     adv = L.hinge_g_loss if cfg.adversarial == "hinge" else L.nonsaturating_g_loss

@@ -60,16 +60,26 @@ def cycle_loss(i_t: torch.Tensor, i_cycle: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(i_cycle, i_t)
 
 
-def lpips_loss(lpips_fn, i_r: torch.Tensor, i_t: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+def same_pairs(same: torch.Tensor) -> torch.Tensor:
+    """Indices of the same-identity samples (``same > 0.5``). On a GPU this waits for the device (the count sets
+    the result's size): compute it on the host, where the batch comes from, and pass it to :func:`lpips_loss`."""
+    return (same.reshape(-1) > 0.5).nonzero().flatten()
+
+
+def lpips_loss(lpips_fn, i_r: torch.Tensor, i_t: torch.Tensor, same: torch.Tensor,
+               same_index: torch.Tensor | None = None) -> torch.Tensor:
     """L_lpips = mean over the batch of same * LPIPS(I_r, I_t) (the reference's zeroed pairs give exactly 0).
 
     Only same-identity samples go through VGG (the others would cost a forward pass to add zero).
+    ``same_index``: :func:`same_pairs` of ``same``, computed beforehand to keep this free of host syncs.
     """
-    keep = same.reshape(-1) > 0.5
-    if not bool(keep.any()):
+    if same_index is None:
+        same_index = same_pairs(same)
+    if same_index.numel() == 0:
         return i_r.sum() * 0.0  # keeps the graph connected (DDP needs every rank to reach the same params)
-    d = lpips_fn(i_r[keep], i_t[keep])
-    return (d * same.reshape(-1)[keep].to(d.dtype)).sum() / i_r.shape[0]
+    same_index = same_index.to(i_r.device)
+    d = lpips_fn(i_r.index_select(0, same_index), i_t.index_select(0, same_index))
+    return (d * same.reshape(-1).index_select(0, same_index).to(d.dtype)).sum() / i_r.shape[0]
 
 
 # ---------------------------------------------------------------------- adversarial

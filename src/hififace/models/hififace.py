@@ -171,6 +171,42 @@ class HifiFace(nn.Module):
                 h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    # ------------------------------------------------------------------ speed
+    def compile(self, mode: str | None = None, dynamic: bool | None = None, fullgraph: bool = False,
+                backend: Any = "inductor") -> "HifiFace":
+        """Compile, in place, what :meth:`identity`, :meth:`prepare_target` and :meth:`swap` run; returns ``self``.
+
+        Compiled: the generator's encoder and :meth:`~hififace.models.generator.Generator.decode` (decoder + SFF,
+        one graph), ArcFace and ReconNet; each on first call, again for a new input shape or dtype. Norm,
+        activation, AdaIN affine and pooling are fused by the compiler (see :func:`hififace.nn.blocks.norm_act`).
+        ``mode`` is ``torch.compile``'s: ``"reduce-overhead"`` records CUDA graphs on CUDA (fixed batch shapes;
+        a graph per shape); its outputs are copied out of the graph memory, so results and prepared targets stay
+        valid across calls. By default a second input shape recompiles with that dimension dynamic; ``dynamic=True``
+        starts shape-generic (batch 1 still gets a graph of its own). Works on CPU (inductor's C++
+        backend; needs a C++ compiler). Outputs equal the eager ones within float rounding, not bit for bit.
+        ``backend`` is ``torch.compile``'s (``"aot_eager"`` and the like for debugging; ``mode`` is inductor's).
+        State dict keys do not change; :meth:`uncompile` restores the eager methods.
+        """
+        from ..utils.compiling import check_mode, compile_method
+
+        check_mode(mode)
+        for module, name in self._compiled_methods():
+            compile_method(module, name, mode=mode, dynamic=dynamic, fullgraph=fullgraph, backend=backend)
+        return self
+
+    def uncompile(self) -> "HifiFace":
+        """Undo :meth:`compile`: the eager methods again."""
+        from ..utils.compiling import uncompile_method
+
+        for module, name in self._compiled_methods():
+            uncompile_method(module, name)
+        return self
+
+    def _compiled_methods(self) -> list[tuple[nn.Module, str]]:
+        ext = self.id_extractor
+        return [(self.generator.encoder, "forward"), (self.generator, "decode"), (ext.arcface, "forward"),
+                (ext.recon, "forward")]
+
     # ------------------------------------------------------------------ weights
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Generator weights only: the frozen networks never go into trainable checkpoints."""
@@ -198,11 +234,14 @@ class HifiFace(nn.Module):
         path: str | Path | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
+        channels_last: bool = False,
     ) -> "HifiFace":
         """Load a model folder. ``path=None`` looks in ``$HIFIFACE_HOME`` then ``~/.cache/hififace``.
 
         ``dtype=torch.bfloat16`` (or ``"bf16"``) runs the networks in bfloat16; instance-norm statistics and
-        the identity vector stay in float32.
+        the identity vector stay in float32. ``channels_last=True`` stores every convolution weight (generator,
+        ArcFace, ReconNet) channels_last, so activations stay in that layout (faster on GPUs, with
+        :meth:`compile` or the fused norms); outputs equal the default layout's within float rounding.
         """
         from ..weights.resolve import resolve_model_dir
         from ..weights.io import load_safetensors
@@ -225,7 +264,8 @@ class HifiFace(nn.Module):
         dtype = resolve_dtype(dtype)
         if dtype == torch.bfloat16 and torch.device(device or "cpu").type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             log.warning("this CPU has no native bfloat16 (no AVX512-BF16/AMX): bf16 runs much slower than fp32 here")
-        return model.to(device=device, dtype=dtype)
+        model = model.to(device=device, dtype=dtype)
+        return model.to(memory_format=torch.channels_last) if channels_last else model
 
     @classmethod
     def random(cls, config: HifiFaceConfig | None = None, seed: int = 0) -> "HifiFace":

@@ -13,6 +13,15 @@ from .config import TrainConfig
 log = logging.getLogger(__name__)
 
 
+def with_same_index(batch):
+    """``batch`` with ``same_index`` (:func:`~hififace.losses.functional.same_pairs` of ``batch["same"]``) added."""
+    from ..losses.functional import same_pairs
+
+    if isinstance(batch, dict) and "same" in batch and "same_index" not in batch:
+        batch = {**batch, "same_index": same_pairs(batch["same"])}
+    return batch
+
+
 class FaceDataModule(L.LightningDataModule):
     """Train/validation pair loaders. ``resume_batches`` (set from a checkpoint) skips what an epoch already used."""
 
@@ -36,6 +45,11 @@ class FaceDataModule(L.LightningDataModule):
         self.val_set = FacePairDataset(val, pair) if len(val) >= 2 else None
         log.info("data: %d training images (%d identities), %d validation images", len(train),
                  len(train.identities), len(val))
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Adds ``same_index``, the same-identity pairs' indices, found on the host: the LPIPS term needs them, and
+        finding them on the GPU would make every step wait for the device."""
+        return with_same_index(batch)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -53,14 +53,21 @@ class HifiFaceModule(L.LightningModule):
         self._batches_in_epoch = 0
         self._accum = 0
         self._cycle = None  # (I_r, its detached copy fed to the cycle pass, generator) between _generate and _g_loss
-        if cfg.model.channels_last:
-            self.model.generator.to(memory_format=torch.channels_last)
-            self.discriminator.to(memory_format=torch.channels_last)
+        self._last_terms: dict[str, torch.Tensor] = {}
+        if cfg.model.channels_last:  # every conv net, the frozen ones too: activations stay in one layout
+            for net in (self.model.generator, self.discriminator, self.model.id_extractor, self.lpips):
+                net.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ helpers
     @property
     def nets(self) -> LossNets:
         return LossNets(self.model.id_extractor, self.landmarks, self.lpips)
+
+    @property
+    def last_terms(self) -> dict[str, float]:
+        """The loss terms of the last training step as floats. Read on demand: converting them waits for the
+        device, so the step itself only keeps the (detached) tensors."""
+        return {k: float(v) for k, v in self._last_terms.items()}
 
     @property
     def iteration(self) -> int:
@@ -155,7 +162,7 @@ class HifiFaceModule(L.LightningModule):
         return generator_loss(
             self.nets, self.loss_cfg, source=batch["source"], target=batch["target"], m_tar=batch["mask"],
             same=batch["same"], v_sid=v_sid, i_r=out.i_r, i_low=out.i_low, m_r=out.m_r, m_low=out.m_low,
-            i_cycle=i_cycle, discriminator=self.discriminator, cycle_term=cycle_term)
+            i_cycle=i_cycle, discriminator=self.discriminator, cycle_term=cycle_term, same_index=batch.get("same_index"))
 
     def _prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.cfg.model.channels_last:
@@ -209,7 +216,7 @@ class HifiFaceModule(L.LightningModule):
                       batch_size=batch["target"].shape[0])
         self.log("g", g_terms["g_total"], prog_bar=True, logger=False, batch_size=batch["target"].shape[0])
         self.log("d", d_terms["d_total"], prog_bar=True, logger=False, batch_size=batch["target"].shape[0])
-        self.last_terms = {k: float(v) for k, v in {**g_terms, **d_terms}.items()}
+        self._last_terms = {**g_terms, **d_terms}  # tensors: no host sync here (see last_terms)
         every = self.cfg.trainer.image_every
         if every and do_step and self.iteration % every == 0:
             self._log_images("train", batch, out, i_cycle)
