@@ -97,8 +97,11 @@ def test_fused_blocks_through_the_compiled_kernel_match_the_plain_path(fused):
     assert B._adain_act in B._fused["fn"] and not B._fused["failed"]  # really compiled, no silent fallback
     B.set_fused_norm("off")
     ref = _block_grads(block, x, v)
+    # sums of ~1e3 terms; the conv biases before an instance norm get only rounding noise as gradient, so the
+    # tolerance follows the scale of all the gradients, not each tensor's own (portable kernels: 5e-4 on ~1e-5)
+    scale = max(float(c.abs().max()) for c in ref)
     for a, c in zip(got, ref):
-        torch.testing.assert_close(a, c, rtol=1e-4, atol=max(1e-4, 1e-5 * float(c.abs().max())))  # sums of ~1e3 terms
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=max(1e-4, 1e-5 * scale))
 
 
 def test_fused_kernel_failure_falls_back_to_the_plain_path_once(fused, monkeypatch, caplog):
