@@ -177,15 +177,19 @@ def build_swapper(args: argparse.Namespace, model: Any):
                        batch_size=args.batch_size)
 
 
-def read_sources(paths: list[str]) -> list[Any]:
+def read_sources(paths: list[str], option: str = "--source") -> list[Any]:
     """Source photos decoded now (bad files are reported before the model loads); identity files as paths."""
     from pathlib import Path
 
     from ..errors import InputImageError
     from ..inference.photos import read_photo
+    from .swap import VIDEOS
 
     out: list[Any] = []
     for p in paths:
+        if Path(p).suffix.lower() in VIDEOS:
+            raise InputImageError(f"{p}: is a video; {option} takes a photo of the face (or an identity file made "
+                                  f"with --save-identity)")
         if Path(p).suffix.lower() == ".safetensors":
             if not Path(p).is_file():
                 raise InputImageError(f"{p}: identity file not found; check the path (make one with --save-identity)")

@@ -65,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
     elif target is not None:
         out = check_output_path(args.output, no_clobber=args.no_clobber)
         photo = read_photo(target)
+        if out.resolve() == target.resolve():
+            raise HifiFaceError(f"{out}: is the target photo; write the result to another file (-o) so that the "
+                                f"original is kept")
     sources = read_sources(args.source)
-    match = read_sources([args.match])[0] if args.match else None
+    match = read_sources([args.match], "--match")[0] if args.match else None
 
     model = load_model(args)
     swapper = build_swapper(args, model)
