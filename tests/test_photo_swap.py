@@ -322,3 +322,31 @@ def test_model_size_images_take_the_aligned_path(swapper, model):
     forced = swapper.swap(source, crop, aligned=False)  # --detect: the face in the crop is found and pasted back
     assert not forced.aligned and forced.swapped == [0]
     assert not forced.changed.all()
+
+
+def test_swap_image_api_averages_sources_batches_faces_caches_identities_and_writes_labelled(tmp_path):
+    import hififace
+    from hififace.inference.images import read_label
+    from hififace.inference.pipeline import FaceSwapper
+
+    engine = FakeEngine()
+    encoded = []
+    real_identity = engine.identity
+    engine.identity = lambda crops: encoded.append(len(crops)) or real_identity(crops)
+    sw = FaceSwapper(engine, parsing="landmarks", align_passes=0)
+    sources = [PHOTOS / "grace_hopper.jpg", PHOTOS / "astronaut.png"]
+    res = hififace.swap_image(sources, PHOTOS / "two_people.jpg", model=sw, all_faces=True)
+    assert res.swapped == [0, 1] and engine.calls == 1  # both faces in one model call
+    assert len(encoded) == 2 and not list(tmp_path.iterdir())  # each source encoded once; nothing written
+    out = tmp_path / "out.png"
+    again = hififace.swap_image(sources, PHOTOS / "two_people.jpg", out, model=sw, all_faces=True)
+    assert len(encoded) == 2  # the identities come from the pipeline's cache
+    np.testing.assert_array_equal(again.image, res.image)
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), res.image)
+    label = read_label(out)
+    assert label["AI-Generated"] == "true" and label["hififace:command"] == "swap_image"
+    expected = sw.swap(sw.identity(*sources), read_photo(PHOTOS / "two_people.jpg"), all_faces=True)
+    np.testing.assert_array_equal(res.image, expected.image)  # the sources' averaged identity
+    one = FaceSwapper(FakeEngine(), parsing="landmarks", align_passes=0, batch_size=1)
+    one.swap(PHOTOS / "astronaut.png", PHOTOS / "two_people.jpg", all_faces=True)
+    assert one.engine.calls == 2  # batch_size faces per call
