@@ -350,3 +350,26 @@ def test_swap_image_api_averages_sources_batches_faces_caches_identities_and_wri
     one = FaceSwapper(FakeEngine(), parsing="landmarks", align_passes=0, batch_size=1)
     one.swap(PHOTOS / "astronaut.png", PHOTOS / "two_people.jpg", all_faces=True)
     assert one.engine.calls == 2  # batch_size faces per call
+
+
+def test_crops_are_cut_with_the_align_template_in_the_weights_config(model, tmp_path):
+    import json
+
+    from hififace.face.align import estimate_transform
+    from hififace.inference.pipeline import FaceSwapper
+
+    folder = model.save_pretrained(tmp_path / "ffhq_model")
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["align"] == "arcface"
+    cfg["align"] = "ffhq"  # weights trained on FFHQ-aligned crops
+    (folder / "config.json").write_text(json.dumps(cfg))
+    rgb = photo("astronaut.png")
+    mats = {}
+    for name, sw in (("arcface", FaceSwapper(model, parsing="landmarks", align_passes=0)),
+                     ("ffhq", FaceSwapper.from_pretrained(folder, parsing="landmarks", align_passes=0))):
+        face = sw.detect(rgb)[0]
+        _, m = sw.align(rgb, [face.landmarks])
+        np.testing.assert_allclose(m[0], estimate_transform(face.landmarks, name, 256))
+        assert np.linalg.norm(transform_points(face.landmarks, m[0]) - template_points(name, 256), axis=1).mean() < 8
+        mats[name] = m[0]
+    assert np.abs(mats["ffhq"][:, :2]).sum() < 0.8 * np.abs(mats["arcface"][:, :2]).sum()  # FFHQ crops show more
