@@ -165,6 +165,10 @@ def check_face_args(args: argparse.Namespace) -> None:
         raise HifiFaceError(f"--detector {args.detector} needs its insightface .onnx file: --detector-model FILE")
     if args.save_identity and not str(args.save_identity).lower().endswith(".safetensors"):
         raise HifiFaceError(f"--save-identity {args.save_identity}: the file name must end in .safetensors")
+    if args.save_identity:  # a folder of that name, or a file in the way, is refused before the model loads
+        from ..inference.images import check_output_path
+
+        check_output_path(args.save_identity, {".safetensors": "safetensors"}, getattr(args, "no_clobber", False))
 
 
 def build_swapper(args: argparse.Namespace, model: Any):
