@@ -200,6 +200,7 @@ def test_colour_mode_kept_and_untouched_pixels_identical(swapper, grace, tmp_pat
         assert b.mode == mode and b.size == a.size
         arr_a, arr_b = np.asarray(a), np.asarray(b)
     np.testing.assert_array_equal(arr_b[~res.changed], arr_a[~res.changed])
+    assert res.swapped == [0] and (arr_b[res.changed] != arr_a[res.changed]).any()  # the face itself did change
     if mode == "RGBA":
         np.testing.assert_array_equal(arr_b[..., 3], arr_a[..., 3])  # the alpha channel is the input's
 
