@@ -177,6 +177,10 @@ def test_output_keeps_size_orientation_format_and_exif(swapper, grace, tmp_path)
     np.testing.assert_array_equal(arr[~changed], stored_in[~changed])
     assert (arr[changed] != stored_in[changed]).any()
     assert read_label(tmp_path / "out.png")["AI-Generated"] == "true"
+    swapper.swap_file(grace, src, tmp_path / "out.webp")  # WebP is written lossless: the same guarantee
+    with Image.open(tmp_path / "out.webp") as out:
+        assert out.format == "WEBP" and out.getexif()[0x0112] == 6
+        np.testing.assert_array_equal(np.asarray(out.convert("RGB"))[~changed], stored_in[~changed])
     # a JPEG from a JPEG: same orientation, same quantisation tables, labelled, and no (unswapped) thumbnail
     swapper.swap_file(grace, src, tmp_path / "out.jpg")
     with Image.open(tmp_path / "out.jpg") as out, Image.open(src) as orig:
