@@ -57,7 +57,7 @@ def test_save_identity_from_two_sources_then_swap_a_chosen_face(tmp_path, tiny_w
 @pytest.mark.parametrize("case", ["face_out_of_range", "no_face", "target_without_output", "identity_ext",
                                   "missing_identity", "bad_option_value", "video_target", "video_source",
                                   "video_match", "output_is_target", "output_under_a_file", "identity_is_a_folder",
-                                  "identity_under_a_file"])
+                                  "identity_under_a_file", "bad_threshold"])
 def test_bad_photo_inputs_give_one_error_line(tmp_path, tiny_weights, capsys, case):
     Image.new("RGB", (320, 240), (90, 100, 110)).save(tmp_path / "wall.png")
     (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)
@@ -83,6 +83,8 @@ def test_bad_photo_inputs_give_one_error_line(tmp_path, tiny_weights, capsys, ca
                              ["t.jpg", "is the target photo", "another file"]),
         "output_under_a_file": (["--target", target, "-o", tmp_path / "wall.png" / "o.png"],
                                 ["wall.png/o.png", "is a file, not a folder", "choose another -o"]),
+        "bad_threshold": (["--target", target, "-o", tmp_path / "o.png", "--threshold", "2"],
+                          ["--threshold 2", "between 0 and 1"]),
         "identity_is_a_folder": (["--save-identity", tmp_path / "sub.safetensors"], ["sub.safetensors", "is a folder"]),
         "identity_under_a_file": (["--save-identity", tmp_path / "wall.png" / "me.safetensors"],
                                   ["wall.png", "is a file, not a folder"]),

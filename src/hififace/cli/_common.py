@@ -155,6 +155,7 @@ def check_face_args(args: argparse.Namespace) -> None:
                             f"(see 'hififace faces PHOTO')")
     if not 0.0 <= args.blur <= 0.5:
         raise HifiFaceError(f"--blur {args.blur:g}: use a fraction of the crop size between 0 and 0.5")
+    check_threshold(args.threshold)
     if args.align_passes < 0:
         raise HifiFaceError(f"--align-passes {args.align_passes}: use 0 or more")
     from ..face.detect import available_detectors
@@ -169,6 +170,12 @@ def check_face_args(args: argparse.Namespace) -> None:
         from ..inference.images import check_output_path
 
         check_output_path(args.save_identity, {".safetensors": "safetensors"}, getattr(args, "no_clobber", False))
+
+
+def check_threshold(threshold: float) -> None:
+    """A detector score threshold outside (0, 1) finds every blob or nothing: refused, not blamed on a photo."""
+    if not 0.0 < threshold < 1.0:
+        raise HifiFaceError(f"--threshold {threshold:g}: use a detector score between 0 and 1 (default 0.6)")
 
 
 def build_swapper(args: argparse.Namespace, model: Any):

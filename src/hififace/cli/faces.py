@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from ..face.landmarks import get_landmarker
     from ..inference.images import check_output_path
 
+    from ._common import check_threshold
+
+    check_threshold(args.threshold)
     if args.output:  # before any work: an output we cannot write is one error line, not a traceback at the end
         check_output_path(args.output)
     image = read_image(args.image)
