@@ -316,7 +316,7 @@ def test_source_with_several_faces_uses_the_largest_with_a_warning(swapper, capl
     torch.testing.assert_close(got.v_id, swapper.engine.identity(swapper.to_tensor(crop)).v_id)
 
 
-def test_model_size_images_take_the_aligned_path(swapper, model):
+def test_model_size_images_take_the_aligned_path(swapper, model, caplog):
     from hififace.inference.pipeline import FaceSwapper
     from inferkit import sample
 
@@ -324,6 +324,8 @@ def test_model_size_images_take_the_aligned_path(swapper, model):
     res = FaceSwapper(model, parsing="landmarks").swap(source, crop)
     assert res.aligned and res.faces == [] and res.changed.all()
     np.testing.assert_array_equal(res.image, model.swap(source, crop))  # exactly what HifiFace.swap gives
+    assert "do not apply" not in caplog.text
+    assert swapper.swap(source, crop, face=0).aligned and "--face/--match do not apply; use --detect" in caplog.text
     forced = swapper.swap(source, crop, aligned=False)  # --detect: the face in the crop is found and pasted back
     assert not forced.aligned and forced.swapped == [0]
     assert not forced.changed.all()
