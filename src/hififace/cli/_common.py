@@ -10,6 +10,8 @@ from ..errors import HifiFaceError
 log = logging.getLogger("hififace")
 
 CONSENT = "Use only with the consent of the people shown; outputs are labelled as synthetic in their metadata."
+#: Extensions that mark a file as a video (a --target of 'swap', a --source or --match: pointed to the right use).
+VIDEOS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -194,7 +196,6 @@ def read_sources(paths: list[str], option: str = "--source") -> list[Any]:
 
     from ..errors import InputImageError
     from ..inference.photos import read_photo
-    from .swap import VIDEOS
 
     out: list[Any] = []
     for p in paths:

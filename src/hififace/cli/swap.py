@@ -5,12 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from ._common import CONSENT, add_face_args, add_model_args, add_watermark_arg
+from ._common import CONSENT, VIDEOS, add_face_args, add_model_args, add_watermark_arg
 
 log = logging.getLogger("hififace")
-
-#: Extensions that mark a --target as a video (for a pointer to 'hififace video').
-VIDEOS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 EPILOG = f"""examples:
   hififace swap --source me.jpg --target group.jpg -o out.jpg                # the largest face
