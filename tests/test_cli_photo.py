@@ -55,9 +55,14 @@ def test_save_identity_from_two_sources_then_swap_a_chosen_face(tmp_path, tiny_w
 
 
 @pytest.mark.parametrize("case", ["face_out_of_range", "no_face", "target_without_output", "identity_ext",
-                                  "missing_identity", "bad_option_value", "video_target"])
+                                  "missing_identity", "bad_option_value", "video_target", "video_source",
+                                  "video_match", "output_is_target", "output_under_a_file", "identity_is_a_folder",
+                                  "identity_under_a_file", "bad_threshold"])
 def test_bad_photo_inputs_give_one_error_line(tmp_path, tiny_weights, capsys, case):
     Image.new("RGB", (320, 240), (90, 100, 110)).save(tmp_path / "wall.png")
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)
+    target = tmp_path / "t.jpg"
+    target.write_bytes((PHOTOS / "two_people.jpg").read_bytes())
     base = ["swap", "--source", PHOTOS / "grace_hopper.jpg", "--weights", tiny_weights]
     args, needles = {
         "face_out_of_range": (["--target", PHOTOS / "two_people.jpg", "-o", tmp_path / "o.png", "--face", "2"],
@@ -70,10 +75,25 @@ def test_bad_photo_inputs_give_one_error_line(tmp_path, tiny_weights, capsys, ca
         "bad_option_value": (["--target", PHOTOS / "two_people.jpg", "-o", tmp_path / "o.png", "--min-face", "-3"],
                              ["--min-face", "0 or more"]),
         "video_target": (["--target", tmp_path / "clip.mp4", "-o", tmp_path / "o.png"], ["clip.mp4", "hififace video"]),
+        "video_source": (["--source", tmp_path / "clip.mp4", "--target", target, "-o", tmp_path / "o.png"],
+                         ["clip.mp4", "is a video", "--source takes a photo"]),
+        "video_match": (["--match", tmp_path / "clip.mp4", "--target", target, "-o", tmp_path / "o.png"],
+                        ["clip.mp4", "is a video", "--match takes a photo"]),
+        "output_is_target": (["--target", target, "-o", tmp_path / "." / "t.jpg"],
+                             ["t.jpg", "is the target photo", "another file"]),
+        "output_under_a_file": (["--target", target, "-o", tmp_path / "wall.png" / "o.png"],
+                                ["wall.png/o.png", "is a file, not a folder", "choose another -o"]),
+        "bad_threshold": (["--target", target, "-o", tmp_path / "o.png", "--threshold", "2"],
+                          ["--threshold 2", "between 0 and 1"]),
+        "identity_is_a_folder": (["--save-identity", tmp_path / "sub.safetensors"], ["sub.safetensors", "is a folder"]),
+        "identity_under_a_file": (["--save-identity", tmp_path / "wall.png" / "me.safetensors"],
+                                  ["wall.png", "is a file, not a folder"]),
     }[case]
+    (tmp_path / "sub.safetensors").mkdir()
     rc, out, err = run_cli(base + args, capsys)
     assert_one_error(rc, err, *needles)
     assert out == "" and not (tmp_path / "o.png").exists() and leftovers(tmp_path) == []
+    assert target.read_bytes() == (PHOTOS / "two_people.jpg").read_bytes()  # the input is never touched
 
 
 def test_swap_help_shows_the_photo_options(capsys):

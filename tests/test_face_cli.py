@@ -39,3 +39,19 @@ def test_faces_table_and_bad_input(tmp_path, capsys):
     assert main(["faces", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(bad) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name,needles", [("preview", ["preview", "unsupported output format"]),
+                                          ("preview.xyz", ["preview.xyz", "use .png"]),
+                                          ("notes.txt/preview.png", ["notes.txt", "is a file, not a folder"])])
+def test_faces_preview_path_is_checked_before_any_work(tmp_path, capsys, name, needles):
+    from hififace.cli.main import main
+    from inferkit import assert_one_error, leftovers
+
+    (tmp_path / "notes.txt").write_text("a file")
+    capsys.readouterr()
+    rc = main(["faces", str(PHOTOS / "two_people.jpg"), "-o", str(tmp_path / name)])
+    captured = capsys.readouterr()
+    assert_one_error(rc, [line for line in captured.err.splitlines() if line.strip()], *needles)
+    assert captured.out == "" and leftovers(tmp_path) == []  # refused before detecting: no table printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

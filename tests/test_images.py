@@ -391,3 +391,17 @@ def test_mp4_without_the_video_extra(tmp_path, monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"hififace\[video\]"):
         save_animation(tmp_path / "o.mp4", [np.zeros((16, 16, 3), np.uint8)] * 2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_path_in_a_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    import os
+
+    check_output_path = im.check_output_path
+    (tmp_path / "a_file.png").write_bytes(b"x")
+    with pytest.raises(HifiFaceError, match=r"a_file\.png is a file, not a folder; choose another -o"):
+        check_output_path(tmp_path / "a_file.png" / "sub" / "out.png")
+    assert check_output_path(tmp_path / "new" / "sub" / "out.png")  # missing folders are made when writing
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode))
+    with pytest.raises(HifiFaceError, match=r"cannot write into .* \(permission denied\); choose another -o"):
+        check_output_path(tmp_path / "new" / "out.png")

@@ -177,6 +177,10 @@ def test_output_keeps_size_orientation_format_and_exif(swapper, grace, tmp_path)
     np.testing.assert_array_equal(arr[~changed], stored_in[~changed])
     assert (arr[changed] != stored_in[changed]).any()
     assert read_label(tmp_path / "out.png")["AI-Generated"] == "true"
+    swapper.swap_file(grace, src, tmp_path / "out.webp")  # WebP is written lossless: the same guarantee
+    with Image.open(tmp_path / "out.webp") as out:
+        assert out.format == "WEBP" and out.getexif()[0x0112] == 6
+        np.testing.assert_array_equal(np.asarray(out.convert("RGB"))[~changed], stored_in[~changed])
     # a JPEG from a JPEG: same orientation, same quantisation tables, labelled, and no (unswapped) thumbnail
     swapper.swap_file(grace, src, tmp_path / "out.jpg")
     with Image.open(tmp_path / "out.jpg") as out, Image.open(src) as orig:
@@ -200,6 +204,7 @@ def test_colour_mode_kept_and_untouched_pixels_identical(swapper, grace, tmp_pat
         assert b.mode == mode and b.size == a.size
         arr_a, arr_b = np.asarray(a), np.asarray(b)
     np.testing.assert_array_equal(arr_b[~res.changed], arr_a[~res.changed])
+    assert res.swapped == [0] and (arr_b[res.changed] != arr_a[res.changed]).any()  # the face itself did change
     if mode == "RGBA":
         np.testing.assert_array_equal(arr_b[..., 3], arr_a[..., 3])  # the alpha channel is the input's
 
@@ -311,7 +316,7 @@ def test_source_with_several_faces_uses_the_largest_with_a_warning(swapper, capl
     torch.testing.assert_close(got.v_id, swapper.engine.identity(swapper.to_tensor(crop)).v_id)
 
 
-def test_model_size_images_take_the_aligned_path(swapper, model):
+def test_model_size_images_take_the_aligned_path(swapper, model, caplog):
     from hififace.inference.pipeline import FaceSwapper
     from inferkit import sample
 
@@ -319,6 +324,59 @@ def test_model_size_images_take_the_aligned_path(swapper, model):
     res = FaceSwapper(model, parsing="landmarks").swap(source, crop)
     assert res.aligned and res.faces == [] and res.changed.all()
     np.testing.assert_array_equal(res.image, model.swap(source, crop))  # exactly what HifiFace.swap gives
+    assert "do not apply" not in caplog.text
+    assert swapper.swap(source, crop, face=0).aligned and "--face/--match do not apply; use --detect" in caplog.text
     forced = swapper.swap(source, crop, aligned=False)  # --detect: the face in the crop is found and pasted back
     assert not forced.aligned and forced.swapped == [0]
     assert not forced.changed.all()
+
+
+def test_swap_image_api_averages_sources_batches_faces_caches_identities_and_writes_labelled(tmp_path):
+    import hififace
+    from hififace.inference.images import read_label
+    from hififace.inference.pipeline import FaceSwapper
+
+    engine = FakeEngine()
+    encoded = []
+    real_identity = engine.identity
+    engine.identity = lambda crops: encoded.append(len(crops)) or real_identity(crops)
+    sw = FaceSwapper(engine, parsing="landmarks", align_passes=0)
+    sources = [PHOTOS / "grace_hopper.jpg", PHOTOS / "astronaut.png"]
+    res = hififace.swap_image(sources, PHOTOS / "two_people.jpg", model=sw, all_faces=True)
+    assert res.swapped == [0, 1] and engine.calls == 1  # both faces in one model call
+    assert len(encoded) == 2 and not list(tmp_path.iterdir())  # each source encoded once; nothing written
+    out = tmp_path / "out.png"
+    again = hififace.swap_image(sources, PHOTOS / "two_people.jpg", out, model=sw, all_faces=True)
+    assert len(encoded) == 2  # the identities come from the pipeline's cache
+    np.testing.assert_array_equal(again.image, res.image)
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), res.image)
+    label = read_label(out)
+    assert label["AI-Generated"] == "true" and label["hififace:command"] == "swap_image"
+    expected = sw.swap(sw.identity(*sources), read_photo(PHOTOS / "two_people.jpg"), all_faces=True)
+    np.testing.assert_array_equal(res.image, expected.image)  # the sources' averaged identity
+    one = FaceSwapper(FakeEngine(), parsing="landmarks", align_passes=0, batch_size=1)
+    one.swap(PHOTOS / "astronaut.png", PHOTOS / "two_people.jpg", all_faces=True)
+    assert one.engine.calls == 2  # batch_size faces per call
+
+
+def test_crops_are_cut_with_the_align_template_in_the_weights_config(model, tmp_path):
+    import json
+
+    from hififace.face.align import estimate_transform
+    from hififace.inference.pipeline import FaceSwapper
+
+    folder = model.save_pretrained(tmp_path / "ffhq_model")
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["align"] == "arcface"
+    cfg["align"] = "ffhq"  # weights trained on FFHQ-aligned crops
+    (folder / "config.json").write_text(json.dumps(cfg))
+    rgb = photo("astronaut.png")
+    mats = {}
+    for name, sw in (("arcface", FaceSwapper(model, parsing="landmarks", align_passes=0)),
+                     ("ffhq", FaceSwapper.from_pretrained(folder, parsing="landmarks", align_passes=0))):
+        face = sw.detect(rgb)[0]
+        _, m = sw.align(rgb, [face.landmarks])
+        np.testing.assert_allclose(m[0], estimate_transform(face.landmarks, name, 256))
+        assert np.linalg.norm(transform_points(face.landmarks, m[0]) - template_points(name, 256), axis=1).mean() < 8
+        mats[name] = m[0]
+    assert np.abs(mats["ffhq"][:, :2]).sum() < 0.8 * np.abs(mats["arcface"][:, :2]).sum()  # FFHQ crops show more

@@ -147,6 +147,14 @@ def _bad(kind: str, clips, tmp: Path) -> tuple[list, list[str], Path]:
         return [src, clips["main"], out, "--face", "1"], ["main.mp4", "no face #1 in frame 0", "--face"], out
     if kind == "bad_extension":
         return [src, clips["main"], tmp / "out.avi"], ["out.avi", "unsupported output format"], tmp / "out.avi"
+    if kind == "output_is_target":
+        (tmp / "in.mp4").write_bytes(clips["main"].read_bytes())
+        return [src, tmp / "in.mp4", tmp / "." / "in.mp4"], ["in.mp4", "is the target video", "another file"], out
+    if kind == "output_under_a_file":
+        (tmp / "notes.txt").write_text("a file, not a folder")
+        return [src, clips["main"], tmp / "notes.txt" / "out.mp4"], ["notes.txt", "is a file, not a folder", "-o"], out
+    if kind == "source_is_a_video":
+        return [clips["main"], clips["main"], out], ["main.mp4", "is a video", "--source takes a photo"], out
     if kind == "source_without_face":
         Image.new("RGB", (300, 200), (120, 130, 140)).save(tmp / "wall.png")
         return [tmp / "wall.png", clips["main"], out], ["wall.png", "no face found"], out
@@ -154,13 +162,19 @@ def _bad(kind: str, clips, tmp: Path) -> tuple[list, list[str], Path]:
 
 
 @pytest.mark.parametrize("kind", ["not_a_video", "truncated", "truncated_faststart", "missing", "still_image",
-                                  "bad_extension", "source_without_face", "face_out_of_range"])
+                                  "bad_extension", "source_without_face", "face_out_of_range", "output_is_target",
+                                  "output_under_a_file", "source_is_a_video"])
 def test_bad_videos_give_one_error_line_and_no_output(clips, tmp_path, tiny_weights, capsys, kind):
     (src, target, out, *extra), needles, _ = _bad(kind, clips, tmp_path)
+    before = Path(target).read_bytes() if Path(target).is_file() else None
     rc, stdout, err = run_cli(["video", "-s", src, "-t", target, "-o", out, "--weights", tiny_weights, *extra],
                               capsys)
     assert_one_error(rc, err, *needles)
-    assert stdout == "" and not out.exists() and leftovers(tmp_path) == []
+    assert stdout == "" and leftovers(tmp_path) == []
+    if kind == "output_is_target":  # refused: the original is kept as it was
+        assert Path(target).read_bytes() == before
+    else:
+        assert not out.exists()
 
 
 def test_ctrl_c_leaves_no_output_no_temp_files_and_no_ffmpeg(swapper, clips, tmp_path, monkeypatch):

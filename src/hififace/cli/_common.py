@@ -10,6 +10,8 @@ from ..errors import HifiFaceError
 log = logging.getLogger("hififace")
 
 CONSENT = "Use only with the consent of the people shown; outputs are labelled as synthetic in their metadata."
+#: Extensions that mark a file as a video (a --target of 'swap', a --source or --match: pointed to the right use).
+VIDEOS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -155,6 +157,7 @@ def check_face_args(args: argparse.Namespace) -> None:
                             f"(see 'hififace faces PHOTO')")
     if not 0.0 <= args.blur <= 0.5:
         raise HifiFaceError(f"--blur {args.blur:g}: use a fraction of the crop size between 0 and 0.5")
+    check_threshold(args.threshold)
     if args.align_passes < 0:
         raise HifiFaceError(f"--align-passes {args.align_passes}: use 0 or more")
     from ..face.detect import available_detectors
@@ -165,6 +168,16 @@ def check_face_args(args: argparse.Namespace) -> None:
         raise HifiFaceError(f"--detector {args.detector} needs its insightface .onnx file: --detector-model FILE")
     if args.save_identity and not str(args.save_identity).lower().endswith(".safetensors"):
         raise HifiFaceError(f"--save-identity {args.save_identity}: the file name must end in .safetensors")
+    if args.save_identity:  # a folder of that name, or a file in the way, is refused before the model loads
+        from ..inference.images import check_output_path
+
+        check_output_path(args.save_identity, {".safetensors": "safetensors"}, getattr(args, "no_clobber", False))
+
+
+def check_threshold(threshold: float) -> None:
+    """A detector score threshold outside (0, 1) finds every blob or nothing: refused, not blamed on a photo."""
+    if not 0.0 < threshold < 1.0:
+        raise HifiFaceError(f"--threshold {threshold:g}: use a detector score between 0 and 1 (default 0.6)")
 
 
 def build_swapper(args: argparse.Namespace, model: Any):
@@ -177,7 +190,7 @@ def build_swapper(args: argparse.Namespace, model: Any):
                        batch_size=args.batch_size)
 
 
-def read_sources(paths: list[str]) -> list[Any]:
+def read_sources(paths: list[str], option: str = "--source") -> list[Any]:
     """Source photos decoded now (bad files are reported before the model loads); identity files as paths."""
     from pathlib import Path
 
@@ -186,6 +199,9 @@ def read_sources(paths: list[str]) -> list[Any]:
 
     out: list[Any] = []
     for p in paths:
+        if Path(p).suffix.lower() in VIDEOS:
+            raise InputImageError(f"{p}: is a video; {option} takes a photo of the face (or an identity file made "
+                                  f"with --save-identity)")
         if Path(p).suffix.lower() == ".safetensors":
             if not Path(p).is_file():
                 raise InputImageError(f"{p}: identity file not found; check the path (make one with --save-identity)")

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("faces", help="detect faces in a photo; print them and draw a numbered preview",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="photo to look at")
-    p.add_argument("-o", "--output", help="write a preview image (PNG/JPEG) with boxes, scores and landmarks")
+    p.add_argument("-o", "--output", help="write a preview image (.png, .jpg, .webp) with boxes, scores and landmarks")
     p.add_argument("--detector", default="yunet", help="yunet (default, built in), scrfd or retinaface")
     p.add_argument("--detector-model", metavar="ONNX", help="insightface .onnx file for scrfd/retinaface")
     p.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (default 0.6)")
@@ -38,7 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from ..face.detect import get_detector
     from ..face.io import read_image
     from ..face.landmarks import get_landmarker
+    from ..inference.images import check_output_path
 
+    from ._common import check_threshold
+
+    check_threshold(args.threshold)
+    if args.output:  # before any work: an output we cannot write is one error line, not a traceback at the end
+        check_output_path(args.output)
     image = read_image(args.image)
     kw = {"score_threshold": args.threshold}
     if args.detector_model:

@@ -5,12 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from ._common import CONSENT, add_face_args, add_model_args, add_watermark_arg
+from ._common import CONSENT, VIDEOS, add_face_args, add_model_args, add_watermark_arg
 
 log = logging.getLogger("hififace")
-
-#: Extensions that mark a --target as a video (for a pointer to 'hififace video').
-VIDEOS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 EPILOG = f"""examples:
   hififace swap --source me.jpg --target group.jpg -o out.jpg                # the largest face
@@ -65,8 +62,11 @@ def run(args: argparse.Namespace) -> int:
     elif target is not None:
         out = check_output_path(args.output, no_clobber=args.no_clobber)
         photo = read_photo(target)
+        if out.resolve() == target.resolve():
+            raise HifiFaceError(f"{out}: is the target photo; write the result to another file (-o) so that the "
+                                f"original is kept")
     sources = read_sources(args.source)
-    match = read_sources([args.match])[0] if args.match else None
+    match = read_sources([args.match], "--match")[0] if args.match else None
 
     model = load_model(args)
     swapper = build_swapper(args, model)

@@ -56,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
         raise HifiFaceError(f"--smooth {args.smooth:g}: use 0 (off) or more")
     out = check_output_path(args.output, VIDEO_FORMATS, no_clobber=args.no_clobber)
     info = probe(args.target)  # a bad video is reported before the model loads
+    if out.resolve() == info.path.resolve():
+        raise HifiFaceError(f"{out}: is the target video; write the result to another file (-o) so that the "
+                            f"original is kept")
     sources = read_sources(args.source)
-    match = read_sources([args.match])[0] if args.match else None
+    match = read_sources([args.match], "--match")[0] if args.match else None
     model = load_model(args)
     swapper = build_swapper(args, model)
     identity = swapper.identity(*sources)

@@ -347,6 +347,9 @@ class FaceSwapper:
         if self._is_aligned(rgb, aligned):
             from ..utils.imagetypes import to_uint8
 
+            if choice.index is not None or choice.match is not None:
+                log.warning("%s: taken as an aligned crop (%dx%d, the model size), swapped whole: --face/--match do "
+                            "not apply; use --detect to pick a face in it", name, rgb.shape[1], rgb.shape[0])
             i_r, _ = self.swap_crops(identity, self._fit(rgb, name)[None])
             out = to_uint8(i_r[0])  # as HifiFace.swap: clamp and truncate, like the reference's ToPILImage
             return PhotoResult(out, changed=np.ones(out.shape[:2], bool), aligned=True)
