@@ -176,3 +176,32 @@ def test_the_progress_bar_goes_to_stderr_and_only_to_a_terminal(monkeypatch, cap
     bar.close()
     out = capsys.readouterr()
     assert out.out == "" and "Training" in out.err
+
+
+@pytest.mark.parametrize("env, spawned", [({}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "0"}, False),
+                                          ({"LOCAL_RANK": "1"}, True), ({"SLURM_PROCID": "3"}, True),
+                                          ({"LOCAL_RANK": "0", "SLURM_PROCID": "5"}, False),
+                                          ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, True), ({"RANK": "2"}, True)])
+def test_only_the_first_process_of_a_distributed_run_judges_the_run_folder(data, tmp_path, monkeypatch, capsys,
+                                                                          env, spawned):
+    """Lightning's DDP launcher starts ranks 1.. by running the same command again, after rank 0 has written
+    config.yaml and frozen/: they must not refuse the folder as 'holding a run' (which killed every rank)."""
+    from hififace.training import build
+
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "NODE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert build.started_by_a_launcher() is spawned
+    tmp, args = data
+    run_dir = tmp_path / "run"
+    (run_dir / "frozen").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("rank 0 wrote this")
+
+    def past_the_check(*a, **k):
+        raise RuntimeError("past the check")
+
+    monkeypatch.setattr(build, "build_trainer", past_the_check)
+    rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", run_dir, *args], capsys)
+    assert rc != 0 and ("past the check" in err[-1]) is spawned and ("already holds a run" in err[-1]) is not spawned
+    assert (run_dir / "config.yaml").read_text() == "rank 0 wrote this"

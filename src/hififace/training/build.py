@@ -243,6 +243,8 @@ def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
     if resume is not None:
         check_resume(cfg, resume)
         old_run: list[str] = []
+    elif started_by_a_launcher():
+        old_run = []  # rank 0 has judged (and may be filling) the run folder
     else:
         old_run = check_fresh_run_dir(run_dir, cfg.checkpoint.overwrite)
     with warnings.catch_warnings(), lightning_chatter():
@@ -263,6 +265,17 @@ def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
             trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if _fit_takes_weights_only() else \
                 trainer.fit(module, datamodule=dm, ckpt_path=resume)
     return trainer, module
+
+
+def started_by_a_launcher() -> bool:
+    """True in a process of a distributed run other than the first one: the ranks Lightning's script launcher starts
+    by running the same command again (after rank 0 has written config.yaml and frozen/), torchrun's and srun's
+    other ranks, and another node's main process. The environment variables are the ones Lightning reads
+    (``lightning.fabric.utilities.rank_zero``, LOCAL_RANK before SLURM_PROCID), plus NODE_RANK."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(key, "").strip():
+            return os.environ[key].strip() != "0" or os.environ.get("NODE_RANK", "0").strip() not in ("", "0")
+    return os.environ.get("NODE_RANK", "0").strip() not in ("", "0")
 
 
 def delete_run(run_dir: Path, entries: list[str]) -> None:
