@@ -205,3 +205,26 @@ def test_only_the_first_process_of_a_distributed_run_judges_the_run_folder(data,
     rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", run_dir, *args], capsys)
     assert rc != 0 and ("past the check" in err[-1]) is spawned and ("already holds a run" in err[-1]) is not spawned
     assert (run_dir / "config.yaml").read_text() == "rank 0 wrote this"
+
+
+def test_resume_goes_on_in_the_checkpoints_own_run_folder(run, data, tmp_path):
+    """A moved run, or a --config whose checkpoint.dir is another run's folder: the resumed run writes beside its
+    checkpoint, never into the folder the stored or given config names (unless --checkpoint.dir says so)."""
+    import shutil
+
+    from hififace.training.resume import resume_config
+
+    run_dir, _ = run
+    _, args = data
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    last = moved / "checkpoints" / "last.ckpt"
+    more = {"trainer.max_steps": "2"}
+    assert resume_config(last, None, more).checkpoint.dir == str(moved)  # not run_dir, which the checkpoint names
+    given = dict(zip(args[::2], args[1::2]))
+    given = {k[2:]: v for k, v in given.items()}
+    assert resume_config(last, "hififace_tiny", {**given, **more}).checkpoint.dir == str(moved)  # not runs/tiny
+    assert resume_config(last, None, {**more, "checkpoint.dir": str(tmp_path / "b")}).checkpoint.dir == str(tmp_path / "b")
+    loose = tmp_path / "loose.ckpt"
+    shutil.copy(last, loose)
+    assert resume_config(loose, None, more).checkpoint.dir == str(run_dir)  # no run folder around it: the config's
