@@ -204,6 +204,7 @@ def test_only_the_first_process_of_a_distributed_run_judges_the_run_folder(data,
     monkeypatch.setattr(build, "build_trainer", past_the_check)
     rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", run_dir, *args], capsys)
     assert rc != 0 and ("past the check" in err[-1]) is spawned and ("already holds a run" in err[-1]) is not spawned
+    assert len(err) == 1 or not spawned  # the other ranks do not repeat rank 0's progress lines (data index, ...)
     assert (run_dir / "config.yaml").read_text() == "rank 0 wrote this"
 
 
