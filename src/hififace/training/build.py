@@ -240,11 +240,12 @@ def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
 
     run_dir = Path(cfg.checkpoint.dir)
     check_accelerator(cfg)
+    spawned = started_by_a_launcher()  # rank 0 judges and writes the run folder; the other ranks never touch it
     if resume is not None:
         check_resume(cfg, resume)
         old_run: list[str] = []
-    elif started_by_a_launcher():
-        old_run = []  # rank 0 has judged (and may be filling) the run folder
+    elif spawned:
+        old_run = []
     else:
         old_run = check_fresh_run_dir(run_dir, cfg.checkpoint.overwrite)
     with warnings.catch_warnings(), lightning_chatter():
@@ -258,10 +259,11 @@ def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
                 log.warning("checkpoint.overwrite: deleting the previous run in %s (%s)", run_dir, ", ".join(old_run))
                 delete_run(run_dir, old_run)
             trainer = build_trainer(cfg, callbacks_extra)
-            module = build_module(cfg, save_frozen_to=run_dir)
+            module = build_module(cfg, save_frozen_to=None if spawned else run_dir)
             if cfg.model.compile:
                 module.model.generator = torch.compile(module.model.generator)
-            _write_config(cfg, run_dir)
+            if not spawned:
+                _write_config(cfg, run_dir)
             trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if _fit_takes_weights_only() else \
                 trainer.fit(module, datamodule=dm, ckpt_path=resume)
     return trainer, module
