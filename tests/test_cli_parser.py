@@ -29,6 +29,14 @@ def test_prefixes_are_not_accepted_and_the_subcommand_usage_names_a_close_match(
     assert f"{wrong}: did you mean {right}?" in err and "Traceback" not in err
 
 
+def test_a_typo_of_a_top_level_option_is_the_top_levels(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--verbos", "info"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: hififace [-h]") and "--verbos: did you mean --verbose?" in err, err
+
+
 def test_every_parser_refuses_abbreviations():
     parser = build_parser()
     assert parser.allow_abbrev is False

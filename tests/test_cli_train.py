@@ -176,3 +176,58 @@ def test_the_progress_bar_goes_to_stderr_and_only_to_a_terminal(monkeypatch, cap
     bar.close()
     out = capsys.readouterr()
     assert out.out == "" and "Training" in out.err
+
+
+@pytest.mark.parametrize("env, spawned", [({}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "0"}, False),
+                                          ({"LOCAL_RANK": "1"}, True), ({"SLURM_PROCID": "3"}, True),
+                                          ({"LOCAL_RANK": "0", "SLURM_PROCID": "5"}, False),
+                                          ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, True), ({"RANK": "2"}, True)])
+def test_only_the_first_process_of_a_distributed_run_judges_the_run_folder(data, tmp_path, monkeypatch, capsys,
+                                                                          env, spawned):
+    """Lightning's DDP launcher starts ranks 1.. by running the same command again, after rank 0 has written
+    config.yaml and frozen/: they must not refuse the folder as 'holding a run' (which killed every rank), and they
+    write nothing there themselves."""
+    from hififace.training import build
+
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "NODE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert build.started_by_a_launcher() is spawned
+    tmp, args = data
+    run_dir = tmp_path / "run"
+    (run_dir / "frozen").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("rank 0 wrote this")
+
+    def past_the_check(*a, **k):
+        raise RuntimeError("past the check")
+
+    monkeypatch.setattr(build, "_fit_takes_weights_only", past_the_check)  # just before trainer.fit
+    rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", run_dir, *args], capsys)
+    assert rc != 0 and ("past the check" in err[-1]) is spawned and ("already holds a run" in err[-1]) is not spawned
+    assert not spawned or not any("data index" in line or "training images" in line for line in err)  # rank 0's
+    assert (run_dir / "config.yaml").read_text() == "rank 0 wrote this"  # only rank 0 writes config.yaml, frozen/
+    assert not any((run_dir / "frozen").iterdir())  # (under srun it may be an old run that rank 0 refused)
+
+
+def test_resume_goes_on_in_the_checkpoints_own_run_folder(run, data, tmp_path):
+    """A moved run, or a --config whose checkpoint.dir is another run's folder: the resumed run writes beside its
+    checkpoint, never into the folder the stored or given config names (unless --checkpoint.dir says so)."""
+    import shutil
+
+    from hififace.training.resume import resume_config
+
+    run_dir, _ = run
+    _, args = data
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    last = moved / "checkpoints" / "last.ckpt"
+    more = {"trainer.max_steps": "2"}
+    assert resume_config(last, None, more).checkpoint.dir == str(moved)  # not run_dir, which the checkpoint names
+    given = dict(zip(args[::2], args[1::2]))
+    given = {k[2:]: v for k, v in given.items()}
+    assert resume_config(last, "hififace_tiny", {**given, **more}).checkpoint.dir == str(moved)  # not runs/tiny
+    assert resume_config(last, None, {**more, "checkpoint.dir": str(tmp_path / "b")}).checkpoint.dir == str(tmp_path / "b")
+    loose = tmp_path / "loose.ckpt"
+    shutil.copy(last, loose)
+    assert resume_config(loose, None, more).checkpoint.dir == str(run_dir)  # no run folder around it: the config's

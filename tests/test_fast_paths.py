@@ -290,7 +290,8 @@ def test_training_step_needs_no_host_sync_and_runs_every_net_in_bf16(caplog):
 
 def test_gpu_benchmark_script_knows_its_sections():
     """benchmarks/gpu.py (run on a GPU later, once on this CPU with --quick --device cpu): every section it lists
-    exists, and a bad --cases is one error line before any work."""
+    exists, a bad --cases is one error line before any work, and the tiny config of its --quick training sections
+    loads."""
     import subprocess
     import sys
     from pathlib import Path
@@ -307,3 +308,6 @@ def test_gpu_benchmark_script_knows_its_sections():
     gpu = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu)
     assert all(callable(getattr(gpu, f"section_{name}", None)) for name in gpu.SECTIONS)
+    from hififace.training.config import load_config
+
+    assert load_config(gpu.TINY_TRAIN).model.channel_multiplier < 1  # the --quick train/fit config exists

@@ -114,7 +114,10 @@ def _check_long_options(parser: argparse.ArgumentParser, argv: list[str]) -> Non
     also makes a required option look missing)."""
     commands = getattr(parser, "commands", {})
     rest = list(argv)
+    top = set(_known_options(parser))
     while rest and rest[0].startswith("-"):  # top-level options (-v, --version, -h) before the command
+        if rest[0].startswith("--") and rest[0].split("=", 1)[0] not in top:  # '--verbos info': the top level's typo
+            _report_unknown(parser, [rest[0]])
         rest.pop(0)
     if not rest or rest[0] not in commands:
         return

@@ -48,7 +48,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.build import started_by_a_launcher
     from ..training.config import load_config
+
+    if started_by_a_launcher():  # ranks 1.. of a distributed run: rank 0 reports; warnings and errors still show
+        log.setLevel(logging.WARNING)
 
     overrides = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("override:")}
     if args.init:

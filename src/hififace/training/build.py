@@ -240,9 +240,12 @@ def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
 
     run_dir = Path(cfg.checkpoint.dir)
     check_accelerator(cfg)
+    spawned = started_by_a_launcher()  # rank 0 judges and writes the run folder; the other ranks never touch it
     if resume is not None:
         check_resume(cfg, resume)
         old_run: list[str] = []
+    elif spawned:
+        old_run = []
     else:
         old_run = check_fresh_run_dir(run_dir, cfg.checkpoint.overwrite)
     with warnings.catch_warnings(), lightning_chatter():
@@ -256,13 +259,25 @@ def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
                 log.warning("checkpoint.overwrite: deleting the previous run in %s (%s)", run_dir, ", ".join(old_run))
                 delete_run(run_dir, old_run)
             trainer = build_trainer(cfg, callbacks_extra)
-            module = build_module(cfg, save_frozen_to=run_dir)
+            module = build_module(cfg, save_frozen_to=None if spawned else run_dir)
             if cfg.model.compile:
                 module.model.generator = torch.compile(module.model.generator)
-            _write_config(cfg, run_dir)
+            if not spawned:
+                _write_config(cfg, run_dir)
             trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if _fit_takes_weights_only() else \
                 trainer.fit(module, datamodule=dm, ckpt_path=resume)
     return trainer, module
+
+
+def started_by_a_launcher() -> bool:
+    """True in a process of a distributed run other than the first one: the ranks Lightning's script launcher starts
+    by running the same command again (after rank 0 has written config.yaml and frozen/), torchrun's and srun's
+    other ranks, and another node's main process. The environment variables are the ones Lightning reads
+    (``lightning.fabric.utilities.rank_zero``, LOCAL_RANK before SLURM_PROCID), plus NODE_RANK."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(key, "").strip():
+            return os.environ[key].strip() != "0" or os.environ.get("NODE_RANK", "0").strip() not in ("", "0")
+    return os.environ.get("NODE_RANK", "0").strip() not in ("", "0")
 
 
 def delete_run(run_dir: Path, entries: list[str]) -> None:

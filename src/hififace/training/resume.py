@@ -39,8 +39,12 @@ def read_training_meta(path: str | Path) -> dict[str, Any]:
 def resume_config(path: str | Path, config: str | Path | None = None,
                   overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The config to resume ``path`` with: the checkpoint's own (plus ``overrides``) when ``config`` is None,
-    else ``config`` (plus ``overrides``) after :func:`check_resume`."""
+    else ``config`` (plus ``overrides``) after :func:`check_resume`. Unless ``checkpoint.dir`` is overridden, the
+    run goes on in the folder the checkpoint lies in (``<dir>/checkpoints/X.ckpt`` beside ``<dir>/config.yaml``)."""
     meta = read_training_meta(path)
+    own = run_folder(path)
+    if own is not None and "checkpoint.dir" not in (overrides or {}):  # continue in the run's own folder, not in
+        overrides = {**(overrides or {}), "checkpoint.dir": str(own)}  # the config's (another run's, or a moved one)
     if config is None:
         saved = meta.get("train_config")
         if not isinstance(saved, dict):
@@ -50,6 +54,12 @@ def resume_config(path: str | Path, config: str | Path | None = None,
         cfg = load_config(config, overrides)
     check_resume(cfg, path, meta)
     return cfg
+
+
+def run_folder(path: str | Path) -> Path | None:
+    """The run folder a checkpoint belongs to (``<dir>`` of ``<dir>/checkpoints/X.ckpt``), else None."""
+    p = Path(path)
+    return p.parent.parent if p.parent.name == "checkpoints" and (p.parent.parent / "config.yaml").is_file() else None
 
 
 def check_resume(cfg: TrainConfig, path: str | Path, meta: dict[str, Any] | None = None) -> None:
