@@ -46,6 +46,7 @@ def test_info_without_a_path_says_where_it_looked_and_how_to_give_one(home, caps
     rc, _, err = run_cli(["info"], capsys)
     line = assert_one_error(rc, err, f"$HIFIFACE_HOME={home / 'hififace_home'}", "hififace info DIR")
     assert "--weights" not in line
+    assert line.endswith(f"-o {home / 'hififace_home' / 'hififace-256'}'")  # converts to where it will be found first
 
 
 def test_info_on_an_incomplete_folder_prints_it_and_fails(home, capsys):

@@ -96,7 +96,7 @@ def resolve_model_dir(path: str | Path | None = None, how: str = "pass --weights
     ref = KNOWN_FILES["reference"]
     raise WeightsError(
         f"no model folder found in {searched_places()}: {how}, or convert {ref.original_name} ({ref.what}) "
-        f"with 'hififace convert {ref.original_name} -o {search_roots()[-1] / DEFAULT_MODEL}'"
+        f"with 'hififace convert {ref.original_name} -o {search_roots()[0] / DEFAULT_MODEL}'"
     )
 
 
