@@ -282,6 +282,33 @@ def test_export_of_an_incomplete_folder_fails_in_one_line(folder256, tmp_path, c
     (tmp_path / "file").write_text("x")
     rc, _, err = run_cli(["export", "onnx", "--weights", folder256, "-o", tmp_path / "file"], capsys)
     assert_one_error(rc, err, "is a file")
+    rc, _, err = run_cli(["export", "onnx", "--weights", folder256, "-o", tmp_path / "file" / "onnx"], capsys)
+    assert_one_error(rc, err, str(tmp_path / "file" / "onnx"), "is a file, not a folder", "-o DIR")
+
+
+def test_export_to_a_read_only_place_fails_in_one_line(folder256, tmp_path, monkeypatch, capsys):
+    """Refused before the model loads where the permission shows; a write refused later (root on a folder it may
+    not write, a full disk) is the same one line, and nothing is left behind."""
+    import os
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    rc, _, err = run_cli(["export", "onnx", "--weights", folder256, "-o", locked / "onnx"], capsys)
+    assert_one_error(rc, err, str(locked / "onnx"), f"{locked} is not writable", "-o DIR")
+    monkeypatch.setattr(os, "access", real_access)
+
+    def refuse(*args, dir=None, **kw):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    rc, _, err = run_cli(["export", "onnx", "--weights", folder256, "-o", locked / "onnx", "--no-check"], capsys)
+    progress = [line for line in err if line.startswith("hififace.export.exporter: exporting ")]
+    assert_one_error(rc, [line for line in err if line not in progress],
+                     f"{locked / 'onnx'}: cannot write the ONNX files (Permission denied)", "-o DIR")
+    assert list(locked.iterdir()) == []
 
 
 def test_export_without_the_extra_says_what_to_install(folder256, monkeypatch, capsys):
