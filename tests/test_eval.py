@@ -273,6 +273,11 @@ def test_cli_bad_input_is_one_clear_error(crops, capsys):
         (["--compare", crops, crops, "--pairs", crops / "pairs.csv"], ["drop --pairs"]),
         (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--limit", "0"], ["--limit 0"]),
         (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--self-recon"], ["--protocol ffpp"]),
+        (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "astronaut.png" / "r"],
+         ["astronaut.png is a file, not a folder", "-o REPORT_DIR"]),
+        (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--cache", crops / "ok.csv" / "c"],
+         ["ok.csv is a file", "--cache DIR"]),
+        (["--compare", crops, crops, "-o", crops / "ok.csv" / "cmp.md"], ["ok.csv is a file", ".md file"]),
     ]
     for args, needles in cases:
         rc, _, err = run_cli(["eval", *args], capsys)

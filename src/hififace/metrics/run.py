@@ -242,6 +242,12 @@ def check_request(req: EvalRequest) -> None:
         raise ConfigError("--ffpp-method and --results both give the results: pass one of them")
     if req.output.exists() and not req.output.is_dir():
         raise ConfigError(f"{req.output}: is a file; -o takes a report folder")
+    from ..utils.atomic import unwritable_reason
+
+    for folder, option in ((req.output, "-o REPORT_DIR"), (req.cache, "--cache DIR")):
+        why = unwritable_reason(folder) if folder is not None else None
+        if why:
+            raise ConfigError(f"{folder}: cannot write there ({why}); give {option} a folder you can write to")
     if req.batch_size < 1:
         raise ConfigError(f"--batch-size {req.batch_size}: use 1 or more")
     if req.limit is not None and req.limit < 1:
