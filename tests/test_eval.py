@@ -347,3 +347,29 @@ def test_cli_ffpp_protocol(tmp_path, weights, capsys, monkeypatch):
     shutil.rmtree(results / "001_000")
     rc, _, err = run_cli(args2, capsys)
     assert_one_error(rc, err, "10 path(s) not found", "001_000")
+
+
+def test_lpips_from_a_file_or_the_model_folder(tmp_path, caplog):
+    """--lpips lpips.safetensors, or the --weights folder's: the file's weights are used, and no 'random weights'
+    warning is logged (the metric is named after the file)."""
+    import logging
+
+    from safetensors.torch import save_file
+
+    from hififace.losses.lpips import LPIPS
+    from hififace.metrics.run import EvalRequest, _lpips
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in LPIPS().state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.rand(s, generator=g) for k, s in shapes.items()}
+    (tmp_path / "w").mkdir()
+    save_file(state, tmp_path / "w" / "lpips.safetensors")
+    for req, folder in ((EvalRequest(tmp_path / "r", lpips=[str(tmp_path / "w" / "lpips.safetensors")]), None),
+                        (EvalRequest(tmp_path / "r"), tmp_path / "w")):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="hififace"):
+            net, name, reason = _lpips(req, folder)
+        assert reason is None and name == "LPIPS-VGG v0.1 (lpips.safetensors)" and net.pretrained
+        assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -129,8 +129,14 @@ def _lpips(req: EvalRequest, model_dir: Path | None) -> tuple[Any, str, str | No
                           "--lpips vgg16-397923af.pth vgg.pth")
     from ..weights.io import load_safetensors
 
-    with torch.device("meta"):
-        net = LPIPS()
+    quiet = logging.getLogger("hififace.losses.lpips")  # not its 'random weights' warning: the file's are loaded next
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with torch.device("meta"):
+            net = LPIPS()
+    finally:
+        quiet.setLevel(level)
     net = net.to_empty(device="cpu")
     net.load_lpips_state(load_safetensors(single, "LPIPS weights"), single)
     return net.to(req.device), f"LPIPS-VGG v0.1 ({single.name})", None
