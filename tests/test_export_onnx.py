@@ -432,3 +432,26 @@ def test_cli_help_and_usage(capsys):
     with pytest.raises(SystemExit) as exc:
         cli(["swap", "--help"])
     assert "--engine {torch,onnx}" in capsys.readouterr().out
+
+
+def test_cli_video_runs_on_the_onnx_engine(exported256, folder256, tmp_path, monkeypatch, capsys):
+    """`hififace video --engine onnx`: every frame's face goes through onnxruntime's generator graph."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("imageio_ffmpeg")
+    from videokit import face_frames, make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", face_frames(3), audio=False)
+    generated = []
+    real = OnnxHifiFace.run_graph
+
+    def spy(self, spec, *inputs):
+        if spec is GENERATOR:
+            generated.append(inputs[0].shape[0])
+        return real(self, spec, *inputs)
+
+    monkeypatch.setattr(OnnxHifiFace, "run_graph", spy)
+    out = tmp_path / "out.mp4"
+    rc, _, err = run_cli(["video", "-s", SAMPLES / "astronaut.png", "-t", clip, "-o", out, "--weights", folder256,
+                          "--engine", "onnx", "--preset", "ultrafast"], capsys)
+    assert rc == 0, err
+    assert sum(generated) == 3 and "AI-Generated=true" in " ".join(f"{k}={v}" for k, v in read_label(out).items())
