@@ -358,10 +358,13 @@ def test_a_failed_export_keeps_the_previous_files_and_leaves_no_temporaries(tmp_
 def test_cli_swap_with_the_onnx_engine(exported256, folder256, torch_pair, tmp_path, capsys):
     args = ["swap", "-s", SAMPLES / "astronaut.png", "-t", SAMPLES / "grace_hopper.png", "--weights", folder256]
     rc, _, err = run_cli(args + ["-o", tmp_path / "onnx.png", "--engine", "onnx", "--device", "cpu"], capsys)
-    assert rc == 0 and err == [f"hififace: wrote {tmp_path / 'onnx.png'} (aligned crop)"], err
+    assert rc == 0 and err[-1] == f"hififace: wrote {tmp_path / 'onnx.png'} (aligned crop)", err
     got = load_image(tmp_path / "onnx.png")
     assert got.shape == (256, 256, 3) and np.abs(got.astype(int) - torch_pair.astype(int)).max() <= 1
-    assert read_label(tmp_path / "onnx.png")["AI-Generated"] == "true"
+    # folder256 holds HifiFace.random weights: said and labelled as with --engine torch
+    assert len(err) == 2 and "RANDOM weights" in err[0]
+    label = read_label(tmp_path / "onnx.png")
+    assert label["AI-Generated"] == "true" and label["hififace:weights"].startswith("random")
     # the ONNX folder itself works as --weights (it holds config.json)
     rc, _, err = run_cli(args[:-1] + [exported256, "-o", tmp_path / "o2.png", "--engine", "onnx"], capsys)
     assert rc == 0, err
@@ -455,3 +458,20 @@ def test_cli_video_runs_on_the_onnx_engine(exported256, folder256, tmp_path, mon
                           "--engine", "onnx", "--preset", "ultrafast"], capsys)
     assert rc == 0, err
     assert sum(generated) == 3 and "AI-Generated=true" in " ".join(f"{k}={v}" for k, v in read_label(out).items())
+
+
+def test_demo_and_app_run_on_the_onnx_engine(exported256, folder256, tmp_path, monkeypatch, capsys):
+    """`demo` and `app` load through load_model_or_random, which asks the model whether it is random."""
+    rc, _, err = run_cli(["demo", "--weights", folder256, "--engine", "onnx", "-o", tmp_path / "demo.png"], capsys)
+    assert rc == 0, err
+    assert "hififace:weights" in read_label(tmp_path / "demo_random_weights.png")
+    gr = pytest.importorskip("gradio")
+    from hififace.app import service
+
+    engines = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: setattr(self, "share_url", None))
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    monkeypatch.setattr(service.SwapService, "close", lambda self: engines.append((self.engine.model, self.random)))
+    rc, out, err = run_cli(["app", "--weights", folder256, "--engine", "onnx"], capsys)
+    assert rc == 0, err
+    assert len(engines) == 1 and isinstance(engines[0][0], OnnxHifiFace) and engines[0][1] is True
