@@ -373,3 +373,21 @@ def test_lpips_from_a_file_or_the_model_folder(tmp_path, caplog):
         assert reason is None and name == "LPIPS-VGG v0.1 (lpips.safetensors)" and net.pretrained
         assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_id_model_equal_to_the_training_arcface_is_warned_about(weights, tmp_path, caplog):
+    """--id-model FILE holding the --weights folder's own ArcFace: a warning that the scores are biased; another
+    network: silent."""
+    import logging
+
+    from safetensors.torch import load_file
+
+    from hififace.metrics.run import _warn_if_training_arcface
+
+    torch.save(load_file(weights / "arcface.safetensors"), tmp_path / "backbone.pth")
+    other = tiny_model_dir(tmp_path / "other", seed=1)
+    for folder, warned in ((weights, True), (other, False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hififace"):
+            _warn_if_training_arcface(tmp_path / "backbone.pth", folder)
+        assert any("biased" in r.getMessage() for r in caplog.records) == warned, (folder, caplog.text)
