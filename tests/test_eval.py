@@ -324,9 +324,15 @@ def test_cli_ffpp_protocol(tmp_path, weights, capsys, monkeypatch):
     assert [f["frame"] for f in rec["frames"]] == [0, 1, 3, 4, 5, 6, 7, 9, 10, 11]  # floor((i + 0.5) * 12 / 10)
     with Image.open(crops[0]) as im:
         assert im.size == (256, 256)
-    # a re-run reads no frame again: everything comes from the cache
     import hififace.metrics.ffpp as ffpp
 
+    # an interrupted run (a video without frames.json) resumes there: only that video is read again
+    (out / "cache" / "ffpp" / "c23" / "001" / "frames.json").unlink()
+    read, real_read = [], ffpp.read_video_frames
+    monkeypatch.setattr(ffpp, "read_video_frames", lambda path, *a, **k: read.append(path.name) or real_read(path, *a, **k))
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 0 and read == ["001"], (err, read)
+    # a re-run reads no frame again: everything comes from the cache
     monkeypatch.setattr(ffpp, "read_video_frames", lambda *a, **k: pytest.fail("frames read again"))
     rc, _, err = run_cli(args, capsys)
     assert rc == 0, err
