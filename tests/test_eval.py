@@ -240,8 +240,9 @@ def test_cli_makes_scores_resumes_and_compares(crops, weights, capsys):
 
 
 def test_cli_compare_shows_which_is_better(tmp_path, capsys):
-    base = {"n_pairs": 10, "id_retrieval": 0.9, "pose_error": 3.0, "fid": 20.0, "models": {}}
-    for name, change in (("a", {}), ("b", {"id_retrieval": 0.95, "pose_error": 3.5, "fid": 20.0})):
+    base = {"n_pairs": 10, "id_retrieval": 0.9, "pose_error": 3.0, "fid": 20.0, "models": {"id_retrieval": "dlib"}}
+    for name, change in (("a", {}), ("b", {"id_retrieval": 0.95, "pose_error": 3.5, "fid": 20.0,
+                                            "models": {"id_retrieval": "insightface IResNet-100 (backbone.pth)"}})):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps({**base, **change}))
     rc, stdout, err = run_cli(["eval", "--compare", tmp_path / "a", tmp_path / "b"], capsys)
@@ -249,6 +250,7 @@ def test_cli_compare_shows_which_is_better(tmp_path, capsys):
     by = {r[0]: r for r in parse_markdown_table(stdout)[1:]}
     assert by["ID retrieval"][1:] == ["90.00 %", "95.00 %", "+5.00 pp", "B"]
     assert by["pose error"][3:] == ["+0.5", "A"] and by["FID"][4] == "same"
+    assert "ID retrieval measured with different models: A dlib; B insightface IResNet-100" in stdout
     rc, _, err = run_cli(["eval", "--compare", tmp_path / "a", tmp_path / "nothing"], capsys)
     assert_one_error(rc, err, "nothing", "metrics.json")
 
