@@ -292,6 +292,9 @@ def test_unsupported_output_format_refused(tmp_path):
     with pytest.raises(HifiFaceError, match="is a folder"):
         im.check_output_path(tmp_path)
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_bytes(b"x")  # an output "inside" a file: refused before any work, in one line
+    with pytest.raises(HifiFaceError, match=r"out\.png: cannot write there \(.*file is a file, not a folder\)"):
+        im.check_output_path(tmp_path / "file" / "sub" / "out.png")
 
 
 def test_failed_write_leaves_nothing(tmp_path):

@@ -186,6 +186,11 @@ def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORM
         raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use {allowed}")
     if no_clobber and path.exists():
         raise HifiFaceError(f"{path}: already exists and --no-clobber is given; choose another -o or drop --no-clobber")
+    from ..utils.atomic import unwritable_reason
+
+    why = unwritable_reason(path.parent)
+    if why:
+        raise HifiFaceError(f"{path}: cannot write there ({why}); give -o a path in a folder you can write to")
     return path
 
 
