@@ -29,6 +29,13 @@ def test_prefixes_are_not_accepted_and_the_subcommand_usage_names_a_close_match(
     assert f"{wrong}: did you mean {right}?" in err and "Traceback" not in err
 
 
+def test_an_unknown_export_format_is_named_with_the_choices(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "tflite", "--weights", "w"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "invalid choice: 'tflite' (choose from 'onnx')" in err, err
+
+
 def test_every_parser_refuses_abbreviations():
     parser = build_parser()
     assert parser.allow_abbrev is False
