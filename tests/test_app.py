@@ -139,14 +139,30 @@ def test_errors_are_one_line_naming_the_uploaded_file(case, kind, needles, model
     assert list((tmp_path / "out").iterdir()) == []  # nothing half-written, not even an empty request folder
 
 
-def test_video_swap_through_the_service(model, uploads, tmp_path):
+def test_video_swap_through_the_service(model, uploads, tmp_path, monkeypatch):
+    """A video reports its progress frame by frame through a tqdm bar: the page's gr.Progress(track_tqdm=True)
+    shows that bar (even where the server's stderr is no terminal and tqdm draws nothing)."""
     pytest.importorskip("imageio_ffmpeg")
+    import tqdm
+
     from videokit import face_frames, make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", face_frames(4), audio=False)
     service = SwapService(model, workdir=tmp_path / "out")
-    out = service.run([uploads("astronaut.png")], str(clip))
+    bars, counted, init, update = {}, [], tqdm.tqdm.__init__, tqdm.tqdm.update
+
+    def spy_init(bar, *args, **kw):  # what gr.Progress(track_tqdm=True) reads: the arguments, not the drawn bar
+        bars[id(bar)] = (kw.get("desc"), kw.get("total"))
+        init(bar, *args, **kw)
+
+    monkeypatch.setattr(tqdm.tqdm, "__init__", spy_init)
+    monkeypatch.setattr(tqdm.tqdm, "update", lambda bar, n=1: counted.append((*bars[id(bar)], n)) or update(bar, n))
+    steps = []
+    out = service.run([uploads("astronaut.png")], str(clip), progress=lambda f, what: steps.append(f))
     assert out.kind == "video" and out.path.suffix == ".mp4" and out.message.startswith("4 frames")
+    frames = [(total, n) for desc, total, n in counted if desc == "video"]
+    assert sum(n for _, n in frames) == 4 and {total for total, _ in frames} == {4}, counted
+    assert steps[0] == 0.0 and steps[-1] == 1.0
     assert "AI-Generated=true" in label_text(out.path)
 
 

@@ -2,6 +2,7 @@
 range, labels readable from every format written."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -131,3 +132,17 @@ def test_outputs_are_replaced_atomically_unless_no_clobber(home, capsys):
     with pytest.raises(Exception, match="already exists"):
         check_video_path(gif, no_clobber=True)
     assert check_video_path(gif) == gif and check_output_path(out) == out
+
+
+def test_opencv_ffmpeg_says_nothing_about_a_bad_video(tmp_path):
+    """The commands report a video OpenCV cannot open in their own line; FFmpeg's own lines are kept out."""
+    pytest.importorskip("cv2")
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.mp4").write_bytes(b"not a video\n")  # FFmpeg: "moov atom not found"
+    code = ("from hififace.utils.logs import setup_logging; setup_logging(False); import cv2; "
+            f"assert not cv2.VideoCapture({str(tmp_path / 'bad.mp4')!r}).isOpened()")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0 and run.stderr == "", run.stderr

@@ -37,6 +37,13 @@ def test_a_typo_of_a_top_level_option_is_the_top_levels(capsys):
     assert err.startswith("usage: hififace [-h]") and "--verbos: did you mean --verbose?" in err, err
 
 
+def test_an_unknown_export_format_is_named_with_the_choices(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "tflite", "--weights", "w"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "invalid choice: 'tflite' (choose from 'onnx')" in err, err
+
+
 def test_every_parser_refuses_abbreviations():
     parser = build_parser()
     assert parser.allow_abbrev is False

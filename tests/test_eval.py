@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -240,8 +241,9 @@ def test_cli_makes_scores_resumes_and_compares(crops, weights, capsys):
 
 
 def test_cli_compare_shows_which_is_better(tmp_path, capsys):
-    base = {"n_pairs": 10, "id_retrieval": 0.9, "pose_error": 3.0, "fid": 20.0, "models": {}}
-    for name, change in (("a", {}), ("b", {"id_retrieval": 0.95, "pose_error": 3.5, "fid": 20.0})):
+    base = {"n_pairs": 10, "id_retrieval": 0.9, "pose_error": 3.0, "fid": 20.0, "models": {"id_retrieval": "dlib"}}
+    for name, change in (("a", {}), ("b", {"id_retrieval": 0.95, "pose_error": 3.5, "fid": 20.0,
+                                            "models": {"id_retrieval": "insightface IResNet-100 (backbone.pth)"}})):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps({**base, **change}))
     rc, stdout, err = run_cli(["eval", "--compare", tmp_path / "a", tmp_path / "b"], capsys)
@@ -249,6 +251,7 @@ def test_cli_compare_shows_which_is_better(tmp_path, capsys):
     by = {r[0]: r for r in parse_markdown_table(stdout)[1:]}
     assert by["ID retrieval"][1:] == ["90.00 %", "95.00 %", "+5.00 pp", "B"]
     assert by["pose error"][3:] == ["+0.5", "A"] and by["FID"][4] == "same"
+    assert "ID retrieval measured with different models: A dlib; B insightface IResNet-100" in stdout
     rc, _, err = run_cli(["eval", "--compare", tmp_path / "a", tmp_path / "nothing"], capsys)
     assert_one_error(rc, err, "nothing", "metrics.json")
 
@@ -273,6 +276,11 @@ def test_cli_bad_input_is_one_clear_error(crops, capsys):
         (["--compare", crops, crops, "--pairs", crops / "pairs.csv"], ["drop --pairs"]),
         (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--limit", "0"], ["--limit 0"]),
         (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--self-recon"], ["--protocol ffpp"]),
+        (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "astronaut.png" / "r"],
+         ["astronaut.png is a file, not a folder", "-o REPORT_DIR"]),
+        (["--pairs", crops / "ok.csv", "--results", crops, "-o", crops / "r", "--cache", crops / "ok.csv" / "c"],
+         ["ok.csv is a file", "--cache DIR"]),
+        (["--compare", crops, crops, "-o", crops / "ok.csv" / "cmp.md"], ["ok.csv is a file", ".md file"]),
     ]
     for args, needles in cases:
         rc, _, err = run_cli(["eval", *args], capsys)
@@ -319,9 +327,18 @@ def test_cli_ffpp_protocol(tmp_path, weights, capsys, monkeypatch):
     assert [f["frame"] for f in rec["frames"]] == [0, 1, 3, 4, 5, 6, 7, 9, 10, 11]  # floor((i + 0.5) * 12 / 10)
     with Image.open(crops[0]) as im:
         assert im.size == (256, 256)
-    # a re-run reads no frame again: everything comes from the cache
     import hififace.metrics.ffpp as ffpp
 
+    # an interrupted run (a video without frames.json) resumes there, and a video replaced since it was cached is
+    # read again: only those two videos are read
+    (out / "cache" / "ffpp" / "c23" / "001" / "frames.json").unlink()
+    frame = data / "original_sequences" / "youtube" / "c23" / "images" / "000" / "0005.png"
+    os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 10**9))
+    read, real_read = [], ffpp.read_video_frames
+    monkeypatch.setattr(ffpp, "read_video_frames", lambda path, *a, **k: read.append(path.name) or real_read(path, *a, **k))
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 0 and sorted(read) == ["000", "001"], (err, read)
+    # a re-run reads no frame again: everything comes from the cache
     monkeypatch.setattr(ffpp, "read_video_frames", lambda *a, **k: pytest.fail("frames read again"))
     rc, _, err = run_cli(args, capsys)
     assert rc == 0, err
@@ -342,3 +359,47 @@ def test_cli_ffpp_protocol(tmp_path, weights, capsys, monkeypatch):
     shutil.rmtree(results / "001_000")
     rc, _, err = run_cli(args2, capsys)
     assert_one_error(rc, err, "10 path(s) not found", "001_000")
+
+
+def test_lpips_from_a_file_or_the_model_folder(tmp_path, caplog):
+    """--lpips lpips.safetensors, or the --weights folder's: the file's weights are used, and no 'random weights'
+    warning is logged (the metric is named after the file)."""
+    import logging
+
+    from safetensors.torch import save_file
+
+    from hififace.losses.lpips import LPIPS
+    from hififace.metrics.run import EvalRequest, _lpips
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in LPIPS().state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.rand(s, generator=g) for k, s in shapes.items()}
+    (tmp_path / "w").mkdir()
+    save_file(state, tmp_path / "w" / "lpips.safetensors")
+    for req, folder in ((EvalRequest(tmp_path / "r", lpips=[str(tmp_path / "w" / "lpips.safetensors")]), None),
+                        (EvalRequest(tmp_path / "r"), tmp_path / "w")):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="hififace"):
+            net, name, reason = _lpips(req, folder)
+        assert reason is None and name == "LPIPS-VGG v0.1 (lpips.safetensors)" and net.pretrained
+        assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_id_model_equal_to_the_training_arcface_is_warned_about(weights, tmp_path, caplog):
+    """--id-model FILE holding the --weights folder's own ArcFace: a warning that the scores are biased; another
+    network: silent."""
+    import logging
+
+    from safetensors.torch import load_file
+
+    from hififace.metrics.run import _warn_if_training_arcface
+
+    torch.save(load_file(weights / "arcface.safetensors"), tmp_path / "backbone.pth")
+    other = tiny_model_dir(tmp_path / "other", seed=1)
+    for folder, warned in ((weights, True), (other, False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hififace"):
+            _warn_if_training_arcface(tmp_path / "backbone.pth", folder)
+        assert any("biased" in r.getMessage() for r in caplog.records) == warned, (folder, caplog.text)

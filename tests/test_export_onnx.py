@@ -282,6 +282,33 @@ def test_export_of_an_incomplete_folder_fails_in_one_line(folder256, tmp_path, c
     (tmp_path / "file").write_text("x")
     rc, _, err = run_cli(["export", "onnx", "--weights", folder256, "-o", tmp_path / "file"], capsys)
     assert_one_error(rc, err, "is a file")
+    rc, _, err = run_cli(["export", "onnx", "--weights", folder256, "-o", tmp_path / "file" / "onnx"], capsys)
+    assert_one_error(rc, err, str(tmp_path / "file" / "onnx"), "is a file, not a folder", "-o DIR")
+
+
+def test_export_to_a_read_only_place_fails_in_one_line(folder256, tmp_path, monkeypatch, capsys):
+    """Refused before the model loads where the permission shows; a write refused later (root on a folder it may
+    not write, a full disk) is the same one line, and nothing is left behind."""
+    import os
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    rc, _, err = run_cli(["export", "onnx", "--weights", folder256, "-o", locked / "onnx"], capsys)
+    assert_one_error(rc, err, str(locked / "onnx"), f"{locked} is not writable", "-o DIR")
+    monkeypatch.setattr(os, "access", real_access)
+
+    def refuse(*args, dir=None, **kw):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    rc, _, err = run_cli(["export", "onnx", "--weights", folder256, "-o", locked / "onnx", "--no-check"], capsys)
+    progress = [line for line in err if line.startswith("hififace.export.exporter: exporting ")]
+    assert_one_error(rc, [line for line in err if line not in progress],
+                     f"{locked / 'onnx'}: cannot write the ONNX files (Permission denied)", "-o DIR")
+    assert list(locked.iterdir()) == []
 
 
 def test_export_without_the_extra_says_what_to_install(folder256, monkeypatch, capsys):
@@ -331,10 +358,13 @@ def test_a_failed_export_keeps_the_previous_files_and_leaves_no_temporaries(tmp_
 def test_cli_swap_with_the_onnx_engine(exported256, folder256, torch_pair, tmp_path, capsys):
     args = ["swap", "-s", SAMPLES / "astronaut.png", "-t", SAMPLES / "grace_hopper.png", "--weights", folder256]
     rc, _, err = run_cli(args + ["-o", tmp_path / "onnx.png", "--engine", "onnx", "--device", "cpu"], capsys)
-    assert rc == 0 and err == [f"hififace: wrote {tmp_path / 'onnx.png'} (aligned crop)"], err
+    assert rc == 0 and err[-1] == f"hififace: wrote {tmp_path / 'onnx.png'} (aligned crop)", err
     got = load_image(tmp_path / "onnx.png")
     assert got.shape == (256, 256, 3) and np.abs(got.astype(int) - torch_pair.astype(int)).max() <= 1
-    assert read_label(tmp_path / "onnx.png")["AI-Generated"] == "true"
+    # folder256 holds HifiFace.random weights: said and labelled as with --engine torch
+    assert len(err) == 2 and "RANDOM weights" in err[0]
+    label = read_label(tmp_path / "onnx.png")
+    assert label["AI-Generated"] == "true" and label["hififace:weights"].startswith("random")
     # the ONNX folder itself works as --weights (it holds config.json)
     rc, _, err = run_cli(args[:-1] + [exported256, "-o", tmp_path / "o2.png", "--engine", "onnx"], capsys)
     assert rc == 0, err
@@ -405,3 +435,43 @@ def test_cli_help_and_usage(capsys):
     with pytest.raises(SystemExit) as exc:
         cli(["swap", "--help"])
     assert "--engine {torch,onnx}" in capsys.readouterr().out
+
+
+def test_cli_video_runs_on_the_onnx_engine(exported256, folder256, tmp_path, monkeypatch, capsys):
+    """`hififace video --engine onnx`: every frame's face goes through onnxruntime's generator graph."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("imageio_ffmpeg")
+    from videokit import face_frames, make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", face_frames(3), audio=False)
+    generated = []
+    real = OnnxHifiFace.run_graph
+
+    def spy(self, spec, *inputs):
+        if spec is GENERATOR:
+            generated.append(inputs[0].shape[0])
+        return real(self, spec, *inputs)
+
+    monkeypatch.setattr(OnnxHifiFace, "run_graph", spy)
+    out = tmp_path / "out.mp4"
+    rc, _, err = run_cli(["video", "-s", SAMPLES / "astronaut.png", "-t", clip, "-o", out, "--weights", folder256,
+                          "--engine", "onnx", "--preset", "ultrafast"], capsys)
+    assert rc == 0, err
+    assert sum(generated) == 3 and "AI-Generated=true" in " ".join(f"{k}={v}" for k, v in read_label(out).items())
+
+
+def test_demo_and_app_run_on_the_onnx_engine(exported256, folder256, tmp_path, monkeypatch, capsys):
+    """`demo` and `app` load through load_model_or_random, which asks the model whether it is random."""
+    rc, _, err = run_cli(["demo", "--weights", folder256, "--engine", "onnx", "-o", tmp_path / "demo.png"], capsys)
+    assert rc == 0, err
+    assert "hififace:weights" in read_label(tmp_path / "demo_random_weights.png")
+    gr = pytest.importorskip("gradio")
+    from hififace.app import service
+
+    engines = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: setattr(self, "share_url", None))
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    monkeypatch.setattr(service.SwapService, "close", lambda self: engines.append((self.engine.model, self.random)))
+    rc, out, err = run_cli(["app", "--weights", folder256, "--engine", "onnx"], capsys)
+    assert rc == 0, err
+    assert len(engines) == 1 and isinstance(engines[0][0], OnnxHifiFace) and engines[0][1] is True

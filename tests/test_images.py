@@ -292,6 +292,9 @@ def test_unsupported_output_format_refused(tmp_path):
     with pytest.raises(HifiFaceError, match="is a folder"):
         im.check_output_path(tmp_path)
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_bytes(b"x")  # an output "inside" a file: refused before any work, in one line
+    with pytest.raises(HifiFaceError, match=r"out\.png: cannot write there \(.*file is a file, not a folder\)"):
+        im.check_output_path(tmp_path / "file" / "sub" / "out.png")
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -398,10 +401,10 @@ def test_output_path_in_a_folder_that_cannot_be_written_is_refused_before_any_wo
 
     check_output_path = im.check_output_path
     (tmp_path / "a_file.png").write_bytes(b"x")
-    with pytest.raises(HifiFaceError, match=r"a_file\.png is a file, not a folder; choose another -o"):
+    with pytest.raises(HifiFaceError, match=r"a_file\.png is a file, not a folder\); choose another -o"):
         check_output_path(tmp_path / "a_file.png" / "sub" / "out.png")
     assert check_output_path(tmp_path / "new" / "sub" / "out.png")  # missing folders are made when writing
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode))
-    with pytest.raises(HifiFaceError, match=r"cannot write into .* \(permission denied\); choose another -o"):
+    with pytest.raises(HifiFaceError, match=r"cannot write there \(.* is not writable\); choose another -o"):
         check_output_path(tmp_path / "new" / "out.png")

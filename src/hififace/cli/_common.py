@@ -75,10 +75,14 @@ def load_model(args: argparse.Namespace):
     device = pick_device(getattr(args, "device", None))
     model = HifiFace.from_pretrained(getattr(args, "weights", None), device=device, dtype=getattr(args, "dtype", None))
     log.debug("model %s on %s (%s)", model.config.variant, device, getattr(args, "dtype", "fp32"))
+    _warn_if_random(model)
+    return maybe_compile(model, args)
+
+
+def _warn_if_random(model: Any) -> None:
     if model.is_random:
         log.warning("this model folder holds RANDOM weights (saved from HifiFace.random): the output is noise and is "
                     "labelled 'random weights'")
-    return maybe_compile(model, args)
 
 
 def maybe_compile(model: Any, args: argparse.Namespace) -> Any:
@@ -96,7 +100,9 @@ def load_onnx_model(args: argparse.Namespace):
         raise HifiFaceError(f"--dtype {args.dtype}: the ONNX export is float32; drop --dtype or use --engine torch")
     if getattr(args, "compile", False):
         raise HifiFaceError("--compile applies to --engine torch (onnxruntime optimises its graphs itself); drop one")
-    return OnnxHifiFace.from_pretrained(getattr(args, "weights", None), device=getattr(args, "device", None))
+    model = OnnxHifiFace.from_pretrained(getattr(args, "weights", None), device=getattr(args, "device", None))
+    _warn_if_random(model)
+    return model
 
 
 def model_meta(model: Any, command: str, **extra: str) -> dict[str, str]:

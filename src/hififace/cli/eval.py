@@ -97,15 +97,22 @@ def _compare(args: argparse.Namespace) -> int:
                             ("--weights", args.weights)) if v]
     if clash:
         raise ConfigError(f"--compare reads two finished reports; drop {', '.join(clash)}")
-    text = compare(*args.compare)
-    print(text, end="")
+    out = None
     if args.output:
         from pathlib import Path
 
-        from ..utils.atomic import atomic_write_text
+        from ..utils.atomic import unwritable_reason
 
         out = Path(args.output)
         if out.is_dir():
             raise ConfigError(f"{out}: is a folder; with --compare, -o takes a .md file name")
+        why = unwritable_reason(out.parent)
+        if why:
+            raise ConfigError(f"{out}: cannot write there ({why}); give -o a .md file in a folder you can write to")
+    text = compare(*args.compare)
+    print(text, end="")
+    if out is not None:
+        from ..utils.atomic import atomic_write_text
+
         atomic_write_text(out, text)
     return 0

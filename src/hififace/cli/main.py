@@ -125,6 +125,8 @@ def _check_long_options(parser: argparse.ArgumentParser, argv: list[str]) -> Non
     while True:  # nested sub-commands ('export onnx'): the options are the innermost parser's
         choices = next((a.choices for a in target._actions if isinstance(a, argparse._SubParsersAction)), None)
         positional = next((a for a in rest if not a.startswith("-")), None)
+        if choices and positional is not None and positional not in choices:
+            return  # an unknown sub-command ('export tflite'): argparse names it and the choices
         if not choices or positional not in choices:
             break
         target, rest = choices[positional], rest[rest.index(positional) + 1:]

@@ -188,6 +188,14 @@ class OnnxHifiFace:
     def dtype(self) -> torch.dtype:
         return torch.float32
 
+    @property
+    def is_random(self) -> bool:
+        """True when exported from random weights (:meth:`HifiFace.random`), as :attr:`HifiFace.is_random`: the
+        commands then warn and label the outputs 'random weights'."""
+        from ..inference.engine import is_random_engine
+
+        return is_random_engine(self)
+
     def run_graph(self, spec: GraphSpec, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Run one exported graph (``graphs.GENERATOR``, ``ARCFACE`` or ``RECON``) on CPU float32 tensors."""
         feed = {name: x.detach().to("cpu", torch.float32).contiguous().numpy() for name, x in zip(spec.inputs, inputs)}

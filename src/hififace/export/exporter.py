@@ -99,10 +99,13 @@ def export_onnx(
     created = not out_dir.exists()
     try:
         return _write_all(model, out_dir, folder, specs, opset, trace, probe)
-    except BaseException:
+    except BaseException as err:
         if created:  # a failed export into a new folder does not leave it behind, empty
             with contextlib.suppress(OSError):
                 out_dir.rmdir()
+        if isinstance(err, OSError):  # a full disk, or a read-only place the early check could not see
+            raise ExportError(f"{out_dir}: cannot write the ONNX files ({err.strerror or err}); "
+                              "pass -o DIR with a folder you can write to") from None
         raise
 
 
@@ -166,8 +169,14 @@ def _resolve(model_or_folder: Any, out_dir: str | Path | None) -> tuple[Any, Pat
 
 
 def _check_out_dir(out: Path) -> None:
+    from ..utils.atomic import unwritable_reason
+
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: is a file; give a folder for the ONNX files (-o DIR)")
+    why = unwritable_reason(out)
+    if why:
+        raise ExportError(f"{out}: cannot write the ONNX files there ({why}); pass -o DIR with a folder you can "
+                          "write to")
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ model output equals the reference's ``ToPILImage().save()`` pixel for pixel (see
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -187,13 +186,11 @@ def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORM
         raise HifiFaceError(f"{path}: unsupported output format {path.suffix or '(none)'}; use {allowed}")
     if no_clobber and path.exists():
         raise HifiFaceError(f"{path}: already exists and --no-clobber is given; choose another -o or drop --no-clobber")
-    folder = path.parent  # missing folders are made when writing; one that cannot be made is refused now
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise HifiFaceError(f"{path}: cannot write there, {folder} is a file, not a folder; choose another -o")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise HifiFaceError(f"{path}: cannot write into {folder} (permission denied); choose another -o")
+    from ..utils.atomic import unwritable_reason
+
+    why = unwritable_reason(path.parent)  # missing folders are made when writing; one that cannot be is refused now
+    if why:
+        raise HifiFaceError(f"{path}: cannot write there ({why}); choose another -o")
     return path
 
 

@@ -206,13 +206,23 @@ class FrameAligner:
                                                  "landmarks5": np.round(lm, 2).tolist(), "matrix": np.round(m, 6).tolist()}
 
 
+def source_stamp(video: Path) -> list[int]:
+    """Number, total size and latest modification time of a video file or of a frame folder's files: a video
+    replaced (re-downloaded, re-extracted) since its frames were cached is read again."""
+    files = [video] if video.is_file() else [p for p in video.iterdir() if p.is_file()]
+    stats = [p.stat() for p in files]
+    return [len(stats), sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)]
+
+
 def extract_video(video: Path, folder: Path, aligner: FrameAligner) -> list[dict[str, Any]]:
     """Aligned crops of the sampled frames of one video, cached in ``folder`` (``<i>.png`` + ``frames.json``)."""
     record = folder / RECORD
+    stamp = source_stamp(video)
     if record.is_file():
         try:
             data = json.loads(record.read_text(encoding="utf-8"))
-            if data.get("size") == aligner.size and all((folder / f["crop"]).is_file() for f in data["frames"] if f.get("crop")):
+            if data.get("size") == aligner.size and data.get("source") == stamp and \
+                    all((folder / f["crop"]).is_file() for f in data["frames"] if f.get("crop")):
                 return data["frames"]
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -229,7 +239,8 @@ def extract_video(video: Path, folder: Path, aligner: FrameAligner) -> list[dict
                 Image.fromarray(crop).save(tmp, format="PNG", compress_level=1)
             info["crop"] = name
         out.append(info)
-    atomic_write_text(record, json.dumps({"video": str(video), "n_frames": n, "size": aligner.size, "frames": out}) + "\n")
+    atomic_write_text(record, json.dumps({"video": str(video), "source": stamp, "n_frames": n, "size": aligner.size,
+                                          "frames": out}) + "\n")
     return out
 
 

@@ -129,8 +129,14 @@ def _lpips(req: EvalRequest, model_dir: Path | None) -> tuple[Any, str, str | No
                           "--lpips vgg16-397923af.pth vgg.pth")
     from ..weights.io import load_safetensors
 
-    with torch.device("meta"):
-        net = LPIPS()
+    quiet = logging.getLogger("hififace.losses.lpips")  # not its 'random weights' warning: the file's are loaded next
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with torch.device("meta"):
+            net = LPIPS()
+    finally:
+        quiet.setLevel(level)
     net = net.to_empty(device="cpu")
     net.load_lpips_state(load_safetensors(single, "LPIPS weights"), single)
     return net.to(req.device), f"LPIPS-VGG v0.1 ({single.name})", None
@@ -242,6 +248,12 @@ def check_request(req: EvalRequest) -> None:
         raise ConfigError("--ffpp-method and --results both give the results: pass one of them")
     if req.output.exists() and not req.output.is_dir():
         raise ConfigError(f"{req.output}: is a file; -o takes a report folder")
+    from ..utils.atomic import unwritable_reason
+
+    for folder, option in ((req.output, "-o REPORT_DIR"), (req.cache, "--cache DIR")):
+        why = unwritable_reason(folder) if folder is not None else None
+        if why:
+            raise ConfigError(f"{folder}: cannot write there ({why}); give {option} a folder you can write to")
     if req.batch_size < 1:
         raise ConfigError(f"--batch-size {req.batch_size}: use 1 or more")
     if req.limit is not None and req.limit < 1:

@@ -45,3 +45,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def unwritable_reason(folder: str | Path) -> str | None:
+    """Why files cannot be written into ``folder`` (created when missing), or None when they can.
+
+    Checked on the folder or its nearest existing parent, before any work and without creating anything: a file in
+    the way, or no write permission there (a read-only place: a read-only mount refuses even root)."""
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is a file, not a folder"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"{p} is not writable"
+    return None

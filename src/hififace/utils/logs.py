@@ -14,8 +14,10 @@ import sys
 import warnings
 from typing import Iterator
 
-#: Environment variables that quieten native libraries (read when they load, also by worker processes).
-_QUIET_ENV = {"OPENCV_LOG_LEVEL": "ERROR", "TF_CPP_MIN_LOG_LEVEL": "3"}
+#: Environment variables that quieten native libraries (read when they load, also by worker processes);
+#: OPENCV_FFMPEG_LOGLEVEL -8 (AV_LOG_QUIET): FFmpeg inside OpenCV prints e.g. "moov atom not found" for a bad
+#: video, which our own one-line message already reports.
+_QUIET_ENV = {"OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8", "TF_CPP_MIN_LOG_LEVEL": "3"}
 #: Loggers whose level the set-up changes (and :func:`cli_logging` restores).
 _LEVELS = ("hififace", "py.warnings")
 
