@@ -374,7 +374,6 @@ def section_fit(r: Run) -> None:
 
 
 def section_profile(r: Run) -> None:
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     model = r.load("bf16", True)

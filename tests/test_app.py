@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from hififace.app.service import SwapService
-from hififace.errors import ConfigError, HifiFaceError, InputImageError
+from hififace.errors import ConfigError, InputImageError
 from hififace.inference.images import load_image, read_label
 from inferkit import assert_one_error, isolated_home, run_cli, tiny_model, tiny_weights  # noqa: F401
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ..models.hififace import HifiFace
     from ..models.identity import Identity
 
 

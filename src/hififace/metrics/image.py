@@ -62,7 +62,6 @@ def ssim(a: Any, b: Any) -> float:
     from scipy.ndimage import correlate1d
 
     x, y = _pair(a, b)
-    c = x.shape[0]
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
     # the five local means (x, y, x^2, y^2, xy) in one separable Gaussian filtering pass; the borders, where the
