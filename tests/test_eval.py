@@ -384,6 +384,7 @@ def test_lpips_from_a_file_or_the_model_folder(tmp_path, caplog):
             net, name, reason = _lpips(req, folder)
         assert reason is None and name == "LPIPS-VGG v0.1 (lpips.safetensors)" and net.pretrained
         assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+        assert not net.training and not any(p.requires_grad for p in net.parameters())  # frozen, as every LPIPS
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 

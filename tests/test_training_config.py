@@ -86,3 +86,39 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert "no usable training pair" in capsys.readouterr().err
     assert main(["train", "--config", tiny, "--print-config", "--data.batch_size", "3"]) == 0
     assert "batch_size: 3" in capsys.readouterr().out
+
+
+def test_model_init_folder_lpips_file_is_loaded_frozen_without_a_random_weights_warning(tmp_path, caplog):
+    """model.init with an lpips.safetensors (full width, as 'hififace convert' writes it): those weights, frozen, and
+    no 'random ones' warning; without the file (tiny lpips_width), random LPIPS with the warning."""
+    import logging
+
+    import torch
+    from safetensors.torch import save_file
+
+    from hififace.losses.lpips import LPIPS
+    from hififace.models.hififace import LPIPS_FILE
+    from hififace.training.build import build_networks
+    from inferkit import tiny_model_dir
+
+    folder = tiny_model_dir(tmp_path / "init")
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in LPIPS().state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    state = {k: torch.rand(s, generator=g) for k, s in shapes.items()}
+    save_file(state, folder / LPIPS_FILE)
+    for with_file in (True, False):
+        if not with_file:
+            (folder / LPIPS_FILE).unlink()
+        width = "1.0" if with_file else "0.0625"
+        cfg = load_config("hififace_tiny", {"model.init": str(folder), "weights.lpips_width": width})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hififace"):
+            lpips = build_networks(cfg)[2]
+        warned = [r.getMessage() for r in caplog.records if "LPIPS" in r.getMessage()]
+        assert not lpips.training and not any(p.requires_grad for p in lpips.parameters())
+        if with_file:
+            assert lpips.pretrained and not warned
+            assert all(torch.equal(v, state[k]) for k, v in lpips.state_dict().items())
+        else:
+            assert not lpips.pretrained and len(warned) == 1 and "random ones" in warned[0]

@@ -150,6 +150,24 @@ class LPIPS(FrozenModule):
         heads = nn.ModuleDict({f"lin{i}": getattr(self, f"lin{i}") for i in range(5)})
         load_into(heads, state, path)
 
+    @classmethod
+    def from_safetensors(cls, path: str | Path) -> "LPIPS":
+        """LPIPS from a full state dict file in this module's key layout (``lpips.safetensors`` of a training model
+        folder), built on the meta device first: no random weights are made (nor warned about) before loading."""
+        from ..weights.io import load_safetensors
+
+        level = log.level  # the random-weights warning of __init__ does not apply here
+        log.setLevel(logging.ERROR)
+        try:
+            with torch.device("meta"):
+                net = cls()
+        finally:
+            log.setLevel(level)
+        net = net.to_empty(device="cpu")
+        net.load_lpips_state(load_safetensors(path, "LPIPS weights"), path)
+        net.freeze()
+        return net
+
     def load_lpips_state(self, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
         """Load a full state dict in this module's (= the lpips package's) key layout, e.g. ``lpips.safetensors``."""
         from ..weights.io import load_into

@@ -127,18 +127,7 @@ def _lpips(req: EvalRequest, model_dir: Path | None) -> tuple[Any, str, str | No
     if single is None:
         return None, "", ("no LPIPS weights: pass --lpips lpips.safetensors (a training model folder has one) or "
                           "--lpips vgg16-397923af.pth vgg.pth")
-    from ..weights.io import load_safetensors
-
-    quiet = logging.getLogger("hififace.losses.lpips")  # not its 'random weights' warning: the file's are loaded next
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with torch.device("meta"):
-            net = LPIPS()
-    finally:
-        quiet.setLevel(level)
-    net = net.to_empty(device="cpu")
-    net.load_lpips_state(load_safetensors(single, "LPIPS weights"), single)
+    net = LPIPS.from_safetensors(single)
     return net.to(req.device), f"LPIPS-VGG v0.1 ({single.name})", None
 
 

@@ -62,9 +62,7 @@ def build_networks(cfg: TrainConfig):
     if w.lpips_vgg or w.lpips_lin:
         lpips = LPIPS(w.lpips_vgg, w.lpips_lin, width=w.lpips_width)
     elif init is not None and (init / LPIPS_FILE).exists() and w.lpips_width == 1.0:
-        with warnings.catch_warnings(), _quiet("hififace.losses.lpips"):
-            lpips = LPIPS(width=1.0)
-        lpips.load_lpips_state(load_safetensors(init / LPIPS_FILE, "LPIPS weights"), init / LPIPS_FILE)
+        lpips = LPIPS.from_safetensors(init / LPIPS_FILE)
     else:
         lpips = LPIPS(width=w.lpips_width)
 
@@ -80,20 +78,6 @@ def build_networks(cfg: TrainConfig):
         log.warning("no BFM (weights.bfm or %s in model.init): random face model, the shape loss means nothing", BFM_FILE)
         landmarks = BFMLandmarks.random(cfg.trainer.seed)
     return model, disc, lpips, landmarks, (str(init.resolve()) if init is not None else None)
-
-
-class _quiet:
-    """Silence one logger for a moment (the random-LPIPS warning before real weights are loaded)."""
-
-    def __init__(self, name: str):
-        self.logger = logging.getLogger(name)
-
-    def __enter__(self):
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
 
 
 def save_frozen(run_dir: Path, model: HifiFace, disc, lpips, landmarks) -> str:
