@@ -81,6 +81,12 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert main(["train", "--config", tiny, "--checkpoint.dir", str(tmp_path / "run")]) == 2
     assert "no training data" in capsys.readouterr().err
     images, parsing = make_dataset(tmp_path / "d", identities=1, per_identity=1, size=16)
+    for given, missing in (("images", "parsing"), ("parsing", "images")):  # half of the pair: the other one named
+        path = str(images if given == "images" else parsing)
+        assert main(["train", "--config", tiny, "--checkpoint.dir", str(tmp_path / "run"), f"--data.{given}", path]) == 2
+        err = capsys.readouterr().err
+        assert f"--data.{given} is given but not --data.{missing}" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
     assert main(["train", "--config", tiny, "--data.images", str(images), "--data.parsing", str(parsing),
                  "--checkpoint.dir", str(tmp_path / "run")]) == 2
     assert "no usable training pair" in capsys.readouterr().err

@@ -76,7 +76,11 @@ class DataSection:
     def folders(self) -> tuple[Path, Path]:
         images = self.images or (str(Path(self.root) / "images") if self.root else None)
         parsing = self.parsing or (str(Path(self.root) / "parsing") if self.root else None)
-        if not images or not parsing:
+        if bool(images) != bool(parsing):  # one of the pair given: name the missing one
+            given, missing = ("images", "parsing") if images else ("parsing", "images")
+            raise ConfigError(f"--data.{given} is given but not --data.{missing}: training needs both folders (the "
+                              f"{missing} one is written by 'hififace preprocess' beside the other), or --data.root")
+        if not images:
             raise ConfigError("no training data: give --data.root OUT_DIR (from 'hififace preprocess') or "
                               "--data.images DIR --data.parsing DIR")
         return Path(images), Path(parsing)
