@@ -60,11 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if folder:
         jobs = plan_folder(target, Path(args.output), args.no_clobber)
     elif target is not None:
-        out = check_output_path(args.output, no_clobber=args.no_clobber)
+        out = check_output_path(args.output, no_clobber=args.no_clobber, inputs={"the target photo": target})
         photo = read_photo(target)
-        if out.resolve() == target.resolve():
-            raise HifiFaceError(f"{out}: is the target photo; write the result to another file (-o) so that the "
-                                f"original is kept")
     sources = read_sources(args.source)
     match = read_sources([args.match], "--match")[0] if args.match else None
 

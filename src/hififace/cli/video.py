@@ -54,11 +54,9 @@ def run(args: argparse.Namespace) -> int:
         raise HifiFaceError(f"--crf {args.crf}: use 0 to 51")
     if args.smooth < 0:
         raise HifiFaceError(f"--smooth {args.smooth:g}: use 0 (off) or more")
-    out = check_output_path(args.output, VIDEO_FORMATS, no_clobber=args.no_clobber)
+    out = check_output_path(args.output, VIDEO_FORMATS, no_clobber=args.no_clobber,
+                            inputs={"the target video": args.target})
     info = probe(args.target)  # a bad video is reported before the model loads
-    if out.resolve() == info.path.resolve():
-        raise HifiFaceError(f"{out}: is the target video; write the result to another file (-o) so that the "
-                            f"original is kept")
     sources = read_sources(args.source)
     match = read_sources([args.match], "--match")[0] if args.match else None
     model = load_model(args)

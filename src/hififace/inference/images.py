@@ -169,14 +169,19 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORMATS, no_clobber: bool = False) -> Path:
+def check_output_path(path: str | Path, formats: Mapping[str, str] = OUTPUT_FORMATS, no_clobber: bool = False,
+                      inputs: Mapping[str, str | Path] | None = None) -> Path:
     """Refuse an output path we cannot write, before any work is done.
 
     The replacement policy of every command: an existing output file is replaced, atomically (the old file stays
     whole until the new one is complete, so a failed run never damages it); ``no_clobber`` (``--no-clobber``)
-    refuses an existing file instead.
+    refuses an existing file instead. ``inputs`` (what it is -> path, e.g. ``{"the target photo": t}``) are never
+    replaced: an output that resolves to one of them is refused.
     """
     path = Path(path)
+    for what, source in (inputs or {}).items():
+        if path.resolve() == Path(source).resolve():
+            raise HifiFaceError(f"{path}: is {what}; write the result to another file (-o) so that the original is kept")
     if path.is_dir():
         example = path / f"out{next(iter(formats))}"
         raise HifiFaceError(f"{path}: is a folder; give an output file name such as {example}")
