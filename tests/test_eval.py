@@ -404,3 +404,27 @@ def test_id_model_equal_to_the_training_arcface_is_warned_about(weights, tmp_pat
         with caplog.at_level(logging.WARNING, logger="hififace"):
             _warn_if_training_arcface(tmp_path / "backbone.pth", folder)
         assert any("biased" in r.getMessage() for r in caplog.records) == warned, (folder, caplog.text)
+
+
+def test_rows_that_would_score_one_result_file_twice_are_refused(crops, capsys):
+    """Two rows with different pairs reading the same result file (here the documented CSV layout with an empty
+    result column under --results): the same image would be scored as both, e.g. a swap as a self-reconstruction
+    with PSNR 100. Refused in one line naming the lines; names quoted from the file are made printable."""
+    res = crops / "res"
+    res.mkdir()
+    shutil.copy(crops / "astronaut.png", res / "grace_hopper.png")
+    (crops / "doc.csv").write_text("source,target,result,source_id\nastronaut.png,grace_hopper.png,,a\n"
+                                   "cameraman.png,grace_hopper.png,,c\ngrace_hopper.png,grace_hopper.png,,g\n")
+    rc, _, err = run_cli(["eval", "--pairs", crops / "doc.csv", "--results", res, "-o", crops / "r"], capsys)
+    assert_one_error(rc, err, "lines 2, 3 and 4", "grace_hopper.png", "result column")
+    weird = "x\x1b[2J.png"
+    (crops / "same.csv").write_text(f"source,target,result\nastronaut.png,grace_hopper.png,{weird}\n"
+                                    f"cameraman.png,astronaut.png,{weird}\n")
+    rc, _, err = run_cli(["eval", "--pairs", crops / "same.csv", "--results", res, "-o", crops / "r"], capsys)
+    line = assert_one_error(rc, err, "lines 2 and 3", "same result file", "x\\x1b[2J.png")
+    assert "\x1b" not in line and not (crops / "r").exists()
+    # the same pair twice is the same work, not a clash
+    (crops / "twice.csv").write_text("source,target\nastronaut.png,grace_hopper.png\nastronaut.png,grace_hopper.png\n")
+    from hififace.metrics.pairs import read_pairs
+
+    assert len(read_pairs(crops / "twice.csv", res)) == 2
