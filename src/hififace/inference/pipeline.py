@@ -228,6 +228,16 @@ class FaceSwapper:
         crops, mats = self.align(image, [faces[i].landmarks for i in todo])
         return FaceCrops(faces, todo, skipped, crops, mats)
 
+    def one_face_crop(self, image: np.ndarray, name: Any = "image",
+                      aligned: bool | None = None) -> tuple[str, np.ndarray | None]:
+        """One face of an image taken as ``hififace swap`` takes a source: ``("aligned", crop)`` for an image of the
+        model's size (or ``aligned=True``), ``("detected", crop)`` for the largest face found by :meth:`face_crops`,
+        or ``("no-face", None)``. Used by ``hififace eval`` for sources and targets alike."""
+        if self._is_aligned(image, aligned):
+            return "aligned", self._fit(image, name)
+        found = self.face_crops(image, FaceChoice(), name, min_face=0)
+        return ("detected", found.crops[0]) if found.faces else ("no-face", None)
+
     def to_tensor(self, crops: np.ndarray) -> "torch.Tensor":
         """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``).
 

@@ -36,10 +36,18 @@ class Row:
     source_id: str
     line: int = 0
     name: str = ""  # file name (no extension) of the result the model makes for this row
+    crop: str = ""  # how the model's inputs were taken: aligned, detected or no-face ("" for given results)
+    target_crop: Path | None = None  # the aligned crop of a detected target: what the result is scored against
+    skipped: str = ""  # why the row is not scored (no face found), else ""
 
     @property
     def kind(self) -> str:
         return "self" if self.source == self.target else "swap"
+
+    @property
+    def scored_target(self) -> Path:
+        """The target image the result is compared with: the aligned crop the model swapped, or the target."""
+        return self.target_crop if self.target_crop is not None else self.target
 
 
 def _resolve(value: str, base: Path) -> Path:
