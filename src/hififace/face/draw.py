@@ -96,7 +96,8 @@ def place_labels(boxes: Sequence[Rect], sizes: Sequence[Sequence[tuple[float, fl
         if found is None:
             if best is None:  # nothing fits inside the image at all: on the box's top left corner
                 w, h = sizes[i][-1]
-                x0, y0 = min(max(boxes[i][0], 0.0), max(w_img - w, 0.0)), min(max(boxes[i][1], 0.0), max(h_img - h, 0.0))
+                x0 = min(max(boxes[i][0], 0.0), max(w_img - w, 0.0))
+                y0 = min(max(boxes[i][1], 0.0), max(h_img - h, 0.0))
                 found = (len(sizes[i]) - 1, (x0, y0, x0 + w, y0 + h))
             else:
                 found = (best[1], best[2])

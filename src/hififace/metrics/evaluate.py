@@ -275,7 +275,8 @@ class Evaluator:
         for r in rows:
             rec: dict[str, Any] = {"index": r.index, "kind": r.kind, "source": str(r.source), "target": str(r.target),
                                    "result": None if r.result is None else str(r.result), "source_id": r.source_id,
-                                   "crop": r.crop or None, "target_crop": None if r.target_crop is None else str(r.target_crop),
+                                   "crop": r.crop or None,
+                                   "target_crop": None if r.target_crop is None else str(r.target_crop),
                                    "skipped": r.skipped or None}
             for role in ("source", "target", "result"):
                 path = r.scored_target if role == "target" else getattr(r, role)

@@ -23,8 +23,8 @@ from .evaluate import HIGHER_IS_BETTER, METRICS, PER_SAMPLE, UNITS, EvalResult
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("index", "kind", "source", "target", "result", "source_id", "crop", "target_crop", "skipped",
-               "source_face", "target_face", "result_face", "id_similarity", "id_retrieved", "retrieved_id", "pose_error",
-               "expression_error", "shape_error", "psnr", "ssim", "lpips")
+               "source_face", "target_face", "result_face", "id_similarity", "id_retrieved", "retrieved_id",
+               "pose_error", "expression_error", "shape_error", "psnr", "ssim", "lpips")
 TITLES = {"id_similarity": "ID similarity", "id_retrieval": "ID retrieval", "pose_error": "pose error",
           "expression_error": "expression error", "shape_error": "shape error", "fid": "FID", "kid": "KID",
           "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}

@@ -198,8 +198,9 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
             todo.append(r)  # not made, made by an older hififace, or made for another row of that name
         elif done.get("crop") == "no-face":
             r.result, r.crop, r.skipped = None, "no-face", str(done.get("skipped", "no face found"))
-        elif not r.result.is_file() or (done.get("target_crop") and not (folder / TARGETS_DIR / f"{r.name}.png").is_file()):
-            todo.append(r)
+        elif not r.result.is_file() or (done.get("target_crop")
+                                        and not (folder / TARGETS_DIR / f"{r.name}.png").is_file()):
+            todo.append(r)  # a file made then lost: made again
         else:
             r.crop = str(done.get("crop", ""))
             r.target_crop = folder / TARGETS_DIR / f"{r.name}.png" if done.get("target_crop") else None
