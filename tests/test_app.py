@@ -243,3 +243,17 @@ def test_a_taken_port_is_one_line(tiny_weights, isolated_home, monkeypatch, caps
     monkeypatch.setattr(gr.Blocks, "launch", taken)
     rc, _, err = run_cli(["app", "--weights", tiny_weights, "--port", "7999"], capsys)
     assert_one_error(rc, err, "127.0.0.1:7999", "pick another --port")
+
+
+def test_a_swap_that_replaced_nothing_says_so_and_no_model_mask_is_offered(model, uploads, tmp_path, capsys):
+    """The tiny network's own mask is ~0, so with it nothing is pasted: the outcome carries a warning naming
+    --no-model-mask (which `hififace app` offers); without the model's mask there is none."""
+    out = SwapService(model, workdir=tmp_path / "a").run([uploads("astronaut.png")], uploads("two_people.jpg"))
+    assert out.message == "1 of 2 face(s) swapped"
+    assert "almost nothing of face #" in out.warning and "--no-model-mask" in out.warning
+    out = SwapService(model, workdir=tmp_path / "b", model_mask=False).run([uploads("astronaut.png")],
+                                                                          uploads("two_people.jpg"))
+    assert out.warning == ""
+    with pytest.raises(SystemExit):
+        run_cli(["app", "--help"], capsys)
+    assert "--no-model-mask" in capsys.readouterr().out

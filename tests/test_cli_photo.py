@@ -105,3 +105,29 @@ def test_swap_help_shows_the_photo_options(capsys):
     for opt in ("--face", "--all-faces", "--match", "--aligned", "--detect", "--min-face", "--color-match",
                 "--save-identity", "--target photos/ -o out_dir/"):
         assert opt in text
+
+
+def test_swap_says_how_much_of_each_face_was_replaced_and_warns_when_nothing(tmp_path, tiny_weights, capsys):
+    """A random network's own mask m_r is ~0: the swap pastes nothing. Said (share replaced per face, a warning
+    naming the cause and --no-model-mask), and --no-model-mask pastes the whole face region."""
+    base = ["swap", "--source", PHOTOS / "grace_hopper.jpg", "--target", PHOTOS / "obama_crop.jpg",
+            "--weights", tiny_weights, "--align-passes", "0"]
+    rc, _, err = run_cli([*base, "-o", tmp_path / "a.png"], capsys)
+    assert rc == 0, err
+
+    def share(name: str) -> int:
+        said = [line for line in err if f"{name}: share of the face region replaced: face #0 " in line]
+        assert len(said) == 1, err
+        return int(said[0].rsplit("#0 ", 1)[1].split(" %")[0])
+
+    assert share("a.png") < 5
+    warning = [line for line in err if "of the face replaced" in line]
+    assert len(warning) == 1 and "face #0: only" in warning[0] and "--no-model-mask" in warning[0], err
+    assert "m_r" in warning[0] and "collapsed" in warning[0] and "random weights" in warning[0]
+    rc, _, err = run_cli([*base, "-o", tmp_path / "b.png", "--no-model-mask"], capsys)
+    assert rc == 0, err
+    assert share("b.png") > 50 and not any("of the face replaced" in line for line in err), err
+    orig = np.asarray(Image.open(PHOTOS / "obama_crop.jpg").convert("RGB")).astype(int)
+    for name, lo, hi in (("a.png", 0, 2), ("b.png", 20, 255)):
+        diff = np.abs(np.asarray(Image.open(tmp_path / name).convert("RGB")).astype(int) - orig)
+        assert lo <= diff[110:210, 110:210].mean() <= hi, (name, diff[110:210, 110:210].mean())

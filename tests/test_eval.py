@@ -404,3 +404,78 @@ def test_id_model_equal_to_the_training_arcface_is_warned_about(weights, tmp_pat
         with caplog.at_level(logging.WARNING, logger="hififace"):
             _warn_if_training_arcface(tmp_path / "backbone.pth", folder)
         assert any("biased" in r.getMessage() for r in caplog.records) == warned, (folder, caplog.text)
+
+
+def test_rows_that_would_score_one_result_file_twice_are_refused(crops, capsys):
+    """Two rows with different pairs reading the same result file (here the documented CSV layout with an empty
+    result column under --results): the same image would be scored as both, e.g. a swap as a self-reconstruction
+    with PSNR 100. Refused in one line naming the lines; names quoted from the file are made printable."""
+    res = crops / "res"
+    res.mkdir()
+    shutil.copy(crops / "astronaut.png", res / "grace_hopper.png")
+    (crops / "doc.csv").write_text("source,target,result,source_id\nastronaut.png,grace_hopper.png,,a\n"
+                                   "cameraman.png,grace_hopper.png,,c\ngrace_hopper.png,grace_hopper.png,,g\n")
+    rc, _, err = run_cli(["eval", "--pairs", crops / "doc.csv", "--results", res, "-o", crops / "r"], capsys)
+    assert_one_error(rc, err, "lines 2, 3 and 4", "grace_hopper.png", "result column")
+    weird = "x\x1b[2J.png"
+    (crops / "same.csv").write_text(f"source,target,result\nastronaut.png,grace_hopper.png,{weird}\n"
+                                    f"cameraman.png,astronaut.png,{weird}\n")
+    rc, _, err = run_cli(["eval", "--pairs", crops / "same.csv", "--results", res, "-o", crops / "r"], capsys)
+    line = assert_one_error(rc, err, "lines 2 and 3", "same result file", "x\\x1b[2J.png")
+    assert "\x1b" not in line and not (crops / "r").exists()
+    # the same pair twice is the same work, not a clash
+    (crops / "twice.csv").write_text("source,target\nastronaut.png,grace_hopper.png\nastronaut.png,grace_hopper.png\n")
+    from hififace.metrics.pairs import read_pairs
+
+    assert len(read_pairs(crops / "twice.csv", res)) == 2
+
+
+def test_cli_detects_and_aligns_whole_photos_and_skips_rows_without_a_face(tmp_path, weights, capsys):
+    """Whole photos are not centre-cropped and regenerated whole: their largest face is detected and aligned as
+    `hififace swap` does (the same crop, bit for bit), the result is scored against that aligned target crop, and
+    each row says what was done (aligned, detected, no-face); a row without a face is listed, not scored."""
+    pytest.importorskip("cv2")
+    from hififace import HifiFace
+    from hififace.inference.photos import read_photo
+    from hififace.inference.pipeline import FaceSwapper
+
+    shutil.copy(SAMPLES / "astronaut.png", tmp_path / "astronaut.png")  # a 256 aligned crop
+    for name in ("grace_hopper.jpg", "two_people.jpg"):
+        shutil.copy(PHOTOS / name, tmp_path / name)
+    Image.new("RGB", (320, 240), (90, 100, 110)).save(tmp_path / "wall.png")
+    (tmp_path / "pairs.csv").write_text("source,target\ngrace_hopper.jpg,two_people.jpg\nastronaut.png,astronaut.png\n"
+                                        "astronaut.png,wall.png\n")
+    out = tmp_path / "report"
+    args = ["eval", "--weights", weights, "--pairs", tmp_path / "pairs.csv", "-o", out, "--id-model", "none",
+            "--faces", "template", "--no-figures"]  # template: the random model's results show no face to detect
+    rc, stdout, err = run_cli(args, capsys)
+    assert rc == 0, err
+    assert "3 pairs (1 not scored: no face)" in stdout
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["counts"]["crop"] == {"aligned": 1, "detected": 1, "no-face": 1} and data["counts"]["skipped_rows"] == 1
+    assert data["details"]["pose_error"]["n"] == 1 and data["psnr"] is not None  # the swap row, the self row
+    assert any("1 row(s) not scored" in n and "4" in n for n in data["notes"])  # line 4 of the CSV
+    assert "1 without a face (not scored)" in (out / "report.md").read_text()
+    rows = {int(r["index"]): r for r in csv.DictReader(open(out / "per_sample.csv"))}
+    assert [rows[i]["crop"] for i in range(3)] == ["detected", "aligned", "no-face"]
+    assert rows[2]["skipped"] == "no face found in the target photo" and rows[2]["result"] == ""
+    assert rows[2]["pose_error"] == "" and rows[1]["target_crop"] == "" and rows[1]["psnr"] != ""
+    crop = Path(rows[0]["target_crop"])
+    assert crop.parent == out / "results" / "targets" and rows[0]["target"] == str(tmp_path / "two_people.jpg")
+    made = np.asarray(Image.open(rows[0]["result"]).convert("RGB"))
+    assert made.shape == (256, 256, 3)
+    swapper = FaceSwapper(HifiFace.from_pretrained(weights), parsing="landmarks", min_face=0)  # as `hififace swap`
+    np.testing.assert_array_equal(np.asarray(Image.open(crop)),
+                                  swapper.face_crops(read_photo(tmp_path / "two_people.jpg").rgb).crops[0])
+    assert sorted(p.name for p in (out / "results").glob("*.png")) == ["00000_two_people.png", "00001_astronaut.png"]
+    # a re-run resumes: nothing is detected or swapped again, the rows say the same
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.png")}
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 0 and {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.png")} == stamps, err
+    again = {int(r["index"]): r for r in csv.DictReader(open(out / "per_sample.csv"))}
+    assert [again[i]["crop"] for i in range(3)] == ["detected", "aligned", "no-face"]
+    # nothing to score at all: one line
+    (tmp_path / "none.csv").write_text("source,target\nastronaut.png,wall.png\n")
+    rc, _, err = run_cli(["eval", "--weights", weights, "--pairs", tmp_path / "none.csv", "-o", tmp_path / "r2",
+                          "--id-model", "none", "--no-figures"], capsys)
+    assert_one_error(rc, err, "no row to score", "line 2", "no face found in the target photo")

@@ -179,3 +179,64 @@ def test_auto_parser_prefers_found_weights_else_landmarks(tmp_path, monkeypatch)
     assert get_parser("auto").name == "landmarks"
     torch.save(fake_state("bisenet_faceparsing_keys.tsv", 0), tmp_path / "79999_iter.pth")
     assert get_parser("auto").name == "bisenet"
+
+
+# ------------------------------------------------------------------------------------ the 5-point outline (profiles)
+def _ellipse_before(size, pts):
+    """The 5-point fallback this project drew before the posed outline: an ellipse (centre (56, 66.9), semi-axes
+    40.5 x 47.8 in the 112 ArcFace frame) carried onto the face by a similarity fit of the 5 points."""
+    import cv2
+
+    from hififace.face.align import ARCFACE_112, invert_affine, transform_points, umeyama
+
+    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    ring = transform_points(np.stack([56.0 + 40.5 * np.cos(t), 66.9 + 47.8 * np.sin(t)], 1),
+                            invert_affine(umeyama(pts, ARCFACE_112)))
+    out = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(out, [np.round(ring * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+    return out > 0
+
+
+def _turned_head(yaw: float, size: int = 256):
+    """A head turned by ``yaw`` degrees (positive: the nose points to the image's right), 3D points in ~10 cm units
+    (x right, y up, z to the camera) projected orthographically into a size x size crop: its 5 landmarks, a point
+    on the cheek in front of the ear (on the side turned to the camera) and a point of the background just in front
+    of the nose."""
+    a = np.deg2rad(yaw)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    five = np.array([[-0.32, 0.3, 0.12], [0.32, 0.3, 0.12], [0, -0.06, 0.56], [-0.24, -0.37, 0.24], [0.24, -0.37, 0.24]])
+    side = -np.sign(yaw)  # the cheek turned to the camera lies on the side the nose points away from
+    cheek = np.array([side * 0.6, -0.3, -0.15])
+
+    def project(p):
+        q = np.asarray(p, float) @ rot.T
+        return np.stack([size / 2 + q[..., 0] * size * 0.4, size / 2 - q[..., 1] * size * 0.4], -1)
+
+    nose = project(five[2])
+    front = nose + [np.sign(yaw) * 0.25 * size * 0.4, 0]  # 2.5 cm beyond the nose tip, at its height
+    return project(five), project(cheek), front
+
+
+@pytest.mark.parametrize("yaw", [-60, -45, 45, 60])
+def test_fallback_mask_of_a_turned_face_covers_the_cheek_not_the_background_in_front(yaw):
+    """Profiles: the 5-point fallback reaches the cheek towards the ear and stops at the profile line. The ellipse
+    it replaces does neither (checked here, so this test would fail with it)."""
+    size = 256
+    pts, cheek, front = _turned_head(yaw, size)
+    mask = face_mask(landmark_labels((size, size), pts))
+
+    def at(m, p):
+        return bool(m[int(round(p[1])), int(round(p[0]))])
+
+    assert at(mask, cheek) and not at(mask, front), yaw
+    assert all(at(mask, p) for p in pts)
+    before = _ellipse_before(size, pts)
+    assert not at(before, cheek) and at(before, front)
+
+
+def test_fallback_mask_of_a_frontal_face_stays_near_the_ellipse():
+    """Frontal faces keep (nearly) the mask they had: IoU with the former ellipse on the template points."""
+    size = 256
+    pts = _face_points(size)
+    new, old = face_mask(landmark_labels((size, size), pts)), _ellipse_before(size, pts)
+    assert (new & old).sum() / (new | old).sum() > 0.9

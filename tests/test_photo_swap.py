@@ -380,3 +380,26 @@ def test_crops_are_cut_with_the_align_template_in_the_weights_config(model, tmp_
         assert np.linalg.norm(transform_points(face.landmarks, m[0]) - template_points(name, 256), axis=1).mean() < 8
         mats[name] = m[0]
     assert np.abs(mats["ffhq"][:, :2]).sum() < 0.8 * np.abs(mats["arcface"][:, :2]).sum()  # FFHQ crops show more
+
+
+def test_coverage_says_how_much_of_each_face_was_replaced(model, swapper, grace, caplog):
+    """PhotoResult.coverage: the share of each face region pasted. A model whose mask m_r is ~0 (the tiny random
+    one) replaces almost nothing: said in a warning naming --no-model-mask; model_mask=False pastes the region."""
+    import logging
+
+    from hififace.inference.pipeline import LOW_COVERAGE, FaceSwapper
+
+    rgb = photo("two_people.jpg")
+    full = swapper.swap(grace, rgb, all_faces=True)  # the stand-in engine's mask covers the whole crop
+    assert len(full.coverage) == len(full.swapped) == 2 and all(0.6 < c <= 1.0 for c in full.coverage)
+    assert full.low_coverage() == [] and full.replaced().startswith("face #0 ")
+    random_net = FaceSwapper(model, parsing="landmarks", align_passes=0)
+    ident = random_net.identity(PHOTOS / "grace_hopper.jpg")
+    with caplog.at_level(logging.WARNING, logger="hififace"):
+        empty = random_net.swap(ident, rgb, face=1)
+    assert empty.swapped == [1] and empty.coverage[0] < LOW_COVERAGE and empty.low_coverage() == [1]
+    said = [r.getMessage() for r in caplog.records if "of the face replaced" in r.getMessage()]
+    assert len(said) == 1 and "face #1: only" in said[0] and "--no-model-mask" in said[0], caplog.text
+    pasted = FaceSwapper(model, parsing="landmarks", align_passes=0, model_mask=False).swap(ident, rgb, face=1)
+    assert pasted.coverage[0] > 0.6 and pasted.coverage[0] > 10 * empty.coverage[0]
+    assert swapper.swap(grace, photo("astronaut.png")[128:384, 128:384]).coverage == [1.0]  # an aligned crop: all of it

@@ -306,3 +306,26 @@ def test_api_takes_an_existing_pipeline_with_its_own_settings(swapper, clips, tm
     with pytest.raises(TypeError, match="align_passes"):  # options for a new pipeline are refused, not dropped
         hififace.swap_video(PHOTOS / "astronaut.png", clips["one_frame_silent"], tmp_path / "o2.mp4",
                             model=swapper, align_passes=2)
+
+
+def test_report_says_how_much_of_the_faces_was_replaced(swapper, clips, tmp_path, caplog):
+    """VideoReport.coverage: the mean share of the face regions pasted; an engine whose mask is empty replaces
+    nothing, which a warning says (naming --no-model-mask)."""
+    import logging
+
+    from hififace.inference.pipeline import FaceSwapper
+
+    report = _run(swapper, clips["one_frame_silent"], tmp_path / "a.mp4")
+    assert report.faces_swapped == 1 and 0.6 < report.coverage <= 1.0 and report.faces_low_coverage == 0
+
+    class EmptyMask(FakeEngine):
+        def swap(self, identity, crops):
+            i_r, m_r = super().swap(identity, crops)
+            return i_r, m_r * 0
+
+    with caplog.at_level(logging.WARNING, logger="hififace"):
+        report = _run(FaceSwapper(EmptyMask(), parsing="landmarks", align_passes=0), clips["one_frame_silent"],
+                      tmp_path / "b.mp4")
+    assert report.faces_swapped == 1 and report.coverage == 0.0 and report.faces_low_coverage == 1
+    assert any("almost nothing replaced in 1 of 1" in r.getMessage() and "--no-model-mask" in r.getMessage()
+               for r in caplog.records), caplog.text

@@ -46,11 +46,13 @@ Progress = Callable[[float, str], None]
 
 @dataclass
 class Outcome:
-    """A finished swap: ``kind`` is ``image`` or ``video``; ``path`` the labelled output; ``message`` one line."""
+    """A finished swap: ``kind`` is ``image`` or ``video``; ``path`` the labelled output; ``message`` one line;
+    ``warning`` one line when the swap replaced (almost) nothing of a face, else empty."""
 
     kind: str
     path: Path
     message: str
+    warning: str = ""
 
 
 class SwapService:
@@ -122,16 +124,18 @@ class SwapService:
             swapper = self._swapper(color_match, video=kind == "video")
             out = self._output_path(target, kind)
             try:
-                message = self._swap(swapper, kind, sources, target, out, face, all_faces, match, watermark, say)
+                message, warning = self._swap(swapper, kind, sources, target, out, face, all_faces, match,
+                                              watermark, say)
             except BaseException:
                 shutil.rmtree(out.parent, ignore_errors=True)  # this request's own folder: nothing half-written
                 raise
         log.info("app: wrote %s (%s)", out, message)
-        return Outcome(kind, out, message)
+        return Outcome(kind, out, message, warning)
 
     def _swap(self, swapper: FaceSwapper, kind: str, sources: list, target: Any, out: Path, face: int | None,
-              all_faces: bool, match: Any, watermark: bool, say: Progress) -> str:
-        """The swap itself; returns the one-line summary."""
+              all_faces: bool, match: Any, watermark: bool, say: Progress) -> tuple[str, str]:
+        """The swap itself; returns the one-line summary and a warning (empty when none)."""
+        warning = ""
         if kind == "video":
             from ..inference.ffmpeg import probe
 
@@ -142,6 +146,9 @@ class SwapService:
                                         watermark=watermark, meta=self.meta(), progress=True)
             message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
                        f"{report.frames_passed} passed through" + (", audio kept" if report.audio else ""))
+            if report.faces_low_coverage:
+                warning = (f"almost nothing of the face was replaced in {report.faces_low_coverage} of "
+                           f"{report.faces_swapped} swapped face(s): {_why_low(swapper)}")
         else:
             from ..inference.photos import read_photo
 
@@ -155,8 +162,12 @@ class SwapService:
                        f"{len(result.swapped)} of {len(result.faces)} face(s) swapped")
             if result.skipped:
                 message += f" ({len(result.skipped)} too small, left alone)"
+            low = result.low_coverage()
+            if low:
+                warning = (f"almost nothing of face #{', #'.join(map(str, low))} was replaced ({result.replaced()}): "
+                           f"{_why_low(swapper)}")
         say(1.0, "done")
-        return message
+        return message, warning
 
     def close(self) -> None:
         """Remove the output folder this service made."""
@@ -202,6 +213,13 @@ class SwapService:
         folder = self.workdir / uuid.uuid4().hex[:12]  # one folder per request: downloads keep a readable name
         folder.mkdir(parents=True)
         return folder / f"{stem}{suffix}"
+
+
+def _why_low(swapper: FaceSwapper) -> str:
+    if swapper.model_mask:
+        return ("the model's own mask is empty (random weights, or a collapsed mask, a known training failure); "
+                "start the app with --no-model-mask to paste the whole face region")
+    return "the face-region mask is empty"
 
 
 def _kind(target: str | Path) -> str:

@@ -99,6 +99,8 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
                 log.exception("app: swap failed")
                 return None, None, None, _error_md(f"unexpected {type(err).__name__}: {err}; see the server log")
             done = f"**done:** {_escape(out.path.name)}: {_escape(out.message)}."
+            if out.warning:
+                done += f"\n\n**warning:** {_escape(out.warning)}."
             path = str(out.path)
             return (path, None, path, done) if out.kind == "image" else (None, path, path, done)
 

@@ -143,13 +143,21 @@ def add_face_args(p: argparse.ArgumentParser, align_passes: int) -> None:
     g.add_argument("--detector-model", metavar="ONNX", help="insightface .onnx file for scrfd/retinaface")
     g.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (default 0.6)")
     g.add_argument("--parsing", default="auto", choices=("auto", "landmarks", "bisenet", "psfrgan"),
-                   help="face-region mask: auto (parser weights when found, else an ellipse from the landmarks)")
+                   help="face-region mask: auto (parser weights when found, else an outline posed on the landmarks)")
     g.add_argument("--parsing-weights", metavar="FILE", help="79999_iter.pth (BiSeNet) or parse_multi_iter_90000.pth")
+    add_model_mask_arg(g)
     g.add_argument("--align-passes", type=int, default=align_passes, metavar="N",
                    help=f"landmark refinement passes before aligning (default {align_passes})")
     g.add_argument("--batch-size", type=int, default=8, help="faces per model call (default 8)")
     g.add_argument("--save-identity", metavar="FILE.safetensors",
                    help="also save the (averaged) source identity; reuse it later with --source FILE.safetensors")
+
+
+def add_model_mask_arg(p: Any) -> None:
+    """``--no-model-mask``: paste the whole face region, without the model's own mask m_r (swap, video, app)."""
+    p.add_argument("--no-model-mask", action="store_true",
+                   help="paste the whole face region, leaving out the model's own blending mask m_r (for a model "
+                        "whose mask is empty: random weights, or a collapsed mask)")
 
 
 def check_face_args(args: argparse.Namespace) -> None:
@@ -193,7 +201,7 @@ def build_swapper(args: argparse.Namespace, model: Any):
     return FaceSwapper(model, detector=args.detector, detector_model=args.detector_model, threshold=args.threshold,
                        parsing=args.parsing, parsing_weights=args.parsing_weights, min_face=args.min_face,
                        align_passes=args.align_passes, color_match=args.color_match, blur=args.blur,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, model_mask=not args.no_model_mask)
 
 
 def read_sources(paths: list[str], option: str = "--source") -> list[Any]:

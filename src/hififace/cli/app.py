@@ -5,7 +5,7 @@ import argparse
 import ipaddress
 import logging
 
-from ._common import CONSENT, add_model_args
+from ._common import CONSENT, add_model_args, add_model_mask_arg
 
 log = logging.getLogger("hififace")
 
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--share", choices=("on", "off"), default="off",
                    help="on: also a public gradio.live link that anyone who has it can use (default off)")
     add_model_args(p)
+    add_model_mask_arg(p)
     p.set_defaults(func=run)
 
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from .demo import load_model_or_random
 
     model, why_random = load_model_or_random(args)  # the one place the model is loaded (an --engine goes here)
-    service = SwapService(model)
+    service = SwapService(model, **({"model_mask": False} if args.no_model_mask else {}))
     page = build_ui(service, random_reason=why_random)
     launch(page, service, args.host, args.port, share=args.share == "on")
     host = f"[{args.host}]" if ":" in args.host else args.host

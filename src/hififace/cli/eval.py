@@ -84,7 +84,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     shown = [f"{k} {format_value(k, data[k])}" for k in ("id_retrieval", "id_similarity", "pose_error", "fid", "psnr")
              if data.get(k) is not None]
-    print(f"{args.output}: {data['n_pairs']} pairs; " + ", ".join(shown) + (f"; skipped: {', '.join(data['skipped'])}"
+    gone = data["counts"].get("skipped_rows", 0)
+    print(f"{args.output}: {data['n_pairs']} pairs" + (f" ({gone} not scored: no face)" if gone else "") + "; " + ", ".join(shown) + (f"; skipped: {', '.join(data['skipped'])}"
                                                                          if data["skipped"] else ""))
     return 0
 

@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if not folder:
         result = swapper.swap_file(identity, photo, out, **options)
         what = "aligned crop" if result.aligned else f"{len(result.swapped)} of {len(result.faces)} face(s) swapped"
+        if not result.aligned:
+            log.info("%s: share of the face region replaced: %s", out.name, result.replaced())
         log.info("wrote %s (%s)", out, what)
         return 0
     return swap_folder(swapper, identity, target, jobs, options)

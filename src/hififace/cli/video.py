@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
                                 batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
                                 preset=args.preset, watermark=args.watermark, meta=model_meta(model, "video"))
     w, h = report.size
+    if report.coverage is not None:
+        log.info("%s: %.0f %% of the face region replaced on average over %d swapped face(s)", out.name,
+                 100 * report.coverage, report.faces_swapped)
     log.info("wrote %s: %d frames (%dx%d, %.3g fps%s), faces swapped in %d, %d passed through; %.2f frames/s",
              out, report.frames, w, h, report.fps, ", audio copied" if report.audio else ", no audio",
              report.frames_swapped, report.frames_passed, report.frames_per_second)

@@ -6,7 +6,8 @@ Backends:
 - ``psfrgan``: PSFRGAN's ParseNet, ``parse_multi_iter_90000.pth`` (CC BY-NC-SA 4.0) — the parser whose colour PNGs
   the reference trained on;
 - ``landmarks``: offline fallback with no weights: the face region from landmarks (the 68-point hull with eyes, brows,
-  nose and lips painted in, else an ellipse fitted to the 5 points), labelled skin;
+  nose and lips painted in, else the hull of a face outline posed on the 5 points, see :mod:`hififace.face.outline`),
+  labelled skin;
 - ``auto``: bisenet, then psfrgan when their files are in $HIFIFACE_HOME or ~/.cache/hififace, else landmarks.
 
 Labels are always in PSFRGAN / CelebAMask-HQ order (:data:`hififace.face.palette.CLASSES`).
@@ -27,10 +28,6 @@ log = logging.getLogger(__name__)
 BISENET_FILE = "79999_iter.pth"
 PSFRGAN_FILE = "parse_multi_iter_90000.pth"
 PARSERS = ("auto", "bisenet", "psfrgan", "landmarks")
-
-#: Fallback ellipse in the 112 ArcFace template frame: centre and semi-axes (x, y) covering brows to chin.
-_ELLIPSE_112 = ((56.0, 66.9), (40.5, 47.8))
-
 
 class FaceParser:
     """Parses aligned crops. ``landmarks`` (N x K x 2, crop frame) are needed by the fallback only."""
@@ -63,7 +60,8 @@ class LandmarkParser(FaceParser):
 
 
 def landmark_labels(hw: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
-    """H x W labels from 68 points (hull + parts) or 5 points (ellipse), in the frame of the image they index."""
+    """H x W labels from 68 points (hull + parts) or 5 points (hull of the posed outline of
+    :mod:`hififace.face.outline`: jaw and lifted brows), in the frame of the image they index."""
     import cv2
 
     h, w = int(hw[0]), int(hw[1])
@@ -94,13 +92,11 @@ def landmark_labels(hw: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
         return lab
     if lm.shape[0] != 5:
         raise ConfigError(f"the landmark fallback parser needs 5 or 68 points, got {lm.shape[0]}")
-    from .align import ARCFACE_112, invert_affine, transform_points, umeyama
+    from .outline import outline_points
 
-    to_img = invert_affine(umeyama(lm, ARCFACE_112))
-    (cx, cy), (ax, ay) = _ELLIPSE_112
-    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
-    ring = np.stack([cx + ax * np.cos(t), cy + ay * np.sin(t)], axis=1)
-    poly(transform_points(ring, to_img), CLASSES.index("skin"))
+    # jaw and lifted brows of a 3D outline posed on the 5 points (the points themselves always inside)
+    pts = np.concatenate([outline_points(lm), lm])
+    poly(cv2.convexHull(pts.astype(np.float32))[:, 0].astype(np.float64), CLASSES.index("skin"))
     return lab
 
 

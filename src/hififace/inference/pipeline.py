@@ -12,10 +12,12 @@ Which path a target takes: an image of exactly the model's size (256 x 256 or 51
 swapped as it is, as ``HifiFace.swap`` does; anything else is detected, aligned with the template the weights were
 trained with (``config.align``), swapped and pasted back. ``aligned=True``/``False`` forces either path.
 
-Paste-back: the alpha of each face is the face region (parsing map, or an ellipse from the landmarks without a
-parser) times the model's own mask ``m_r``, eroded and feathered relative to the crop size; optionally the swapped
-face's colours are matched to the target's in Lab. Only the crop's footprint is touched, and pixels whose alpha is 0
-keep their exact values.
+Paste-back: the alpha of each face is the face region (parsing map, or the outline posed on the landmarks without
+a parser) times the model's own mask ``m_r`` (unless ``model_mask=False``), eroded and feathered relative to the
+crop size; optionally the swapped face's colours are matched to the target's in Lab. Only the crop's footprint is
+touched, and pixels whose alpha is 0 keep their exact values. How much of each face was actually replaced (the mean
+alpha over the face region, :attr:`PhotoResult.coverage`) is reported, with a warning when it is almost nothing: a
+model whose mask ``m_r`` collapsed to zero (a known training failure; random weights do it too) pastes nothing.
 
 The model is used only through a :class:`~hififace.inference.engine.SwapEngine`.
 """
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 #: Faces whose box is shorter than this (pixels) are left alone by default: too little to swap.
 DEFAULT_MIN_FACE = 32
 IDENTITY_FORMAT = "hififace-identity/1"
+#: Below this share of the face region replaced, a swap is reported as (almost) nothing done.
+LOW_COVERAGE = 0.05
 IDENTITY_SUFFIX = ".safetensors"
 
 
@@ -59,6 +63,8 @@ class PhotoResult:
         changed: H x W bool, the pixels that may differ from the input (all others are the input's).
         aligned: True when the image was taken as an aligned crop.
         matrices: image -> crop matrix of each swapped face.
+        coverage: for each swapped face (order of ``swapped``; one entry, 1.0, for an aligned crop), the share of
+            its face region actually replaced: the mean paste-back alpha over the region, 0 to 1.
     """
 
     image: np.ndarray
@@ -68,6 +74,55 @@ class PhotoResult:
     changed: np.ndarray | None = None
     aligned: bool = False
     matrices: list[np.ndarray] = field(default_factory=list)
+    coverage: list[float] = field(default_factory=list)
+
+    def replaced(self) -> str:
+        """How much of each swapped face was replaced, e.g. ``face #0 87 %, face #2 85 %`` (empty: none swapped)."""
+        if self.aligned:
+            return "the whole crop"
+        return ", ".join(f"face #{i} {100 * c:.0f} %" for i, c in zip(self.swapped, self.coverage))
+
+    def low_coverage(self) -> list[int]:
+        """The swapped faces of which almost nothing was replaced (below :data:`LOW_COVERAGE`)."""
+        return [i for i, c in zip(self.swapped, self.coverage) if c < LOW_COVERAGE]
+
+
+@dataclass
+class FaceCrops:
+    """Detect -> choose -> align on one image (:meth:`FaceSwapper.face_crops`).
+
+    Attributes:
+        faces: every detected face, left to right (empty: no face found).
+        chosen: indices of the chosen faces that are aligned (in ``crops`` order).
+        skipped: index -> why a chosen face was left alone (too small).
+        crops: N x S x S x 3 uint8 aligned crops of ``chosen``.
+        matrices: N x 2 x 3 image -> crop matrices.
+    """
+
+    faces: list["Face"]
+    chosen: list[int]
+    skipped: dict[int, str]
+    crops: np.ndarray
+    matrices: np.ndarray
+
+
+@dataclass
+class Blend:
+    """Crop-frame paste material (:meth:`FaceSwapper.blend_faces`): swapped crops (N x S x S x 3 uint8), their soft
+    alphas (N x S x S float32) and the share of each face region they replace (N, 0 to 1)."""
+
+    faces: np.ndarray
+    alphas: np.ndarray
+    coverage: np.ndarray
+
+
+def low_coverage_reason(model_mask: bool) -> str:
+    """Why a face may come out (almost) unchanged, and what to do; the end of a warning line."""
+    if model_mask:
+        return ("the model's own blending mask m_r is (almost) empty: random weights, or a collapsed mask (a known "
+                "training failure); the output shows the target almost unchanged; --no-model-mask (model_mask=False) "
+                "pastes the whole face region")
+    return "the face-region mask is (almost) empty; try another --parsing"
 
 
 class FaceSwapper:
@@ -82,7 +137,8 @@ class FaceSwapper:
         min_face: chosen faces with a shorter box side (pixels) are left alone with a note.
         align_passes: landmark refinement passes before aligning (as ``hififace preprocess --align-passes``).
         color_match: match the swapped face's colours to the target's (Lab mean and spread inside the face).
-        model_mask: multiply the face region by the model's mask ``m_r``.
+        model_mask: multiply the face region by the model's mask ``m_r`` (``False``: paste the whole face region, as
+            ``--no-model-mask`` does; for models whose mask is empty).
         erode, blur: mask erosion and feathering, as fractions of the crop size.
         batch_size: faces per model call.
     """
@@ -158,6 +214,30 @@ class FaceSwapper:
         mats = np.stack([estimate_transform(lm, self.engine.align, self.size) for lm in landmarks])
         return np.stack([align_crop(image, m, self.size) for m in mats]), mats
 
+    def face_crops(self, image: np.ndarray, choice: FaceChoice | None = None, name: Any = "image",
+                   min_face: float | None = None) -> FaceCrops:
+        """Detect -> choose -> align: the aligned crops of the chosen faces of an upright RGB image (the one chain
+        behind photo swaps, source photos and ``hififace eval``). No face found: ``faces`` and ``crops`` are empty.
+        Chosen faces whose box is shorter than ``min_face`` (default: this pipeline's) are left out, in ``skipped``."""
+        faces = self.detect(image)
+        chosen = self.choose(image, faces, choice, name)
+        floor = self.min_face if min_face is None else float(min_face)
+        skipped = {i: f"{faces[i].size:.0f} px, below the minimum face size {floor:.0f} px"
+                   for i in chosen if faces[i].size < floor}
+        todo = [i for i in chosen if i not in skipped]
+        crops, mats = self.align(image, [faces[i].landmarks for i in todo])
+        return FaceCrops(faces, todo, skipped, crops, mats)
+
+    def one_face_crop(self, image: np.ndarray, name: Any = "image",
+                      aligned: bool | None = None) -> tuple[str, np.ndarray | None]:
+        """One face of an image taken as ``hififace swap`` takes a source: ``("aligned", crop)`` for an image of the
+        model's size (or ``aligned=True``), ``("detected", crop)`` for the largest face found by :meth:`face_crops`,
+        or ``("no-face", None)``. Used by ``hififace eval`` for sources and targets alike."""
+        if self._is_aligned(image, aligned):
+            return "aligned", self._fit(image, name)
+        found = self.face_crops(image, FaceChoice(), name, min_face=0)
+        return ("detected", found.crops[0]) if found.faces else ("no-face", None)
+
     def to_tensor(self, crops: np.ndarray) -> "torch.Tensor":
         """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``).
 
@@ -181,6 +261,12 @@ class FaceSwapper:
                     landmarks_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Crop-frame paste material: the swapped crops (N x S x S x 3 uint8, colour-matched when asked) and their
         soft alphas (N x S x S float32): face region x m_r, eroded and feathered."""
+        out = self.blend_faces(targets, i_r, m_r, landmarks_crop)
+        return out.faces, out.alphas
+
+    def blend_faces(self, targets: np.ndarray, i_r: "torch.Tensor", m_r: "torch.Tensor",
+                    landmarks_crop: np.ndarray) -> Blend:
+        """:meth:`blend_crops` and how much of each face region the alphas replace (their mean over it)."""
         from ..face.blend import match_color, soft_mask
         from ..face.palette import face_mask
 
@@ -194,7 +280,9 @@ class FaceSwapper:
             alphas[k] = soft_mask(self.size, mask, self.erode, self.blur)
             if self.color_match:  # statistics over the face region (skin, features), whatever the model's mask
                 faces[k] = match_color(faces[k], targets[k], region[k])
-        return faces, alphas
+        area = region.reshape(len(region), -1).sum(1)
+        coverage = (alphas * region).reshape(len(region), -1).sum(1) / np.maximum(area, 1.0)
+        return Blend(faces, alphas, coverage.astype(np.float64))
 
     # ------------------------------------------------------------------ identities
     def identity(self, *sources: Any, aligned: bool | None = None) -> "Identity":
@@ -238,18 +326,17 @@ class FaceSwapper:
         name = photo.path or "source image"
         if self._is_aligned(photo.rgb, aligned):
             return self._fit(photo.rgb, name)
-        faces = self.detect(photo.rgb)
-        if not faces:
+        found = self.face_crops(photo.rgb, FaceChoice(), name, min_face=0)  # the largest face, whatever its size
+        if not found.faces:
             raise InputImageError(f"{name}: no face found in this source photo; use a photo where the face is clearly "
                                   f"visible, or an aligned {self.size}x{self.size} crop")
-        big = max(range(len(faces)), key=lambda i: faces[i].area)
+        faces, big = found.faces, found.chosen[0]
         if len(faces) > 1:
             log.warning("%s: %d faces in the source photo; using the largest (#%d, numbered left to right)", name,
                         len(faces), big)
         if faces[big].size < self.min_face:
             log.warning("%s: the source face is only %.0f px; the identity may be poor", name, faces[big].size)
-        crops, _ = self.align(photo.rgb, [faces[big].landmarks])
-        return crops[0]
+        return found.crops[0]
 
     def _is_aligned(self, rgb: np.ndarray, aligned: bool | None) -> bool:
         return bool(aligned) if aligned is not None else rgb.shape[:2] == (self.size, self.size)
@@ -352,33 +439,34 @@ class FaceSwapper:
                             "not apply; use --detect to pick a face in it", name, rgb.shape[1], rgb.shape[0])
             i_r, _ = self.swap_crops(identity, self._fit(rgb, name)[None])
             out = to_uint8(i_r[0])  # as HifiFace.swap: clamp and truncate, like the reference's ToPILImage
-            return PhotoResult(out, changed=np.ones(out.shape[:2], bool), aligned=True)
-        faces = self.detect(rgb)
+            return PhotoResult(out, changed=np.ones(out.shape[:2], bool), aligned=True, coverage=[1.0])
+        found = self.face_crops(rgb, choice, name)
+        faces, todo, crops, mats = found.faces, found.chosen, found.crops, found.matrices
         if not faces:
             raise InputImageError(f"{name}: no face found; check the photo (faces smaller than about 10 px or turned "
                                   f"far away are not detected)")
-        chosen = self.choose(rgb, faces, choice, name)
-        skipped = {i: f"{faces[i].size:.0f} px, below the minimum face size {self.min_face:.0f} px"
-                   for i in chosen if faces[i].size < self.min_face}
-        for i, why in skipped.items():
+        for i, why in found.skipped.items():
             log.warning("%s: face #%d left alone (%s)", name, i, why)
-        todo = [i for i in chosen if i not in skipped]
-        result = PhotoResult(rgb.copy(), faces, todo, skipped, np.zeros(rgb.shape[:2], bool))
+        result = PhotoResult(rgb.copy(), faces, todo, found.skipped, np.zeros(rgb.shape[:2], bool))
         if not todo:
             return result
-        crops, mats = self.align(rgb, [faces[i].landmarks for i in todo])
         i_r, m_r = self.swap_crops(identity, crops)
         from ..face.align import transform_points
         from ..face.blend import paste_into
 
         lms = np.stack([transform_points(faces[i].landmarks, m) for i, m in zip(todo, mats)])
-        swapped, alphas = self.blend_crops(crops, i_r, m_r, lms)
+        blend = self.blend_faces(crops, i_r, m_r, lms)
         for k in range(len(todo)):
-            done = paste_into(result.image, swapped[k], mats[k], alphas[k])
+            done = paste_into(result.image, blend.faces[k], mats[k], blend.alphas[k])
             if done is not None:
                 (x0, y0, x1, y1), a = done
                 result.changed[y0:y1, x0:x1] |= a > 0
         result.matrices = list(mats)
+        result.coverage = [float(c) for c in blend.coverage]
+        for i, c in zip(todo, result.coverage):
+            if c < LOW_COVERAGE:
+                log.warning("%s: face #%d: only %.0f %% of the face replaced: %s", name, i, 100 * c,
+                            low_coverage_reason(self.model_mask))
         return result
 
     def swap_file(self, source: Any, target: str | Path | Photo, output: str | Path, face: int | None = None,
@@ -449,7 +537,7 @@ def swap_image(source: Any, target: Any, output: str | Path | None = None, *, we
 
     ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
     ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
-    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ...).
+    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ``model_mask``, ...).
     """
     swapper = _swapper(model, weights, device, options)
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]), aligned=aligned)

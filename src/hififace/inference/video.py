@@ -38,7 +38,9 @@ STAGES = ("decode", "detect", "track", "align", "swap", "paste", "encode", "mux"
 @dataclass
 class VideoReport:
     """What :func:`swap_video` did. ``seconds`` holds the time of each stage (decode + detect and encode run in
-    their own threads, overlapping the rest) and ``total`` the wall time."""
+    their own threads, overlapping the rest) and ``total`` the wall time. ``coverage``: the mean share of the face
+    region replaced over every swapped face (None when none was swapped); ``faces_low_coverage``: how many swapped
+    faces had almost nothing replaced (see :data:`~hififace.inference.pipeline.LOW_COVERAGE`)."""
 
     output: Path
     frames: int = 0
@@ -50,6 +52,8 @@ class VideoReport:
     frames_without_face: int = 0
     frames_passed: int = 0
     faces_swapped: int = 0
+    coverage: float | None = None
+    faces_low_coverage: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     total: float = 0.0
 
@@ -175,6 +179,12 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
                  report.frames)
     if report.frames_swapped == 0:
         log.warning("%s: no face was swapped in any frame; the output shows the input", info.path.name)
+    elif report.faces_low_coverage:
+        from .pipeline import low_coverage_reason
+
+        log.warning("%s: almost nothing replaced in %d of %d swapped face(s) (%.0f %% of the face region on average): "
+                    "%s", info.path.name, report.faces_low_coverage, report.faces_swapped, 100 * (report.coverage or 0),
+                    low_coverage_reason(swapper.model_mask))
     return report
 
 
@@ -189,6 +199,7 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[n
                report: VideoReport, tracker: "FaceTracker", chooser: _Chooser, small_noted: set[int], use_torch: bool,
                watermark: bool, writer: FrameWriter, bar) -> None:
     from ..face.align import transform_points
+    from .pipeline import LOW_COVERAGE
 
     sec = report.seconds
     frames = [f for f, _ in batch]
@@ -232,7 +243,8 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[n
         sec["swap"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         lms = np.stack([transform_points(f.landmarks, m) for f, m in zip(faces, mats_a)])
-        swapped, alphas = swapper.blend_crops(crops_a, i_r, m_r, lms)
+        blend = swapper.blend_faces(crops_a, i_r, m_r, lms)
+        swapped, alphas = blend.faces, blend.alphas
         if use_torch:
             frames = _paste_torch(frames, owners, swapped, mats_a, alphas, swapper.engine.device)
         else:
@@ -240,6 +252,9 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[n
 
             for j, k in enumerate(owners):
                 paste_into(frames[k], swapped[j], mats_a[j], alphas[j])
+        done = report.faces_swapped
+        report.coverage = (float(blend.coverage.sum()) + (report.coverage or 0.0) * done) / (done + len(faces))
+        report.faces_low_coverage += int((blend.coverage < LOW_COVERAGE).sum())
         report.faces_swapped += len(faces)
         sec["paste"] += time.perf_counter() - t0
     for frame in frames:

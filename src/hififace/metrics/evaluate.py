@@ -5,6 +5,10 @@ Rows whose source and target are the same file are self-reconstruction rows: the
 when there are only self-reconstruction rows). A metric whose model is missing is skipped with its reason; an
 image without a detectable face is counted and leaves its row out of the identity and 3D metrics.
 
+Rows skipped before scoring (``row.skipped``: the model found no face to swap in their source or target photo)
+are listed in the samples with their reason and left out of every metric. A row whose target was detected and
+aligned before the swap (``row.target_crop``) is scored against that aligned crop, which is what the model saw.
+
 Each image is read once; its landmarks, embeddings, coefficients and Inception features are cached on disk by
 the hash of its bytes (:mod:`hififace.metrics.cache`), so a re-run or an interrupted run only computes what is
 missing.
@@ -52,6 +56,9 @@ NO_DATA = {"id_similarity": _NO_FACES_SOURCE, "id_retrieval": _NO_FACES_SOURCE, 
            "expression_error": _NO_FACES_TARGET, "shape_error": _NO_FACES_SOURCE, "fid": "not computed",
            "kid": "not computed", "psnr": _NO_SELF, "ssim": _NO_SELF, "lpips": _NO_SELF}
 FID_RELIABLE_N = 2048
+#: How the model's inputs of a row were taken (``Row.crop``): model-size crops as they are, detected and aligned
+#: faces, or no face found (the row is skipped).
+CROP_KINDS = ("aligned", "detected", "no-face")
 
 
 @dataclass
@@ -213,11 +220,11 @@ class Evaluator:
     def _pixel_metrics(self, row: Row) -> dict[str, float]:
         from .image import psnr, ssim
 
-        result, target = load_rgb(row.result), load_rgb(row.target)
+        result, target = load_rgb(row.result), load_rgb(row.scored_target)
         if result.shape != target.shape:
             from PIL import Image
 
-            log.warning("%s: %dx%d target resized to the result's %dx%d for PSNR/SSIM/LPIPS", row.target,
+            log.warning("%s: %dx%d target resized to the result's %dx%d for PSNR/SSIM/LPIPS", row.scored_target,
                         target.shape[1], target.shape[0], result.shape[1], result.shape[0])
             target = np.asarray(Image.fromarray(target).resize((result.shape[1], result.shape[0]), Image.BILINEAR))
         out = {"psnr": psnr(result, target), "ssim": ssim(result, target)}
@@ -232,11 +239,14 @@ class Evaluator:
     def run(self, rows: Sequence[Row], progress: Callable[[int, str], Any] | None = None) -> EvalResult:
         if not rows:
             raise ValueError("no rows to evaluate")
-        if any(r.result is None for r in rows):
+        active = [r for r in rows if not r.skipped]
+        if not active:
+            raise ValueError("every row was skipped: nothing to score")
+        if any(r.result is None for r in active):
             raise ValueError("every row needs a result image before scoring")
-        swap_rows = [r for r in rows if r.kind == "swap"]
-        main_rows = swap_rows or list(rows)
-        self_rows = [r for r in rows if r.kind == "self"]
+        swap_rows = [r for r in active if r.kind == "swap"]
+        main_rows = swap_rows or active
+        self_rows = [r for r in active if r.kind == "self"]
         images: dict[Path, _Image] = {}
 
         def need(path: Path, *roles: str) -> None:
@@ -244,7 +254,7 @@ class Evaluator:
 
         for r in main_rows:
             need(r.source, "source", "id", "recon")
-            need(r.target, "target", "recon", "incep")
+            need(r.scored_target, "target", "recon", "incep")
             need(r.result, "result", "id", "recon", "incep")
         bar = progress(len(images) + len(self_rows), "eval") if progress else None
         tick = bar.update if bar is not None else (lambda n: None)
@@ -264,9 +274,13 @@ class Evaluator:
         samples: list[dict[str, Any]] = []
         for r in rows:
             rec: dict[str, Any] = {"index": r.index, "kind": r.kind, "source": str(r.source), "target": str(r.target),
-                                   "result": str(r.result), "source_id": r.source_id}
+                                   "result": None if r.result is None else str(r.result), "source_id": r.source_id,
+                                   "crop": r.crop or None,
+                                   "target_crop": None if r.target_crop is None else str(r.target_crop),
+                                   "skipped": r.skipped or None}
             for role in ("source", "target", "result"):
-                im = images.get(getattr(r, role))
+                path = r.scored_target if role == "target" else getattr(r, role)
+                im = images.get(path) if path is not None and not r.skipped else None
                 rec[f"{role}_face"] = None if im is None or not im.face_known else int(im.face is not None)
             rec.update({k: None for k in PER_SAMPLE})
             rec["retrieved_id"] = None
@@ -274,7 +288,7 @@ class Evaluator:
         by_index = {s["index"]: s for s in samples}
         main_set = {r.index for r in main_rows}
         for r in main_rows:
-            s, t, q, rec = images[r.source], images[r.target], images[r.result], by_index[r.index]
+            s, t, q, rec = images[r.source], images[r.scored_target], images[r.result], by_index[r.index]
             if s.identity is not None and q.identity is not None:
                 rec["id_similarity"] = float(cosine(q.identity[None], s.identity[None])[0])
             if q.coeffs is not None and t.coeffs is not None:
@@ -332,9 +346,17 @@ class Evaluator:
         if any(no_face.values()):
             notes.append(f"faces not found: {no_face['source']} source, {no_face['target']} target and {no_face['result']} "
                          "result image(s); their rows are left out of the identity and 3D metrics")
-        counts = {"pairs": len(rows), "swap": len(rows) - len(self_rows), "self": len(self_rows),
-                  "scored_rows": len(main_set), "images": len(images), "no_face": no_face,
-                  "n": {k: v["n"] for k, v in details.items()}}
+        skipped_rows = [r for r in rows if r.skipped]
+        if skipped_rows:
+            lines = ", ".join(str(r.line or r.name) for r in skipped_rows[:10])
+            more = f" (+{len(skipped_rows) - 10} more)" if len(skipped_rows) > 10 else ""
+            notes.append(f"{len(skipped_rows)} row(s) not scored: no face found to swap in their source or target "
+                         f"photo (see the skipped column of per_sample.csv): {lines}{more}")
+        counts = {"pairs": len(rows), "swap": len(rows) - len(self_rows) - len(skipped_rows), "self": len(self_rows),
+                  "scored_rows": len(main_set), "skipped_rows": len(skipped_rows), "images": len(images),
+                  "no_face": no_face, "n": {k: v["n"] for k, v in details.items()}}
+        if any(r.crop for r in rows):
+            counts["crop"] = {k: sum(1 for r in rows if r.crop == k) for k in CROP_KINDS}
         return EvalResult(metrics, samples, details, skipped, models, counts, notes)
 
     def _realism(self, main_rows, images, metrics, details, skipped, notes) -> None:
@@ -343,7 +365,7 @@ class Evaluator:
         from .realism import fid, kid
 
         results = {r.result: images[r.result].inception for r in main_rows}
-        targets = {r.target: images[r.target].inception for r in main_rows}
+        targets = {r.scored_target: images[r.scored_target].inception for r in main_rows}
         if len(results) < 2 or len(targets) < 2:
             skipped["fid"] = skipped["kid"] = "FID/KID need at least 2 result and 2 target images"
             return

@@ -8,11 +8,15 @@
   source face has the same id). Default: the source path, i.e. every distinct source image is its own identity.
 - A row whose source and target are the same file is a self-reconstruction row (PSNR, SSIM, LPIPS).
 
-Every missing path is reported in ONE error that lists them (up to 10) with their row numbers.
+Every missing path is reported in ONE error that lists them (up to 10) with their row numbers. Rows that score
+different pairs but would read the same result file (e.g. three rows with the target ``bob.png`` and an empty
+``result`` column under ``--results DIR``) are refused in one error naming their lines: each would score the same
+image.
 """
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +36,18 @@ class Row:
     source_id: str
     line: int = 0
     name: str = ""  # file name (no extension) of the result the model makes for this row
+    crop: str = ""  # how the model's inputs were taken: aligned, detected or no-face ("" for given results)
+    target_crop: Path | None = None  # the aligned crop of a detected target: what the result is scored against
+    skipped: str = ""  # why the row is not scored (no face found), else ""
 
     @property
     def kind(self) -> str:
         return "self" if self.source == self.target else "swap"
+
+    @property
+    def scored_target(self) -> Path:
+        """The target image the result is compared with: the aligned crop the model swapped, or the target."""
+        return self.target_crop if self.target_crop is not None else self.target
 
 
 def _resolve(value: str, base: Path) -> Path:
@@ -63,6 +75,7 @@ def read_pairs(csv_path: str | Path, results_dir: str | Path | None = None, need
     if results is not None and not results.is_dir():
         raise InputImageError(f"{results}: results folder not found; pass the folder holding the swapped images")
     rows: list[Row] = []
+    by_name: set[int] = set()  # rows whose result is looked up in --results by their target's file name
     for raw in reader:
         line_no = reader.line_num
         rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
@@ -74,6 +87,8 @@ def read_pairs(csv_path: str | Path, results_dir: str | Path | None = None, need
         result = None
         if results is not None:
             result = results / (rec.get("result") or target.name)
+            if not rec.get("result"):
+                by_name.add(len(rows))
         elif rec.get("result"):
             result = _resolve(rec["result"], base)
         rows.append(Row(len(rows), source, target, result, rec.get("source_id") or str(source), line_no,
@@ -83,15 +98,41 @@ def read_pairs(csv_path: str | Path, results_dir: str | Path | None = None, need
     if need_results and any(r.result is None for r in rows):
         raise ConfigError(f"{path}: no result column and no --results DIR: pass --weights DIR to make the results, "
                           "or --results DIR with the swapped images")
-    if results is not None and "result" not in fields:
-        seen: dict[str, int] = {}
-        for r in rows:
-            if r.target.name in seen:
-                raise ConfigError(f"{path}: lines {seen[r.target.name]} and {r.line} share the target file name "
-                                  f"{r.target.name}, so --results cannot tell their results apart; add a result column")
-            seen[r.target.name] = r.line
+    refuse_shared_results(rows, path, from_target=by_name)
     check_paths(rows, path)
     return rows
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A name from a file, safe to print on one line: control characters escaped, at most ``limit`` characters."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def _lines(rows: list[Row], limit: int = 5) -> str:
+    nums = [str(r.line) for r in rows[:limit]]
+    more = f" (+{len(rows) - limit} more)" if len(rows) > limit else ""
+    return (f"{', '.join(nums[:-1])} and {nums[-1]}" if len(nums) > 1 else nums[0]) + more
+
+
+def refuse_shared_results(rows: list[Row], source_file: str | Path, from_target: set[int] = frozenset()) -> None:
+    """One error when rows that score different (source, target) pairs would read the same result file: the
+    same image would be scored as the result of each (e.g. a swap scored as a self-reconstruction, PSNR 100).
+    ``from_target``: indices of rows whose result path came from their target's file name (``--results`` without a
+    ``result`` value). Rows repeating the same pair and result are the same work, not a clash."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        if r.result is not None:
+            groups.setdefault(os.path.normcase(os.path.abspath(r.result)), []).append(r)
+    for group in groups.values():
+        if len({(r.source, r.target) for r in group}) < 2:
+            continue
+        name = _shown(group[0].result.name)
+        if all(r.index in from_target for r in group):
+            raise ConfigError(f"{source_file}: lines {_lines(group)} share the target file name {name}, so --results "
+                              "cannot tell their results apart; add a result column naming each row's result")
+        raise ConfigError(f"{source_file}: lines {_lines(group)} score different pairs but name the same result file "
+                          f"{name}; give each row its own result")
 
 
 def check_paths(rows: list[Row], source_file: str | Path) -> None:

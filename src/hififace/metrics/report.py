@@ -22,9 +22,9 @@ from .evaluate import HIGHER_IS_BETTER, METRICS, PER_SAMPLE, UNITS, EvalResult
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("index", "kind", "source", "target", "result", "source_id", "source_face", "target_face", "result_face",
-               "id_similarity", "id_retrieved", "retrieved_id", "pose_error", "expression_error", "shape_error", "psnr",
-               "ssim", "lpips")
+CSV_COLUMNS = ("index", "kind", "source", "target", "result", "source_id", "crop", "target_crop", "skipped",
+               "source_face", "target_face", "result_face", "id_similarity", "id_retrieved", "retrieved_id",
+               "pose_error", "expression_error", "shape_error", "psnr", "ssim", "lpips")
 TITLES = {"id_similarity": "ID similarity", "id_retrieval": "ID retrieval", "pose_error": "pose error",
           "expression_error": "expression error", "shape_error": "shape error", "fid": "FID", "kid": "KID",
           "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
@@ -86,6 +86,10 @@ def render_markdown(data: dict[str, Any], figures: list[str]) -> str:
     out = ["# hififace evaluation\n"]
     meta = [f"- protocol: {data.get('protocol', 'pairs')}", f"- pairs: {data.get('n_pairs')}"
             f" ({data['counts'].get('swap', 0)} swap, {data['counts'].get('self', 0)} self-reconstruction)"]
+    crop = data["counts"].get("crop")
+    if crop:
+        meta.append(f"- model inputs: {crop.get('aligned', 0)} row(s) of aligned crops, {crop.get('detected', 0)} "
+                    f"with faces detected and aligned, {crop.get('no-face', 0)} without a face (not scored)")
     for key in ("weights", "results", "faces", "created", "hififace_version"):
         if data.get(key):
             meta.append(f"- {key.replace('_', ' ')}: {data[key]}")
@@ -140,7 +144,8 @@ def _strips(out: Path, result: EvalResult) -> list[str]:
             for s in chosen:
                 target = Path(s["target"])
                 caption = f"#{s['index']}  {TITLES[key]}\n{s[key]:.4g}\n{(target.parent.name + '/' + target.name)[-26:]}"
-                examples.append((caption, [load_rgb(Path(s[r])) for r in ("source", "target", "result")]))
+                scored = s.get("target_crop") or s["target"]  # what the result was compared with
+                examples.append((caption, [load_rgb(Path(p)) for p in (s["source"], scored, s["result"])]))
             img = strip(examples, ["source", "target", "result"], f"{label} {len(chosen)} by {TITLES[key]}")
             name = f"{label}_{key}.png"
             save_image(out / name, np.asarray(img), meta={"hififace:command": "eval"})

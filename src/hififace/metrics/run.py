@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 RESULTS_DIR = "results"
 RESULTS_STAMP = ".hififace-weights.json"
+#: Under the results folder: the aligned crops of detected targets, which their results are scored against.
+TARGETS_DIR = "targets"
+#: Under the results folder: how each row's result was made (its source and target paths, aligned/detected/no-face).
+RESULTS_RECORD = ".hififace-rows.json"
 
 
 @dataclass
@@ -151,9 +155,24 @@ def _warn_if_training_arcface(path: Path, model_dir: Path | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- results
 def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, progress: Callable | None = None,
-                 stamp: dict[str, str] | None = None) -> None:
-    """Swap every row without a result; ``folder/<row.name>.png``. Existing files are kept (resume)."""
-    from ..inference.images import load_image, save_image
+                 stamp: dict[str, str] | None = None, detector: str = "yunet") -> None:
+    """Swap every row without a result into ``folder/<row.name>.png``; existing files are kept (resume).
+
+    Faces are taken as ``hififace swap`` takes them (:meth:`FaceSwapper.one_face_crop`): an image of the model's
+    size is an aligned crop, any other photo is detected and its largest face aligned with the weights' template.
+    The result is the model's output for the aligned target crop; a detected target's crop is kept in
+    ``folder/targets/<row.name>.png`` and the result is scored against it (``row.target_crop``). ``row.crop`` says
+    what was done (``aligned``, ``detected``); a row whose source or target shows no face is not swapped:
+    ``row.crop`` is ``no-face`` and ``row.skipped`` the reason. ``folder/.hififace-rows.json`` records each row's
+    source, target and outcome, so a re-run resumes (a row whose paths changed is made again).
+    """
+    import numpy as np
+
+    from ..inference.images import save_image
+    from ..inference.photos import read_photo
+    from ..inference.pipeline import FaceSwapper
+    from ..models.identity import Identity
+    from ..utils.imagetypes import to_uint8
 
     folder.mkdir(parents=True, exist_ok=True)
     stamp_file = folder / RESULTS_STAMP
@@ -167,27 +186,92 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
             from ..utils.atomic import atomic_write_text
 
             atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
+    swapper = FaceSwapper(model, detector=detector, parsing="landmarks", min_face=0, batch_size=batch_size)
+    size = swapper.size
+    record_file = folder / RESULTS_RECORD
+    record = _read_record(record_file)
+    todo = []
     for r in rows:
         r.result = folder / f"{r.name}.png"
-    todo = [r for r in rows if not r.result.is_file()]
+        done = record.get(r.name)
+        if not (isinstance(done, dict) and done.get("source") == str(r.source) and done.get("target") == str(r.target)):
+            todo.append(r)  # not made, made by an older hififace, or made for another row of that name
+        elif done.get("crop") == "no-face":
+            r.result, r.crop, r.skipped = None, "no-face", str(done.get("skipped", "no face found"))
+        elif not r.result.is_file() or (done.get("target_crop")
+                                        and not (folder / TARGETS_DIR / f"{r.name}.png").is_file()):
+            todo.append(r)  # a file made then lost: made again
+        else:
+            r.crop = str(done.get("crop", ""))
+            r.target_crop = folder / TARGETS_DIR / f"{r.name}.png" if done.get("target_crop") else None
     if len(todo) < len(rows):
         log.info("%d of %d results already made (resuming)", len(rows) - len(todo), len(rows))
-    size = model.config.image_size
     meta = {"hififace:command": "eval", "hififace:model": f"{model.config.variant}-{size}"}
+    crops: dict[Path, tuple[str, Any]] = {}  # each photo detected once, however many rows use it
+    identities: dict[Path, Any] = {}
+
+    def crop_of(path: Path) -> tuple[str, Any]:
+        if path not in crops:
+            crops[path] = swapper.one_face_crop(read_photo(path).rgb, path)
+        return crops[path]
+
     bar = progress(len(todo), "swap") if progress and todo else None
     try:
         for i in range(0, len(todo), batch_size):
-            chunk = todo[i: i + batch_size]
-            sources = [load_image(r.source, size) for r in chunk]
-            targets = [load_image(r.target, size) for r in chunk]
-            outs = model.swap(sources, targets)
-            for r, out in zip(chunk, outs):
-                save_image(r.result, out, meta=meta)
+            part = todo[i: i + batch_size]
+            chunk, ids, targets = [], [], []
+            for r in part:
+                (how_s, src), (how_t, tgt) = crop_of(r.source), crop_of(r.target)
+                if src is None or tgt is None:
+                    r.result, r.crop = None, "no-face"
+                    r.skipped = f"no face found in the {'source' if src is None else 'target'} photo"
+                    continue
+                r.crop = "detected" if "detected" in (how_s, how_t) else "aligned"
+                if r.source not in identities:
+                    identities[r.source] = swapper.engine.identity(swapper.to_tensor(src[None]))
+                chunk.append(r)
+                ids.append(identities[r.source])
+                targets.append(tgt)
+            if chunk:
+                i_r, _ = swapper.engine.swap(Identity.cat(ids), swapper.to_tensor(np.stack(targets)))
+                for k, r in enumerate(chunk):
+                    if crop_of(r.target)[0] == "detected":  # what the result is scored against
+                        r.target_crop = folder / TARGETS_DIR / f"{r.name}.png"
+                        _write_crop(r.target_crop, targets[k])
+                    save_image(r.result, to_uint8(i_r[k]), meta=meta)  # as HifiFace.swap writes its outputs
+            for r in part:
+                record[r.name] = {"source": str(r.source), "target": str(r.target), "crop": r.crop,
+                                  "target_crop": r.target_crop is not None, "skipped": r.skipped}
+            _write_record(record_file, record)
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(len(part))
     finally:
         if bar is not None:
             bar.close()
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    from ..utils.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(record) + "\n")
+
+
+def _write_crop(path: Path, crop) -> None:
+    """A crop of the user's own photo (not synthetic: no label), written atomically."""
+    from PIL import Image
+
+    from ..utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(crop).save(tmp, format="PNG", compress_level=1)
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -274,6 +358,10 @@ def run_eval(req: EvalRequest, progress: Callable | None = None) -> dict[str, An
         _generate(req, model_dir, rows, progress)
     else:
         models_ = build_metric_models(req, model_dir)
+    if all(r.skipped for r in rows):
+        shown = "; ".join(f"line {r.line}: {r.skipped}" if r.line else f"{r.name}: {r.skipped}" for r in rows[:3])
+        raise InputImageError(f"{req.pairs or req.data}: no row to score: {shown}{' ...' if len(rows) > 3 else ''}; "
+                              "use photos where the face is clearly visible, or aligned crops of the model's size")
     evaluator = Evaluator(models_, EvalOptions(faces=req.faces, batch_size=req.batch_size,
                                                cache_dir=req.cache or req.output / "cache"))
     result = evaluator.run(rows, progress)
