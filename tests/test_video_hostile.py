@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from face_helpers import PHOTOS
+import inferkit
 from inferkit import FakeEngine, assert_one_error, leftovers, run_cli
-from inferkit import isolated_home, tiny_weights  # noqa: F401 (fixtures)
+
+isolated_home, tiny_weights = inferkit.isolated_home, inferkit.tiny_weights  # the fixtures this module uses
 
 pytest.importorskip("cv2")
 pytest.importorskip("imageio_ffmpeg")
