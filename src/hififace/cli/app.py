@@ -24,10 +24,10 @@ EPILOG = f"""examples:
 
 Needs the app extra (pip install 'hififace[app]'). Without trained weights the app says so on the page and runs
 with random weights (the results are noise, named and labelled 'random weights'), like 'hififace demo'.
-Uploads, results and Gradio's copies live in a private temporary folder (files readable by you only), removed
-when the app stops (Ctrl-C or SIGTERM); results are deleted {APP_RESULT_SECONDS / 60:g} minutes after they were made,
-uploads after an hour. One swap runs at a time; a job over --job-timeout stops; uploads over --max-upload-mb and
-videos over the video limits are refused.
+Uploads, results and Gradio's copies live in a private temporary folder (readable by you only), removed when the
+app stops (Ctrl-C or SIGTERM); results are deleted {APP_RESULT_SECONDS / 60:g} minutes after they were made, uploads after
+an hour. One swap runs at a time and --queue-size more may wait; a job over --job-timeout stops; uploads over
+--max-upload-mb and videos over the video limits are refused.
 {CONSENT}
 """
 
