@@ -87,8 +87,8 @@ def test_default_caps_take_4k_60fps_clips_and_refuse_8k_and_pixel_bombs(tmp_path
 
 @pytest.mark.parametrize("option, value, needles", [
     ("--max-frame-pixels", "10000", ["192x224", "too large", "10,000 pixels per frame", "--max-frame-pixels"]),
-    ("--max-frames", "3", ["about 6 frames", "too many", "limit 3 frames", "--max-frames"]),
-    ("--max-seconds", "0.1", ["0.24 s long", "too long", "limit 0.1 s", "--max-seconds"]),
+    ("--max-frames", "3", ["about 6 frames (0.24 s at 25 fps) are too many", "limit 3 frames", "--max-frames"]),
+    ("--max-seconds", "0.1", ["0.24 s of video is too long", "limit 0.1 s", "--max-seconds"]),
 ])
 def test_video_over_a_cap_is_refused_from_its_header_in_one_line(clips, tmp_path, tiny_weights, capsys, monkeypatch,
                                                                  option, value, needles):
@@ -138,9 +138,10 @@ def test_a_header_that_understates_the_length_is_stopped_while_decoding(swapper,
     from hififace.inference.ffmpeg import VideoLimitError, probe
 
     monkeypatch.setattr(video, "probe", lambda path, cap=None: _shorter(probe(path, cap)))
-    with pytest.raises(VideoLimitError, match="more than 3 frames decoded .the header said about 1"):
+    with pytest.raises(VideoLimitError, match=r"more than 3 frames decoded \(the header said about 1\) are too many"):
         _run(swapper, clips["main"], tmp_path / "out.mp4", max_frames=3, batch_frames=2)
-    with pytest.raises(VideoLimitError, match="more than 0.1 s decoded"):
+    with pytest.raises(VideoLimitError, match=r"more than 0.1 s of video decoded \(3 frames at 25 fps; the header "
+                                              r"said 0.04 s\) is too long \(limit 0.1 s\)"):
         _run(swapper, clips["main"], tmp_path / "out.mp4", max_seconds=0.1, batch_frames=2)
     assert not (tmp_path / "out.mp4").exists() and leftovers(tmp_path) == []
 

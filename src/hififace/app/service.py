@@ -104,6 +104,7 @@ class SwapService:
         self._active = 0
         self._closing = threading.Event()
         self._pruner: threading.Thread | None = None
+        self._busy: set[Path] = set()  # request folders being written
 
     # ------------------------------------------------------------------ what the page shows
     def describe(self) -> str:
@@ -154,6 +155,7 @@ class SwapService:
             watermark = bool(watermark) or self.random  # random weights: always the visible mark too
             swapper = self._swapper(color_match, video=kind == "video")
             out = self._output_path(target, kind)
+            self._busy.add(out.parent)  # not pruned while it is written (the lifetime counts from the rename)
             try:
                 with private_files():  # 0600, without touching the process umask (this is a worker thread)
                     message = self._swap(swapper, kind, sources, target, out, face, all_faces, match, watermark, say,
@@ -161,6 +163,8 @@ class SwapService:
             except BaseException:
                 shutil.rmtree(out.parent, ignore_errors=True)  # this request's own folder: nothing half-written
                 raise
+            finally:
+                self._busy.discard(out.parent)
         log.info("app: wrote %s (%s)", out, message)
         return Outcome(kind, out, message)
 
@@ -218,14 +222,16 @@ class SwapService:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def prune(self, now: float | None = None) -> int:
-        """Delete the results written more than ``result_seconds`` ago (each request's folder); returns how many."""
+        """Delete the results written more than ``result_seconds`` ago (each request's folder, by the time of its
+        last change: the output's rename); returns how many. A folder still being written is left alone."""
         if not self.result_seconds:
             return 0
         cutoff = (time.time() if now is None else now) - self.result_seconds
         gone = 0
         for folder in self.workdir.iterdir() if self.workdir.is_dir() else ():
             try:
-                if _REQUEST.fullmatch(folder.name) and folder.is_dir() and folder.stat().st_mtime < cutoff:
+                if (_REQUEST.fullmatch(folder.name) and folder not in self._busy and folder.is_dir()
+                        and folder.stat().st_mtime < cutoff):
                     shutil.rmtree(folder, ignore_errors=True)
                     gone += 1
             except OSError:  # removed meanwhile

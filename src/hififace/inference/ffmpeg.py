@@ -90,26 +90,29 @@ class VideoLimits:
         if self.max_frame_pixels and info.width * info.height > self.max_frame_pixels:
             raise self.frame_too_large(info.path, info.width, info.height)
         if self.max_seconds and info.duration and info.duration > self.max_seconds:
-            raise VideoLimitError(f"{info.path}: {format_seconds(info.duration)} long is too long (limit "
-                                  f"{format_seconds(self.max_seconds)}); raise the limit with --max-seconds S "
-                                  f"(0 = no limit)")
+            raise self._too_long(info.path, f"{format_seconds(info.duration)} of video is")
         frames = info.frames_estimate
         if self.max_frames and frames and frames > self.max_frames:
-            raise VideoLimitError(f"{info.path}: about {frames:,} frames ({format_seconds(info.duration or 0)} at "
-                                  f"{info.fps:.3g} fps) is too many (limit {self.max_frames:,} frames); raise the "
-                                  f"limit with --max-frames N (0 = no limit)")
+            raise self._too_many(info.path, f"about {frames:,} frames ({format_seconds(info.duration or 0)} at "
+                                            f"{info.fps:.3g} fps) are")
 
     def check_decoded(self, info: "VideoInfo", frames: int) -> None:
         """Refuse a video whose decoded length passes a cap its header did not show (``frames`` decoded so far)."""
+        said = f"the header said {format_seconds(info.duration) if info.duration else 'nothing'}"
         if self.max_frames and frames > self.max_frames:
-            raise VideoLimitError(f"{info.path}: more than {self.max_frames:,} frames decoded (the header said about "
-                                  f"{info.frames_estimate or '?'}) is too many (limit {self.max_frames:,} frames); "
-                                  f"raise the limit with --max-frames N (0 = no limit)")
+            raise self._too_many(info.path, f"more than {self.max_frames:,} frames decoded (the header said about "
+                                            f"{info.frames_estimate or '?'}) are")
         if self.max_seconds and info.fps and frames / info.fps > self.max_seconds:
-            raise VideoLimitError(f"{info.path}: more than {format_seconds(self.max_seconds)} decoded ({frames:,} frames "
-                                  f"at {info.fps:.3g} fps; the header said {format_seconds(info.duration or 0)}) is too "
-                                  f"long (limit {format_seconds(self.max_seconds)}); raise the limit with --max-seconds S "
-                                  f"(0 = no limit)")
+            raise self._too_long(info.path, f"more than {format_seconds(self.max_seconds)} of video decoded "
+                                            f"({frames:,} frames at {info.fps:.3g} fps; {said}) is")
+
+    def _too_long(self, path: Path, what: str) -> VideoLimitError:
+        return VideoLimitError(f"{path}: {what} too long (limit {format_seconds(self.max_seconds)}); raise the limit "
+                               f"with --max-seconds S (0 = no limit)")
+
+    def _too_many(self, path: Path, what: str) -> VideoLimitError:
+        return VideoLimitError(f"{path}: {what} too many (limit {self.max_frames:,} frames); raise the limit with "
+                               f"--max-frames N (0 = no limit)")
 
 
 #: What ffmpeg's decoder says when a frame is over ``-max_pixels``.

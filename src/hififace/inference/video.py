@@ -149,8 +149,8 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     def check_stop() -> None:
         reason = should_stop() if should_stop is not None else None
         if reason:
-            raise HifiFaceError(f"{info.path}: stopped after {format_seconds(time.perf_counter() - t_start)} at frame "
-                                f"{reader.frames} of about {info.frames_estimate or '?'}: {reason}")
+            raise HifiFaceError(f"{info.path}: stopped after {format_seconds(time.perf_counter() - t_start)}, "
+                                f"{bar.done} of about {info.frames_estimate or '?'} frames done: {reason}")
 
     with atomic_path(out) as tmp_out:
         tmp_video = tmp_out.with_name(tmp_out.name + ".video.mp4")
