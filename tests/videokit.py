@@ -79,3 +79,21 @@ def audio_seconds(path: Path) -> float:
     t = [line for line in out.replace("\r", "\n").splitlines() if "time=" in line][-1]
     hh, mm, ss = t.split("time=")[1].split()[0].split(":")
     return int(hh) * 3600 + int(mm) * 60 + float(ss)
+
+
+def make_lying_clip(path: Path, small: tuple[int, int] = (64, 64), big: tuple[int, int] = (512, 512),
+                    small_frames: int = 60, big_frames: int = 3) -> Path:
+    """An MPEG-TS file whose header shows ``small`` frames (all ffmpeg looks at when probing) followed by ``big``
+    ones: two H.264 streams of flat grey frames, concatenated byte for byte (a TS file can be cut and joined)."""
+    parts = []
+    for (w, h), n, offset in ((small, small_frames, 0.0), (big, big_frames, small_frames / 25)):
+        part = path.with_name(f"part{len(parts)}_{path.stem}.ts")
+        subprocess.run([ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"color=gray:s={w}x{h}:r=25", "-frames:v", str(n), "-c:v", "libx264", "-preset", "ultrafast",
+                        "-pix_fmt", "yuv420p", "-output_ts_offset", f"{offset:.3f}", "-f", "mpegts", str(part)],
+                       check=True, capture_output=True)
+        parts.append(part)
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    for p in parts:
+        p.unlink()
+    return path

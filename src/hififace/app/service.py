@@ -9,24 +9,37 @@ carry the synthetic-content label like everything else hififace writes; with ran
 their metadata says so and the visible mark is always drawn (and the paste-back leaves the model's mask out, as
 the README's pipeline figure does, so the noise a random network makes is plain to see).
 
+What a job may cost is bounded: uploads over ``max_upload_mb`` are refused, videos over the
+:class:`~hififace.inference.ffmpeg.VideoLimits` are refused from their header, and a job running longer than
+``job_seconds`` stops (a video between two batches of frames). Results are written 0600 (readable by this user
+only, however the process umask is set) and deleted ``result_seconds`` after they were made; :meth:`SwapService.close`
+stops the running job and removes the folder.
+
 Gradio is not imported here (see :mod:`hififace.app.ui`), so all of this is tested without a browser.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
 from ..inference.engine import as_engine, is_random_engine
+from ..inference.ffmpeg import VideoLimits, format_seconds
 from ..inference.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS
+from ..inference.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
 from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper, _label
+from ..utils.atomic import private_files
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +53,9 @@ FACE_MODES = {
     "match": "the face most like a reference photo",
 }
 RANDOM_TAG = "random_weights"
+#: Seconds :meth:`SwapService.close` waits for the running job to stop before removing the folder.
+CLOSE_WAIT = 30.0
+_REQUEST = re.compile(r"[0-9a-f]{12}")  # the name of a request's own output folder
 
 Progress = Callable[[float, str], None]
 
@@ -61,20 +77,36 @@ class SwapService:
     Args:
         model: a :class:`~hififace.HifiFace` or a swap engine (see :mod:`hififace.inference.engine`).
         workdir: where outputs are written (default: a new temporary folder, removed by :meth:`close`).
+        max_upload_mb: largest uploaded file, in megabytes (0 or None: no limit).
+        job_seconds: longest job; a video stops between batches of frames (0 or None: no limit).
+        result_seconds: results are deleted this long after they were written (0 or None: kept until :meth:`close`).
+        video_limits: caps on target videos (default :class:`~hififace.inference.ffmpeg.VideoLimits`'s).
         options: :class:`~hififace.inference.pipeline.FaceSwapper` options (detector, parsing, min_face, ...).
     """
 
-    def __init__(self, model: Any, workdir: str | Path | None = None, **options: Any):
+    def __init__(self, model: Any, workdir: str | Path | None = None, *,
+                 max_upload_mb: float | None = APP_MAX_UPLOAD_MB, job_seconds: float | None = APP_JOB_SECONDS,
+                 result_seconds: float | None = APP_RESULT_SECONDS, video_limits: VideoLimits | None = None,
+                 **options: Any):
         self.engine = as_engine(model)
         self.random = is_random_engine(self.engine)
-        self._own_workdir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="hififace-app-")) if workdir is None else Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.max_upload_mb = max_upload_mb or 0
+        self.job_seconds = job_seconds or 0
+        self.result_seconds = result_seconds or 0
+        self.video_limits = video_limits or VideoLimits()
         self.options = dict(options)
         if self.random:  # a random network's mask m_r means nothing (and hides its output): paste the face region
             self.options.setdefault("model_mask", False)
-        # a bad option or a missing OpenCV is found at start, not at the first click
+        # a bad option or a missing OpenCV is found at start, not at the first click (and before a folder is made)
         self._meta = _label(FaceSwapper(self.engine, **self.options), "app")
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="hififace-app-")) if workdir is None else Path(workdir)
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._jobs = threading.Condition()
+        self._active = 0
+        self._closing = threading.Event()
+        self._pruner: threading.Thread | None = None
+        self._busy: set[Path] = set()  # request folders being written
 
     # ------------------------------------------------------------------ what the page shows
     def describe(self) -> str:
@@ -115,35 +147,55 @@ class SwapService:
         face, all_faces, match = self._choice(face_mode, face_index, reference)
         kind = _kind(target)
         names = _Names([*sources, target, *([reference] if reference else [])])
-        with names:
+        with names, self._job():
+            self._start_pruning()
             for s in sources:
                 if Path(s).suffix.lower() not in IMAGE_EXTENSIONS + (IDENTITY_SUFFIX,):
                     raise InputImageError(f"{s}: not a photo ({', '.join(IMAGE_EXTENSIONS)}) or an identity file "
                                           f"({IDENTITY_SUFFIX}); upload a photo of the source face")
+            self._check_sizes([*sources, target, *([reference] if reference else [])])
             watermark = bool(watermark) or self.random  # random weights: always the visible mark too
             swapper = self._swapper(color_match, video=kind == "video")
             out = self._output_path(target, kind)
+            self._busy.add(out.parent)  # not pruned while it is written (the lifetime counts from the rename)
             try:
-                message, warning = self._swap(swapper, kind, sources, target, out, face, all_faces, match,
-                                              watermark, say)
+                with private_files():  # 0600, without touching the process umask (this is a worker thread)
+                    message, warning = self._swap(swapper, kind, sources, target, out, face, all_faces, match,
+                                                  watermark, say, self._stopper())
             except BaseException:
                 shutil.rmtree(out.parent, ignore_errors=True)  # this request's own folder: nothing half-written
                 raise
+            finally:
+                self._busy.discard(out.parent)
         log.info("app: wrote %s (%s)", out, message)
         return Outcome(kind, out, message, warning)
 
     def _swap(self, swapper: FaceSwapper, kind: str, sources: list, target: Any, out: Path, face: int | None,
-              all_faces: bool, match: Any, watermark: bool, say: Progress) -> tuple[str, str]:
+              all_faces: bool, match: Any, watermark: bool, say: Progress,
+              should_stop: Callable[[], str | None]) -> tuple[str, str]:
         """The swap itself; returns the one-line summary and a warning (empty when none)."""
         warning = ""
+        t0 = time.perf_counter()
+
+        def check(where: str) -> None:  # between the steps of a photo swap (each is short)
+            reason = should_stop()
+            if reason:
+                raise HifiFaceError(f"{target}: stopped after {format_seconds(time.perf_counter() - t0)} "
+                                    f"({where}): {reason}")
+
         if kind == "video":
             from ..inference.ffmpeg import probe
 
             say(0.0, "reading the video")
-            info = probe(target)  # a bad video is reported before any model work
+            limits = self.video_limits
+            info = probe(target, limits.max_frame_pixels)  # a bad or too large video: before any model work
+            limits.check(info)
             identity = self._identity(swapper, sources, say)
+            check("encoding the sources")
             report = swapper.swap_video(identity, info.path, out, face=face, all_faces=all_faces, match=match,
-                                        watermark=watermark, meta=self.meta(), progress=True)
+                                        watermark=watermark, meta=self.meta(), progress=True,
+                                        max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
+                                        max_seconds=limits.max_seconds, should_stop=should_stop)
             message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
                        f"{report.frames_passed} passed through" + (", audio kept" if report.audio else ""))
             if report.faces_low_coverage:
@@ -155,6 +207,7 @@ class SwapService:
             say(0.0, "reading the photo")
             photo = read_photo(target)  # a bad photo is reported before any model work
             identity = self._identity(swapper, sources, say)
+            check("encoding the sources")
             say(0.6, "swapping")
             result = swapper.swap_file(identity, photo, out, face=face, all_faces=all_faces, match=match,
                                        watermark=watermark, meta=self.meta())
@@ -170,9 +223,88 @@ class SwapService:
         return message, warning
 
     def close(self) -> None:
-        """Remove the output folder this service made."""
+        """Stop: the running job stops (a video at its next batch; waited for up to :data:`CLOSE_WAIT` seconds),
+        then the output folder this service made is removed."""
+        self._closing.set()
+        with self._jobs:
+            self._jobs.wait_for(lambda: self._active == 0, timeout=CLOSE_WAIT)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete the results written more than ``result_seconds`` ago (each request's folder, by the time of its
+        last change: the output's rename); returns how many. A folder still being written is left alone."""
+        if not self.result_seconds:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.result_seconds
+        gone = 0
+        for folder in self.workdir.iterdir() if self.workdir.is_dir() else ():
+            try:
+                if (_REQUEST.fullmatch(folder.name) and folder not in self._busy and folder.is_dir()
+                        and folder.stat().st_mtime < cutoff):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    gone += 1
+            except OSError:  # removed meanwhile
+                continue
+        return gone
+
+    # ------------------------------------------------------------------ limits
+    @contextlib.contextmanager
+    def _job(self) -> Iterator[None]:
+        """Count the job (so :meth:`close` can wait for it); refused once the service is closing."""
+        if self._closing.is_set():
+            raise HifiFaceError("the app is shutting down; try again later")
+        with self._jobs:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._jobs:
+                self._active -= 1
+                self._jobs.notify_all()
+
+    def _stopper(self) -> Callable[[], str | None]:
+        """Why the job must stop now (None: go on): the app is closing, or the job is over its time."""
+        deadline = time.monotonic() + self.job_seconds if self.job_seconds else None
+
+        def should_stop() -> str | None:
+            if self._closing.is_set():
+                return "the app is shutting down"
+            if deadline is not None and time.monotonic() > deadline:
+                return (f"over the time limit of {format_seconds(self.job_seconds)} per job (hififace app "
+                        f"--job-timeout); try a shorter or smaller video")
+            return None
+
+        return should_stop
+
+    def _check_sizes(self, paths: Sequence[Any]) -> None:
+        if not self.max_upload_mb:
+            return
+        limit = self.max_upload_mb * 1_000_000
+        for p in paths:
+            try:
+                size = Path(p).stat().st_size
+            except OSError:
+                continue  # a missing file is reported by the reader, in its words
+            if size > limit:
+                raise InputImageError(f"{p}: {size / 1e6:,.1f} MB is over the upload limit of {self.max_upload_mb:g} "
+                                      f"MB (hififace app --max-upload-mb)")
+
+    def _start_pruning(self) -> None:
+        """Delete old results every minute (or sooner for short lifetimes) while the service is open."""
+        if not self.result_seconds or self._pruner is not None:
+            return
+        every = min(60.0, max(self.result_seconds / 4, 0.05))
+
+        def loop() -> None:
+            while not self._closing.wait(every):
+                try:
+                    self.prune()
+                except Exception:  # pragma: no cover - never let the pruner die silently mid-way
+                    log.debug("app: pruning results failed", exc_info=True)
+
+        self._pruner = threading.Thread(target=loop, name="hififace-app-prune", daemon=True)
+        self._pruner.start()
 
     # ------------------------------------------------------------------ parts
     def _swapper(self, color_match: bool, video: bool = False) -> FaceSwapper:
@@ -211,7 +343,7 @@ class SwapService:
             suffix = ".png"  # .bmp/.tif are written as PNG, as 'hififace swap' does for folders
         stem = f"{target.stem}_swapped" + (f"_{RANDOM_TAG}" if self.random else "")
         folder = self.workdir / uuid.uuid4().hex[:12]  # one folder per request: downloads keep a readable name
-        folder.mkdir(parents=True)
+        folder.mkdir(mode=0o700, parents=True)
         return folder / f"{stem}{suffix}"
 
 

@@ -17,8 +17,11 @@ from .service import FACE_MODES, VIDEO_EXTENSIONS, SwapService
 
 log = logging.getLogger(__name__)
 
-#: Uploads (and their copies in Gradio's cache) older than this are deleted, checked this often (seconds).
+#: Files in Gradio's cache (uploads, the faces preview) older than this are deleted (seconds): longer than a job can
+#: wait in the queue. Results are deleted sooner, by the service (``result_seconds``).
 CACHE_LIFETIME = 3600
+#: How often Gradio looks for old files (seconds).
+CACHE_CHECK = 300
 
 TITLE = "hififace — face swapping"
 CONSENT_MD = (
@@ -50,7 +53,7 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
     import gradio as gr
 
     image_types = list(IMAGE_EXTENSIONS)
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME)) as page:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(CACHE_CHECK, CACHE_LIFETIME)) as page:
         gr.Markdown(f"# {TITLE}\n{_escape(service.describe())}")
         gr.Markdown(CONSENT_MD, elem_id="consent")
         if service.random:
@@ -110,13 +113,19 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
     return page
 
 
-def launch(page: Any, service: SwapService, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> Any:
+def launch(page: Any, service: SwapService, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           max_upload_mb: float | None = None, queue_size: int | None = None) -> Any:
     """Start serving ``page`` on ``host:port`` (``share``: also through a public gradio.live link) and return at
-    once; ``page.block_thread()`` then waits for Ctrl-C. A port that is taken is one clear error."""
+    once; ``page.block_thread()`` then waits for Ctrl-C. One swap runs at a time; ``queue_size`` more may wait
+    (others are refused by Gradio: "This application is currently busy"); uploads over ``max_upload_mb`` are
+    refused by Gradio before they are stored (default: the service's limit; 0 = none). A port that is taken is one
+    clear error."""
+    mb = service.max_upload_mb if max_upload_mb is None else max_upload_mb
     try:
-        page.queue(default_concurrency_limit=1)  # one swap at a time: the model is shared
+        page.queue(default_concurrency_limit=1, max_size=queue_size or None)  # one swap at a time: the model is shared
         page.launch(server_name=host, server_port=int(port), share=bool(share), inbrowser=False, quiet=True,
-                    show_error=False, allowed_paths=[str(service.workdir)], prevent_thread_lock=True, css=CSS)
+                    show_error=False, allowed_paths=[str(service.workdir)], prevent_thread_lock=True, css=CSS,
+                    max_file_size=int(mb * 1_000_000) if mb else None)
     except OSError as err:
         log.debug("gradio: %s", err)
         raise HifiFaceError(f"cannot listen on {host}:{port}: the port is taken or the address is not this "

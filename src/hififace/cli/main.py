@@ -16,6 +16,7 @@ from typing import Sequence
 
 from ..errors import HifiFaceError
 from ..utils.logs import cli_logging
+from ..utils.signals import Terminated, sigterm_as_interrupt
 
 # name -> module (relative to this package); modules are imported lazily so that `hififace --help`
 # stays fast and a missing optional extra only breaks its own command.
@@ -146,7 +147,7 @@ def _check_long_options(parser: argparse.ArgumentParser, argv: list[str]) -> Non
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
-    with cli_logging(verbose):
+    with cli_logging(verbose), sigterm_as_interrupt():  # SIGTERM cleans up as Ctrl-C does, in every command
         return _main(argv, verbose)
 
 
@@ -170,6 +171,9 @@ def _main(argv: list[str], verbose: bool) -> int:
         log.debug("error details", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..inference.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 from ._common import CONSENT, add_face_args, add_model_args, add_watermark_arg
 
 log = logging.getLogger("hififace")
@@ -18,7 +19,9 @@ EPILOG = f"""examples:
 Needs the video extra (pip install 'hififace[video]': imageio-ffmpeg ships its own ffmpeg). Faces are tracked, so
 --face and --match follow the same person through the video; frames without that face are passed through. The
 output keeps the frame rate, resolution, rotation, audio and container metadata, and is labelled as synthetic in
-its 'comment' metadata. It is written to a temporary file and renamed at the end (Ctrl-C leaves nothing behind).
+its 'comment' metadata. It is written to a temporary file and renamed at the end (Ctrl-C or SIGTERM leaves nothing
+behind). Videos over the limits (frame size, frame count, length) are refused before decoding; raise them with
+--max-frame-pixels, --max-frames, --max-seconds (0 = no limit).
 {CONSENT}
 """
 
@@ -36,9 +39,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="landmark smoothing across frames: 0 = off, 1 = default, higher = steadier (more lag)")
     v.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51, lower is better (default 18)")
     v.add_argument("--preset", default="medium", choices=PRESETS, help="H.264 encoder speed (default medium)")
+    add_limit_args(p)
     add_model_args(p)
     add_watermark_arg(p)
     p.set_defaults(func=run)
+
+
+def add_limit_args(p: argparse.ArgumentParser) -> None:
+    """The caps on input videos (``video`` and ``app``): see :class:`hififace.inference.ffmpeg.VideoLimits`."""
+    g = p.add_argument_group("video limits (checked before decoding; 0 = no limit)")
+    g.add_argument("--max-frame-pixels", type=int, default=MAX_FRAME_PIXELS, metavar="N",
+                   help=f"largest frame, in pixels (default {MAX_FRAME_PIXELS:,} = 4096x4096: every 4K format)")
+    g.add_argument("--max-frames", type=int, default=MAX_FRAMES, metavar="N",
+                   help=f"most frames (default {MAX_FRAMES:,}: an hour at 60 fps)")
+    g.add_argument("--max-seconds", type=float, default=MAX_SECONDS, metavar="S",
+                   help=f"longest video, in seconds (default {MAX_SECONDS:g}: an hour)")
+
+
+def video_limits(args: argparse.Namespace):
+    """The :class:`~hififace.inference.ffmpeg.VideoLimits` of :func:`add_limit_args`; a negative value is refused."""
+    from ..errors import HifiFaceError
+    from ..inference.ffmpeg import VideoLimits
+
+    for option in ("max_frame_pixels", "max_frames", "max_seconds"):
+        value = getattr(args, option)
+        if value < 0:
+            raise HifiFaceError(f"--{option.replace('_', '-')} {value:g}: use 0 (no limit) or more")
+    return VideoLimits(args.max_frame_pixels, args.max_frames, args.max_seconds)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,12 +81,15 @@ def run(args: argparse.Namespace) -> int:
         raise HifiFaceError(f"--crf {args.crf}: use 0 to 51")
     if args.smooth < 0:
         raise HifiFaceError(f"--smooth {args.smooth:g}: use 0 (off) or more")
+    limits = video_limits(args)
     out = check_output_path(args.output, VIDEO_FORMATS, no_clobber=args.no_clobber,
                             inputs={"the target video": args.target})
-    info = probe(args.target)  # a bad video is reported before the model loads
+    info = probe(args.target, limits.max_frame_pixels)  # a bad or too large video is reported before the model loads
+    limits.check(info)
     sources = read_sources(args.source)
     match = read_sources([args.match], "--match")[0] if args.match else None
     model = load_model(args)
+    onnx_hint(args, model)
     swapper = build_swapper(args, model)
     identity = swapper.identity(*sources)
     if args.save_identity:
@@ -67,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("wrote %s", args.save_identity)
     report = swapper.swap_video(identity, info.path, out, face=args.face, all_faces=args.all_faces, match=match,
                                 batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
-                                preset=args.preset, watermark=args.watermark, meta=model_meta(model, "video"))
+                                preset=args.preset, watermark=args.watermark, meta=model_meta(model, "video"),
+                                max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
+                                max_seconds=limits.max_seconds)
     w, h = report.size
     if report.coverage is not None:
         log.info("%s: %.0f %% of the face region replaced on average over %d swapped face(s)", out.name,
@@ -76,3 +108,27 @@ def run(args: argparse.Namespace) -> int:
              out, report.frames, w, h, report.fps, ", audio copied" if report.audio else ", no audio",
              report.frames_swapped, report.frames_passed, report.frames_per_second)
     return 0
+
+
+def onnx_hint(args: argparse.Namespace, model) -> None:
+    """Say once when ``--engine onnx`` would be faster. The rule (benchmarks/README.md: onnxruntime was not slower
+    than PyTorch eager in any CPU case measured, about 1.4x faster at one thread): PyTorch eager in fp32 on the CPU,
+    onnxruntime installed and the model folder holding its ONNX export (``<weights>/onnx``, from 'hififace export
+    onnx'). Nothing is timed at run time."""
+    if (getattr(args, "engine", "torch") != "torch" or getattr(args, "compile", False)
+            or getattr(args, "dtype", "fp32") != "fp32" or getattr(getattr(model, "device", None), "type", "") != "cpu"):
+        return
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return
+    except (ImportError, ValueError):
+        return
+    from ..export.graphs import GRAPHS, ONNX_DIR
+    from ..weights.resolve import resolve_model_dir
+
+    folder = resolve_model_dir(getattr(args, "weights", None)) / ONNX_DIR
+    if all((folder / spec.file).is_file() for spec in GRAPHS):
+        log.info("hint: add --engine onnx to run onnxruntime on %s: about 1.4x faster than PyTorch on a CPU "
+                 "(benchmarks/README.md)", folder)

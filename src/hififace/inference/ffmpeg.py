@@ -10,7 +10,9 @@
   hold it), its container metadata, the display rotation and our ``comment``/``description`` label into the output.
 
 Every ffmpeg process runs in its own session, so Ctrl-C reaches only Python, which stops them and removes every
-temporary file.
+temporary file. Every path is given to ffmpeg as a ``file:`` URL of the absolute path (:func:`ffmpeg_path`), so a
+name with a colon (``12:30 clip.mp4``) or one that looks like a URL (``file:x.mp4``, ``http:...``) is the file it
+names. :class:`VideoLimits` are the caps on a video's size checked before decoding (and on every decoded frame).
 """
 from __future__ import annotations
 
@@ -29,11 +31,104 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import HifiFaceError, InputImageError, MissingDependencyError
+from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 
 log = logging.getLogger(__name__)
 
 #: Output extension -> ffmpeg muxer.
 VIDEO_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+
+class VideoLimitError(InputImageError):
+    """A video is over one of the :class:`VideoLimits` (one line: the file, what was measured, the cap, the
+    option that raises it)."""
+
+
+def _pixels(n: int) -> str:
+    return f"{n / 1e6:.3g} megapixels" if n >= 1_000_000 else f"{n:,} pixels"
+
+
+def format_seconds(seconds: float) -> str:
+    """``3 min 05 s``, ``1 h 02 min``, ``4.2 s``."""
+    seconds = float(seconds)
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.3g} s"
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """Caps on a video, checked from its header before anything is decoded (:meth:`check`) and again on what is
+    decoded (:meth:`check_decoded`; the decoder itself refuses larger frames), so a file whose header lies is
+    stopped too. 0 (or None) means no limit. On the command line: ``--max-frame-pixels``, ``--max-frames``,
+    ``--max-seconds``; in Python the keywords of the same names. The defaults and why: :mod:`hififace.inference.limits`.
+    """
+
+    max_frame_pixels: int = MAX_FRAME_PIXELS
+    max_frames: int = MAX_FRAMES
+    max_seconds: float = MAX_SECONDS
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame_pixels", "max_frames", "max_seconds"):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, 0)
+            elif value < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or more, not {value}")
+
+    def frame_too_large(self, path: Path, width: int, height: int, where: str = "") -> VideoLimitError:
+        # the wording of the photo cap (hififace.inference.images), per frame
+        return VideoLimitError(f"{path}: {width}x{height} frames{where} are too large (limit "
+                               f"{_pixels(self.max_frame_pixels)} per frame); raise the limit with "
+                               f"--max-frame-pixels N (0 = no limit)")
+
+    def check(self, info: "VideoInfo") -> None:
+        """Refuse ``info``'s video from its header: frame size, duration, frame count (estimated)."""
+        if self.max_frame_pixels and info.width * info.height > self.max_frame_pixels:
+            raise self.frame_too_large(info.path, info.width, info.height)
+        if self.max_seconds and info.duration and info.duration > self.max_seconds:
+            raise self._too_long(info.path, f"{format_seconds(info.duration)} of video is")
+        frames = info.frames_estimate
+        if self.max_frames and frames and frames > self.max_frames:
+            raise self._too_many(info.path, f"about {frames:,} frames ({format_seconds(info.duration or 0)} at "
+                                            f"{info.fps:.3g} fps) are")
+
+    def check_decoded(self, info: "VideoInfo", frames: int) -> None:
+        """Refuse a video whose decoded length passes a cap its header did not show (``frames`` decoded so far)."""
+        said = f"the header said {format_seconds(info.duration) if info.duration else 'nothing'}"
+        if self.max_frames and frames > self.max_frames:
+            raise self._too_many(info.path, f"more than {self.max_frames:,} frames decoded (the header said about "
+                                            f"{info.frames_estimate or '?'}) are")
+        if self.max_seconds and info.fps and frames / info.fps > self.max_seconds:
+            raise self._too_long(info.path, f"more than {format_seconds(self.max_seconds)} of video decoded "
+                                            f"({frames:,} frames at {info.fps:.3g} fps; {said}) is")
+
+    def _too_long(self, path: Path, what: str) -> VideoLimitError:
+        return VideoLimitError(f"{path}: {what} too long (limit {format_seconds(self.max_seconds)}); raise the limit "
+                               f"with --max-seconds S (0 = no limit)")
+
+    def _too_many(self, path: Path, what: str) -> VideoLimitError:
+        return VideoLimitError(f"{path}: {what} too many (limit {self.max_frames:,} frames); raise the limit with "
+                               f"--max-frames N (0 = no limit)")
+
+
+#: What ffmpeg's decoder says when a frame is over ``-max_pixels``.
+_OVER_MAX_PIXELS = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
+
+
+def oversize_frame(text: str) -> tuple[int, int] | None:
+    """(width, height) of a frame ffmpeg refused for ``-max_pixels``, from its error output."""
+    m = _OVER_MAX_PIXELS.search(text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def ffmpeg_path(path: str | Path) -> str:
+    """``path`` as ffmpeg must be given it: a ``file:`` URL of the absolute path. ffmpeg reads ``NAME:...`` as a
+    protocol (``12:30 clip.mp4`` -> "Protocol not found"; a file named ``file:x.mp4`` -> ``x.mp4``)."""
+    return "file:" + str(Path(path).absolute())
 
 
 def ffmpeg_exe(feature: str = "video files") -> str:
@@ -84,8 +179,11 @@ def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Read a video file's header; every problem is one :class:`InputImageError` naming the file."""
+def probe(path: str | Path, max_frame_pixels: int | None = None) -> VideoInfo:
+    """Read a video file's header; every problem is one :class:`InputImageError` naming the file.
+
+    ``max_frame_pixels`` makes the decoder refuse larger frames while ffmpeg looks at the first packets (cheaper on
+    a pixel bomb); the size is still reported, and checked by :meth:`VideoLimits.check`."""
     path = Path(path)
     if not path.exists():
         raise InputImageError(f"{path}: file not found; check the path")
@@ -93,9 +191,13 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputImageError(f"{path}: is a folder, not a video file")
     if path.stat().st_size == 0:
         raise InputImageError(f"{path}: empty file (0 bytes); re-export or re-download the video")
-    text = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]).stderr
+    cap = ["-max_pixels", str(int(max_frame_pixels))] if max_frame_pixels else []
+    text = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", *cap, "-i", ffmpeg_path(path)]).stderr
     info = parse_probe(text, path)
     if info is None:
+        big = oversize_frame(text)
+        if big and max_frame_pixels:  # a codec whose size only shows once decoded
+            raise VideoLimits(max_frame_pixels=int(max_frame_pixels)).frame_too_large(path, *big)
         why = _probe_failure(text)
         raise InputImageError(f"{path}: {why}; re-export it (e.g. as H.264 MP4)")
     demuxer = re.search(r"Input #0, ([\w,]+), from", text)
@@ -184,11 +286,15 @@ class FrameReader:
     consumer's (:attr:`annotate_busy` is its time).
     """
 
-    def __init__(self, info: VideoInfo, prefetch: int = 16, annotate: Callable[[np.ndarray], Any] | None = None):
+    def __init__(self, info: VideoInfo, prefetch: int = 16, annotate: Callable[[np.ndarray], Any] | None = None,
+                 max_frame_pixels: int | None = None):
         self.info = info
         self.width, self.height = info.size
         self._err = tempfile.TemporaryFile()
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(info.path), "-map", "0:v:0",
+        # the decoder refuses frames over the cap before allocating them (a header that lies is caught there)
+        cap = ["-max_pixels", str(int(max_frame_pixels))] if max_frame_pixels else []
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", *cap, "-i", ffmpeg_path(info.path),
+               "-map", "0:v:0",
                "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err, stdin=subprocess.DEVNULL,
                                      start_new_session=True, bufsize=0)
@@ -197,6 +303,7 @@ class FrameReader:
         self.annotate_busy = 0.0
         self.frames = 0
         self.error = ""
+        self.oversize: tuple[int, int] | None = None  # (width, height) of a frame the decoder refused for the cap
         self._failure: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
@@ -253,6 +360,7 @@ class FrameReader:
         text = self._err.read().decode("utf-8", "replace").strip()
         if rc != 0 or text:
             self.error = text.splitlines()[-1][:200] if text else f"ffmpeg exited with status {rc}"
+        self.oversize = oversize_frame(text)
 
     def close(self) -> None:
         """Stop decoding now (also when the frames were not all read)."""
@@ -273,8 +381,10 @@ class FrameWriter:
     """Encodes upright RGB frames to a video-only file with libx264 in a thread; frames are turned back to the
     input's stored orientation (the display rotation is set again by :func:`mux`)."""
 
-    def __init__(self, path: Path, info: VideoInfo, crf: int = 18, preset: str = "medium", queue_size: int = 16):
+    def __init__(self, path: Path, info: VideoInfo, crf: int = 18, preset: str = "medium", queue_size: int = 16,
+                 name: str | None = None):
         self.path = Path(path)
+        self.name = name or self.path.name  # what messages call the file (a temporary file: the output's name)
         self.k = info.rotation // 90
         w, h = info.width, info.height  # stored size
         odd = w % 2 or h % 2
@@ -283,7 +393,7 @@ class FrameWriter:
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "rawvideo",
                "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", info.rate, "-i", "-", "-an",
                "-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", pix, "-f", "mp4",
-               str(self.path)]
+               ffmpeg_path(self.path)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err,
                                      start_new_session=True, bufsize=0)
         self.busy = 0.0
@@ -309,14 +419,18 @@ class FrameWriter:
 
     def write(self, frame: np.ndarray) -> None:
         if self._failed is not None or not self._thread.is_alive():
-            raise HifiFaceError(f"{self.path.name}: the video encoder stopped ({self._reason()})")
+            raise self._failure()
         self._queue.put(frame)
         self.frames += 1
 
-    def _reason(self) -> str:
+    def _failure(self) -> HifiFaceError:
+        """The error to raise for ffmpeg's failure: a full disk, or its last line of explanation."""
         self._err.seek(0)
         text = self._err.read().decode("utf-8", "replace").strip()
-        return text.splitlines()[-1][:200] if text else "no message from ffmpeg"
+        if _NO_SPACE in text:
+            return no_space_error(self.path, self.name)
+        return HifiFaceError(f"{self.name}: the video encoder failed "
+                             f"({text.splitlines()[-1][:200] if text else 'no message from ffmpeg'})")
 
     def close(self) -> None:
         """Finish the file; raises :class:`HifiFaceError` when ffmpeg failed."""
@@ -331,7 +445,7 @@ class FrameWriter:
         rc = self.proc.wait()
         self.busy += time.perf_counter() - t0
         if rc != 0 or self._failed is not None:
-            raise HifiFaceError(f"encoding the video failed ({self._reason()})")
+            raise self._failure()
         self._err.close()
 
     def abort(self) -> None:
@@ -363,21 +477,55 @@ def _stop_process(proc: subprocess.Popen) -> None:
 
 
 # ---------------------------------------------------------------- muxing
-def mux(video: Path, info: VideoInfo, out: Path, comment: str, description: str) -> None:
+_NO_SPACE = "No space left on device"
+#: ffmpeg's words for a stream the output container cannot hold as it is (then the audio is re-encoded to AAC).
+_INCOMPATIBLE = re.compile(
+    r"could not find tag for codec|codec not currently supported in container|only supported in|not supported in"
+    r"|is not supported by|incompatible with output codec|container format requires global headers"
+    r"|incorrect codec parameters \?\): invalid argument", re.IGNORECASE)
+
+
+def no_space_error(path: Path, name: str | None = None) -> HifiFaceError:
+    """The one line for a full disk while writing ``path`` (``name``: what to call it, e.g. the final output)."""
+    folder = Path(path).absolute().parent
+    return HifiFaceError(f"{name or Path(path).name}: no space left on {folder}; free some space there or write the "
+                         f"output elsewhere (-o)")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "ffmpeg gave no reason"
+
+
+def mux_failure(stderr: str) -> str:
+    """Why a mux failed, from ffmpeg's error output: ``space`` (the disk is full), ``codec`` (a stream the
+    container cannot hold as it is) or ``other``."""
+    if _NO_SPACE in stderr:
+        return "space"
+    return "codec" if _INCOMPATIBLE.search(stderr) else "other"
+
+
+def mux(video: Path, info: VideoInfo, out: Path, comment: str, description: str, name: str | None = None) -> None:
     """``out`` = the encoded ``video`` + ``info``'s audio streams (copied) + its container metadata, the display
-    rotation and the label. Audio a container cannot hold as it is (e.g. PCM in MP4) is re-encoded to AAC."""
+    rotation and the label. Audio a container cannot hold as it is (e.g. Opus in MOV) is re-encoded to AAC; any
+    other failure (a full disk, a folder gone) is one error with ffmpeg's reason, without a retry. ``name`` is
+    what messages call ``out`` (default its file name)."""
+    name = name or out.name
     fmt = VIDEO_FORMATS[out.suffix.lower()]
     base = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
     if info.rotation:
         base += ["-display_rotation", str(info.rotation)]
-    base += ["-i", str(video), "-i", str(info.path), "-map", "0:v:0", "-map", "1:a?", "-map_metadata", "1",
-             "-c", "copy", "-metadata", f"comment={comment}", "-metadata", f"description={description}"]
-    tail = (["-movflags", "+faststart"] if fmt in ("mp4", "mov") else []) + ["-f", fmt, str(out)]
+    base += ["-i", ffmpeg_path(video), "-i", ffmpeg_path(info.path), "-map", "0:v:0", "-map", "1:a?",
+             "-map_metadata", "1", "-c", "copy", "-metadata", f"comment={comment}",
+             "-metadata", f"description={description}"]
+    tail = (["-movflags", "+faststart"] if fmt in ("mp4", "mov") else []) + ["-f", fmt, ffmpeg_path(out)]
     done = _run(base + tail, timeout=3600)
-    if done.returncode != 0 and info.has_audio:
-        log.info("%s: audio (%s) cannot be copied into %s; re-encoding it to AAC", info.path.name,
-                 ", ".join(info.audio), out.suffix)
+    if done.returncode != 0 and info.has_audio and mux_failure(done.stderr) == "codec":
+        why = next((ln.strip() for ln in done.stderr.splitlines() if _INCOMPATIBLE.search(ln)), "")
+        log.info("%s: audio (%s) cannot be copied into %s (%s); re-encoding it to AAC", info.path.name,
+                 ", ".join(info.audio), out.suffix, re.sub(r"^\[[^\]]*\]\s*", "", why)[:200])
         done = _run(base + ["-c:a", "aac", "-b:a", "192k"] + tail, timeout=3600)
     if done.returncode != 0:
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        raise HifiFaceError(f"{out.name}: writing the video failed ({lines[-1][:200] if lines else 'ffmpeg failed'})")
+        if mux_failure(done.stderr) == "space":
+            raise no_space_error(out, name)
+        raise HifiFaceError(f"{name}: writing the video failed ({_last_line(done.stderr)})")

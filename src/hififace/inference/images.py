@@ -268,8 +268,8 @@ def write_labelled(path: Path, img: Any, meta: Mapping[str, str] | None = None, 
 
 
 def read_label(path: str | Path) -> dict[str, str]:
-    """The synthetic-content label of a written file (PNG text, EXIF, XMP, GIF comment, MP4 tags), for checks and
-    ``info``. The XMP packet is reported once, as ``XMP``."""
+    """The synthetic-content label of a written file (PNG text, EXIF, XMP, GIF comment, MP4/MOV and Matroska
+    tags), for checks and ``info``. The XMP packet is reported once, as ``XMP``."""
     from PIL import Image
 
     path = Path(path)
@@ -277,6 +277,8 @@ def read_label(path: str | Path) -> dict[str, str]:
         head = f.read(12)
     if head[4:8] == b"ftyp":  # MP4 / MOV: PIL does not read them
         return _mp4_tags(path)
+    if head[:4] == _EBML:  # Matroska (.mkv, .webm)
+        return _mkv_tags(path)
     out: dict[str, str] = {}
     with Image.open(path) as img:
         for key, value in getattr(img, "text", {}).items():
@@ -355,3 +357,104 @@ def _mp4_find(data: bytes, start: int, end: int, path: tuple[bytes, ...]) -> tup
             a += 4 if kind == b"meta" else 0  # meta is a full box: 4 bytes of version and flags first
             return (a, b) if len(path) == 1 else _mp4_find(data, a, b, path[1:])
     return None
+
+
+# ---------------------------------------------------------------------- Matroska tags
+_EBML = b"\x1a\x45\xdf\xa3"
+_MKV_SEGMENT, _MKV_TAGS, _MKV_TAG, _MKV_TARGETS, _MKV_SIMPLE = 0x18538067, 0x1254C367, 0x7373, 0x63C0, 0x67C8
+_MKV_NAME, _MKV_STRING = 0x45A3, 0x4487
+_MKV_TARGET_TYPE = (0x68CA, 0x63CA)  # TargetTypeValue, TargetType: a level, not a track
+#: Global Matroska tags ffmpeg writes for ``-metadata comment=... description=...`` -> our label keys.
+_MKV_LABEL = {"COMMENT": "Comment", "DESCRIPTION": "Description", "ENCODER": "Software"}
+#: Largest Tags element read (a label is a few hundred bytes; a hostile size is not read).
+_MKV_MAX_TAGS = 1 << 20
+
+
+def _ebml_vint(data: bytes, i: int, keep_marker: bool) -> tuple[int | None, int]:
+    """An EBML variable-length integer at ``data[i]``: (value, next index); value None for "unknown size"."""
+    if i >= len(data) or data[i] == 0:
+        raise ValueError("bad EBML number")
+    n = 9 - data[i].bit_length()  # bytes in the number: the position of the first set bit
+    if i + n > len(data):
+        raise ValueError("truncated EBML number")
+    value = int.from_bytes(data[i : i + n], "big")
+    if not keep_marker:
+        value &= (1 << (7 * n)) - 1
+        if value == (1 << (7 * n)) - 1:
+            return None, i + n
+    return value, i + n
+
+
+def _ebml_children(data: bytes, start: int, end: int):
+    """(id, payload start, payload end) of the EBML elements in ``data[start:end]``."""
+    i = start
+    while i < end:
+        eid, i = _ebml_vint(data, i, keep_marker=True)
+        size, i = _ebml_vint(data, i, keep_marker=False)
+        stop = end if size is None else i + size
+        if stop > end:
+            return
+        yield eid, i, stop
+        i = stop
+
+
+def _mkv_tags(path: Path) -> dict[str, str]:
+    """The global COMMENT / DESCRIPTION / ENCODER tags of a Matroska file: the top-level elements of the segment
+    are skipped by their sizes; only the Tags element is read."""
+    out: dict[str, str] = {}
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        def element(pos: int) -> tuple[int, int | None, int]:
+            f.seek(pos)
+            head = f.read(12)
+            eid, i = _ebml_vint(head, 0, keep_marker=True)
+            length, j = _ebml_vint(head, i, keep_marker=False)
+            return eid, length, pos + j
+
+        try:
+            eid, length, pos = element(0)  # the EBML header
+            pos += length or 0
+            while pos < size:  # top-level: find the segment
+                eid, length, body = element(pos)
+                if eid == _MKV_SEGMENT:
+                    break
+                if length is None:
+                    return out
+                pos = body + length
+            else:
+                return out
+            seg_end = size if length is None else min(size, body + length)
+            pos = body
+            while pos < seg_end:
+                eid, length, body = element(pos)
+                if length is None:  # an element of unknown size (a live stream's cluster): nothing after it is found
+                    break
+                if eid == _MKV_TAGS and length <= _MKV_MAX_TAGS:
+                    f.seek(body)
+                    tags = f.read(length)
+                    for kind, a, b in _ebml_children(tags, 0, len(tags)):
+                        if kind == _MKV_TAG:
+                            _mkv_tag(tags, a, b, out)
+                pos = body + length
+        except ValueError:  # a damaged file: what was found so far
+            pass
+    return out
+
+
+def _mkv_tag(data: bytes, start: int, end: int, out: dict[str, str]) -> None:
+    """The simple tags of one Tag element that targets the whole file (its Targets name no track)."""
+    simple = []
+    for kind, a, b in _ebml_children(data, start, end):
+        if kind == _MKV_TARGETS and any(t not in _MKV_TARGET_TYPE for t, _, _ in _ebml_children(data, a, b)):
+            return  # a tag of one track, edition, chapter or attachment (e.g. a track's DURATION)
+        if kind == _MKV_SIMPLE:
+            simple.append((a, b))
+    for a, b in simple:
+        name = value = None
+        for kind, x, y in _ebml_children(data, a, b):
+            if kind == _MKV_NAME:
+                name = data[x:y].decode("utf-8", "replace")
+            elif kind == _MKV_STRING:
+                value = data[x:y].decode("utf-8", "replace")
+        if name and value is not None and name.upper() in _MKV_LABEL:
+            out[_MKV_LABEL[name.upper()]] = value

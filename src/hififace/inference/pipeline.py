@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import ConfigError, InputImageError
 from .choice import FaceChoice
 from .engine import SwapEngine, as_engine
+from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 from .photos import Photo, photo_from_array, read_photo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -550,14 +551,17 @@ def swap_image(source: Any, target: Any, output: str | Path | None = None, *, we
 def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
                model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
                match: Any = None, batch_frames: int = 8, smooth: float = 1.0, crf: int = 18, preset: str = "medium",
-               watermark: bool = False, progress: bool = True, **options: Any):
+               watermark: bool = False, progress: bool = True, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+               max_frames: int | None = MAX_FRAMES, max_seconds: float | None = MAX_SECONDS, **options: Any):
     """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
     :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
-    :func:`hififace.inference.video.swap_video`."""
+    :func:`hififace.inference.video.swap_video`; ``max_frame_pixels`` (default 4096 x 4096), ``max_frames``
+    (216,000) and ``max_seconds`` (3600) cap the video, 0 = no limit."""
     if not isinstance(model, FaceSwapper):  # an existing pipeline keeps its own settings
         options.setdefault("align_passes", 0)
     swapper = _swapper(model, weights, device, options)
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
     return swapper.swap_video(identity, target, output, face=face, all_faces=all_faces, match=match,
                               batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
-                              meta=_label(swapper, "swap_video"), progress=progress)
+                              meta=_label(swapper, "swap_video"), progress=progress,
+                              max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)

@@ -10,6 +10,10 @@ The output keeps the frame rate, resolution and display rotation; the audio stre
 metadata kept and the synthetic-content label written to its ``comment`` and ``description``. Everything is
 written to a temporary file renamed at the end: an error or Ctrl-C leaves no output behind. On a CUDA model the
 paste-back runs on the GPU.
+
+A video over the :class:`~hififace.inference.ffmpeg.VideoLimits` (frame size, frame count, length) is refused from
+its header before anything is decoded, and stopped when what is decoded passes a cap the header did not show.
+Progress is a tqdm bar on a terminal, else a log line every :data:`LOG_EVERY` seconds.
 """
 from __future__ import annotations
 
@@ -17,11 +21,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from .ffmpeg import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, mux, probe
+from ..errors import HifiFaceError
+from .ffmpeg import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, VideoLimits, format_seconds, mux, probe
+from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 from .choice import FaceChoice
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "track", "align", "swap", "paste", "encode", "mux")
+#: Seconds between progress lines in the log when no progress bar is drawn (stderr is not a terminal).
+LOG_EVERY = 10.0
 
 
 @dataclass
@@ -105,23 +113,32 @@ class _Chooser:
 def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: str | Path, face: int | None = None,
                all_faces: bool = False, match: Any = None, batch_frames: int = 8, smooth: float = 1.0,
                crf: int = 18, preset: str = "medium", watermark: bool = False, meta: Mapping[str, str] | None = None,
-               progress: bool = True, paste: str = "auto") -> VideoReport:
+               progress: bool = True, paste: str = "auto", max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+               max_frames: int | None = MAX_FRAMES, max_seconds: float | None = MAX_SECONDS,
+               should_stop: Callable[[], str | None] | None = None) -> VideoReport:
     """Swap ``source``'s identity onto faces in video ``target``; write ``output`` (.mp4, .mov, .mkv).
 
     ``face``/``all_faces``/``match`` choose the faces as for photos (default: the largest), in the first frame that
     shows a face. ``batch_frames`` frames are processed together; ``smooth`` sets the landmark smoothing (0 = off);
     ``crf``/``preset`` are libx264's. ``paste``: ``torch`` (GPU), ``numpy`` or ``auto`` (torch on CUDA).
+
+    ``max_frame_pixels``, ``max_frames`` and ``max_seconds`` cap the video (0 or None: no limit; see
+    :class:`~hififace.inference.ffmpeg.VideoLimits`); over a cap is one
+    :class:`~hififace.inference.ffmpeg.VideoLimitError`. ``should_stop`` is called between batches: a reason
+    (text) it returns stops the swap with a :class:`~hififace.errors.HifiFaceError` (the web app's time limit).
     """
     from ..face.track import FaceTracker
     from ..utils.atomic import atomic_path
     from .images import check_output_path
-    from .watermark import DESCRIPTION, comment_text
+    from .watermark import VIDEO_DESCRIPTION, comment_text
 
     if batch_frames < 1:
         raise ValueError("batch_frames must be 1 or more")
     t_start = time.perf_counter()
+    limits = VideoLimits(max_frame_pixels, max_frames, max_seconds)
     out = check_output_path(output, VIDEO_FORMATS)
-    info = probe(target)
+    info = probe(target, limits.max_frame_pixels)
+    limits.check(info)  # from the header: nothing is decoded yet
     identity = swapper.identity(source)
     if match is not None:  # encoded now: the detector is busy in the decoding thread once frames flow
         match = swapper.identity(match)
@@ -131,22 +148,36 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     tracker = FaceTracker(info.fps, max_lost=max(1, int(round(info.fps / 2))), smooth=smooth)
     chooser = _Chooser(swapper, choice, tracker, info.path.name)
     small_noted: set[int] = set()
-    bar = _bar(info, progress)
+    bar = _Progress(info, progress)
+
+    def check_stop() -> None:
+        reason = should_stop() if should_stop is not None else None
+        if reason:
+            raise HifiFaceError(f"{info.path}: stopped after {format_seconds(time.perf_counter() - t_start)}, "
+                                f"{bar.done} of about {info.frames_estimate or '?'} frames done: {reason}")
+
     with atomic_path(out) as tmp_out:
         tmp_video = tmp_out.with_name(tmp_out.name + ".video.mp4")
         # detection runs in the decoding thread, overlapping the swap of the previous batch
-        reader = FrameReader(info, prefetch=2 * batch_frames, annotate=swapper.detect)
+        reader = FrameReader(info, prefetch=2 * batch_frames, annotate=swapper.detect,
+                             max_frame_pixels=limits.max_frame_pixels)
         writer = None
         try:
-            writer = FrameWriter(tmp_video, info, crf=crf, preset=preset, queue_size=2 * batch_frames)
+            writer = FrameWriter(tmp_video, info, crf=crf, preset=preset, queue_size=2 * batch_frames, name=out.name)
             batch: list[tuple[np.ndarray, list["Face"]]] = []
             for item in reader:
+                limits.check_decoded(info, reader.frames)  # a header that understated the length
                 batch.append(item)
                 if len(batch) == batch_frames:
+                    check_stop()
                     _run_batch(swapper, identity, batch, report, tracker, chooser, small_noted, use_torch, watermark,
                                writer, bar)
                     batch = []
+            if reader.oversize:  # the decoder refused frames over the cap that the header did not show
+                raise limits.frame_too_large(info.path, *reader.oversize, where=" (after the header's "
+                                             f"{info.width}x{info.height}, from frame {reader.frames})")
             if batch:
+                check_stop()
                 _run_batch(swapper, identity, batch, report, tracker, chooser, small_noted, use_torch, watermark,
                            writer, bar)
             if reader.frames == 0:
@@ -159,7 +190,7 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
                             "has those frames", info.path.name, reader.frames, reader.error)
             writer.close()
             t0 = time.perf_counter()
-            mux(tmp_video, info, tmp_out, comment_text(meta), DESCRIPTION)
+            mux(tmp_video, info, tmp_out, comment_text(meta, VIDEO_DESCRIPTION), VIDEO_DESCRIPTION, name=out.name)
             report.seconds["mux"] = time.perf_counter() - t0
         except BaseException:
             if writer is not None:
@@ -188,11 +219,34 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     return report
 
 
-def _bar(info: VideoInfo, enabled: bool):
-    from tqdm import tqdm
+class _Progress:
+    """A tqdm bar (drawn when stderr is a terminal; the web app's page follows it too) and, when no bar is drawn, a
+    log line every :data:`LOG_EVERY` seconds: frames done of the total, frames per second, time left."""
 
-    return tqdm(total=info.frames_estimate, desc="video", unit="frame", disable=None if enabled else True,
-                leave=False, dynamic_ncols=True)
+    def __init__(self, info: VideoInfo, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=info.frames_estimate, desc="video", unit="frame", disable=None if enabled else True,
+                        leave=False, dynamic_ncols=True)
+        self.lines = enabled and bool(self.bar.disable)
+        self.name, self.total, self.done = info.path.name, info.frames_estimate, 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+        self.done += n
+        now = time.monotonic()
+        if self.lines and now - self.last >= LOG_EVERY:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            if self.total and self.done <= self.total:
+                log.info("%s: %d/%d frames (%d%%), %.2f frames/s, about %s left", self.name, self.done, self.total,
+                         100 * self.done // self.total, rate, format_seconds((self.total - self.done) / rate))
+            else:
+                log.info("%s: %d frames, %.2f frames/s", self.name, self.done, rate)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[np.ndarray, list["Face"]]],

@@ -5,8 +5,10 @@ A crash or an error never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -24,7 +26,8 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
+        if not _PRIVATE.get():  # mkstemp makes 0600 files: give the usual permissions, unless private_files()
+            os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -32,9 +35,36 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+#: Set by :func:`private_files` in the current thread (or task): files written stay 0600.
+_PRIVATE: contextvars.ContextVar[bool] = contextvars.ContextVar("hififace_private_files", default=False)
+_UMASK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def private_files() -> Iterator[None]:
+    """Within the block (in this thread only), :func:`atomic_path` leaves its files 0600, readable by this user
+    alone, as they were created: no window where another user can read them, and the process umask untouched (the
+    web app writes its results from worker threads)."""
+    token = _PRIVATE.set(True)
+    try:
+        yield
+    finally:
+        _PRIVATE.reset(token)
+
+
 def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process umask, read without changing it where the system allows (Linux: /proc/self/status). Setting it
+    to read it back (the only portable way) briefly gives files other threads create at that moment umask 0."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)  # the short window is private rather than world-writable
+        os.umask(mask)
     return mask
 
 
