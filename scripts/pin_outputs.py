@@ -43,7 +43,10 @@ TINY = dict(channel_multiplier=1 / 16, frozen_width=0.125, arcface_arch="r18", r
 CASES = ("swap", "video", "preprocess", "faces", "eval")
 TEXT = {".json", ".jsonl", ".csv", ".md", ".txt"}
 IMAGES = {".png", ".jpg", ".jpeg", ".webp"}
-VOLATILE = {"seconds"}  # JSON keys holding wall times
+VOLATILE = {"seconds", "created"}  # JSON keys holding wall-clock times
+#: (file name, JSON key) pairs that depend on file times: eval's results stamp fingerprints the weights by mtime
+VOLATILE_IN = {(".hififace-weights.json", "fingerprint")}
+TIMESTAMP = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})? UTC"
 
 
 # ---------------------------------------------------------------------------------------------- record
@@ -97,30 +100,34 @@ class Recorder:
             save_safetensors(LPIPS().state_dict(), path)
         return path
 
-    def rel_text(self, text: str) -> str:
-        """``text`` with absolute paths as ``<OUT>``/``<REPO>`` and, in JSON, wall times (``VOLATILE``) as null."""
-        text = self.rel(text).replace(str(ROOT), "<REPO>")
+    def rel_text(self, text: str, name: str = "") -> str:
+        """``text`` with absolute paths as ``<OUT>``/``<REPO>``, dates as ``<TIME>`` and, in JSON, wall times and
+        mtime-based fingerprints (``VOLATILE``, ``VOLATILE_IN``) as null."""
+        import re
+
+        text = re.sub(TIMESTAMP, "<TIME>", self.rel(text).replace(str(ROOT), "<REPO>"))
         try:
             data = json.loads(text)
         except ValueError:
             return text
         if not isinstance(data, dict):
             return text
+        volatile = VOLATILE | {key for file, key in VOLATILE_IN if file == name}
         indent = 2 if text.lstrip().startswith("{\n") else None
-        return json.dumps(_drop_volatile(data), indent=indent) + ("\n" if text.endswith("\n") else "")
+        return json.dumps(_drop_volatile(data, volatile), indent=indent) + ("\n" if text.endswith("\n") else "")
 
     def normalise_texts(self, folder: Path) -> None:
         """Text outputs through :meth:`rel_text`: two record folders compare."""
         for p in folder.rglob("*"):
             if p.is_file() and p.suffix.lower() in TEXT:
-                p.write_text(self.rel_text(p.read_text()))
+                p.write_text(self.rel_text(p.read_text(), p.name))
 
 
-def _drop_volatile(data):
+def _drop_volatile(data, volatile: set[str]):
     if isinstance(data, dict):
-        return {k: None if k in VOLATILE else _drop_volatile(v) for k, v in data.items()}
+        return {k: None if k in volatile else _drop_volatile(v, volatile) for k, v in data.items()}
     if isinstance(data, list):
-        return [_drop_volatile(v) for v in data]
+        return [_drop_volatile(v, volatile) for v in data]
     return data
 
 
@@ -394,6 +401,14 @@ def _same_content(a: Path, b: Path) -> tuple[bool, str]:
             return False, f"{xa.dtype} {xa.shape} vs {xb.dtype} {xb.shape}"
         d = np.abs(xa.astype(np.float64) - xb.astype(np.float64))
         return False, f"{int((d > 0).sum())} of {d.size} values differ, max {d.max():g}"
+    if suffix == ".safetensors":  # the header's metadata keys come in hash order: compare what they hold
+        from safetensors import safe_open
+
+        with safe_open(str(a), "np") as fa, safe_open(str(b), "np") as fb:
+            if fa.metadata() != fb.metadata() or set(fa.keys()) != set(fb.keys()):
+                return False, "metadata or tensor names differ"
+            differ = [k for k in fa.keys() if not np.array_equal(fa.get_tensor(k), fb.get_tensor(k))]
+        return (not differ), "same tensors and metadata (header order differs)" if not differ else f"tensors differ: {differ}"
     if suffix in (".json", ".jsonl"):
         try:
             ja = [json.loads(s) for s in a.read_text().splitlines() if s.strip()]
