@@ -147,7 +147,7 @@ def section_pool(r: Run) -> None:
     import torch
     import torch.nn.functional as F
 
-    from hififace.nn import blocks as B
+    from hififace.nn import fast as B
 
     g = torch.Generator().manual_seed(0)
     worst = 0.0
@@ -204,7 +204,7 @@ def _swap_cases(r: Run, model, label: str, dtype: str) -> None:
 
 
 def section_swap(r: Run) -> None:
-    from hififace.nn import blocks as B
+    from hififace.nn import fast as B
 
     variants = [("fp32", False, "auto", ""), ("bf16", True, "auto", "+channels_last")]
     if r.cuda:  # what the fused kernels buy: the plain norm path in the same layout

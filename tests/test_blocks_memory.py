@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hififace.nn import blocks as B
-from hififace.nn.blocks import AdaINResBlock, ResBlock, avg_pool_2x2
+from hififace.nn import fast
+from hififace.nn.blocks import AdaINResBlock, ResBlock
+from hififace.nn.fast import avg_pool_2x2
 
 
 def _plain_resblock(b: ResBlock, x):
@@ -95,7 +96,7 @@ def test_no_grad_path_uses_plain_ops():
     x = torch.randn(1, 2, 4, 4)
     with torch.no_grad():
         assert torch.equal(avg_pool_2x2(x), F.avg_pool2d(x, 2))
-    assert B.norm_act_conv(lambda t: t * 2, B.instance_norm, x).grad_fn is None
+    assert fast.norm_act_conv(lambda t: t * 2, x).grad_fn is None
 
 
 def test_release_free_heap_works_on_glibc():
@@ -147,6 +148,6 @@ def test_backward_outside_autocast_gives_the_gradients_of_backward_inside(dtype,
 
 def test_recompute_refuses_a_tensor_unlike_the_saved_one():
     x = torch.randn(1, 2, 4, 4, requires_grad=True)
-    y = B._apply_recomputing(lambda t: t.square(), x * 2, lambda: (x.detach() * 2).double())  # wrong dtype on purpose
+    y = fast._apply_recomputing(lambda t: t.square(), x * 2, lambda: (x.detach() * 2).double())  # wrong dtype on purpose
     with pytest.raises(RuntimeError, match="recomputed activation is torch.float64"):
         y.sum().backward()

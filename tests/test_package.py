@@ -1,41 +1,137 @@
-"""Package hygiene: no import cycles between hififace's modules (lazy, function-level imports included; imports
-under ``if TYPE_CHECKING:`` never run and do not count)."""
+"""Package hygiene, read from the source with ``ast``: no import circle between hififace's modules, rooms stacked in
+floors (each importing only its own floor and the floors below), and a ceiling on imports of hififace hidden inside
+functions.
+
+Today's breaches are listed as known exceptions (issue 20 removes them): a new breach fails, and so does an exception
+that no longer happens (delete it from its list, so that every step of the clean-up shows).
+"""
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "hififace"
 
+#: Floors, bottom to top (the README's Layout section). A module may import modules of its own room, of the other
+#: rooms of its floor, and of any floor below. ``__init__`` is the package's own module (the public API).
+FLOORS: list[tuple[str, ...]] = [
+    ("_version", "errors"),
+    ("utils",),
+    ("nn",),
+    ("weights",),  # reading and writing files only, once issue 20 moves the converters out
+    ("config", "models"),
+    ("losses",),
+    ("converters",),  # issue 20: the converters of foreign weights, above models and losses (not there yet)
+    ("data", "face"),
+    ("inference", "training"),
+    ("metrics", "export", "app"),
+    ("__init__",),
+    ("cli",),
+]
 
-def _import_graph() -> dict[str, set[str]]:
-    mods = {}
-    for p in SRC.rglob("*.py"):
-        rel = p.relative_to(SRC.parent).with_suffix("")
-        mods[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = p
-    graph = {}
-    for name, p in mods.items():
-        pkg = name if p.name == "__init__.py" else name.rsplit(".", 1)[0]
-        deps = set()
-        tree = ast.parse(p.read_text(encoding="utf-8"))
-        typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking_block(block)
-                       for n in ast.walk(block)}  # imports for annotations never run
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.ImportFrom) or id(node) in typing_only:
-                continue
+#: (importing module, imported module) pairs that break the floors today: weights/ holds converters that build models
+#: and losses (issue 20, point 4).
+KNOWN_BREACHES = {
+    ("hififace.weights.arcface", "hififace.models.frozen.arcface"),
+    ("hififace.weights.bfm", "hififace.models.frozen.bfm"),
+    ("hififace.weights.convert", "hififace.config"),
+    ("hififace.weights.convert", "hififace.models.hififace"),
+    ("hififace.weights.deep3d", "hififace.models.frozen.recon"),
+    ("hififace.weights.reference", "hififace.config"),
+    ("hififace.weights.reference", "hififace.losses.lpips"),
+    ("hififace.weights.reference", "hififace.models.discriminators"),
+    ("hififace.weights.reference", "hififace.models.frozen.arcface"),
+    ("hififace.weights.reference", "hififace.models.hififace"),
+    ("hififace.weights.training", "hififace.config"),
+    ("hififace.weights.training", "hififace.models.hififace"),
+}
+
+#: Module circles today (imports inside functions and under TYPE_CHECKING count): FaceSwapper.swap_video imports the
+#: video module, which takes a FaceSwapper (issue 20, point 3).
+KNOWN_CIRCLES = [{"hififace.inference.pipeline", "hififace.inference.video"}]
+
+#: Import statements of hififace modules inside functions, per room: at most this many (issue 20 brings the rooms
+#: outside cli/ down to a couple of dozen in all; lower a number when you remove some, never raise one).
+FUNCTION_IMPORTS_AT_MOST = {
+    "__init__": 3, "app": 5, "cli": 77, "config": 1, "data": 1, "export": 13, "face": 19, "inference": 48,
+    "losses": 4, "metrics": 48, "models": 13, "training": 17, "utils": 2, "weights": 25,
+}
+
+
+# ---------------------------------------------------------------------------------------------- reading the source
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(SRC.rglob("*.py")):
+        parts = ["hififace", *path.relative_to(SRC).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _resolve(name: str) -> str:
+    """The module a dotted name lives in (``hififace.nn.blocks.ResBlock`` -> ``hififace.nn.blocks``)."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+class Import:
+    def __init__(self, target: str, line: int, in_function: bool, type_only: bool):
+        self.target, self.line, self.in_function, self.type_only = target, line, in_function, type_only
+
+
+def _imports(module: str) -> tuple[list[Import], int]:
+    """The hififace modules ``module`` imports, and how many of its import statements sit inside functions."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text(), str(path))
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found, in_functions = [], 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
             if node.level:
-                parts = pkg.split(".")
-                target = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                full = ".".join(base + ([node.module] if node.module else []))
             else:
-                target = node.module or ""
-            deps |= {t for t in [target, *(f"{target}.{a.name}" for a in node.names)] if t in mods}
-        graph[name] = deps - {name}
-    return graph
+                full = node.module or ""
+            names = [f"{full}.{a.name}" if f"{full}.{a.name}" in MODULES else full for a in node.names]
+        else:
+            continue
+        names = [n for n in names if n.split(".")[0] == "hififace"]
+        if not names:
+            continue
+        in_function = type_only = False
+        up = node
+        while up in parent:
+            up = parent[up]
+            in_function |= isinstance(up, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            type_only |= isinstance(up, ast.If) and "TYPE_CHECKING" in ast.unparse(up.test)
+        in_functions += in_function
+        found += [Import(_resolve(n), node.lineno, in_function, type_only) for n in names]
+    return found, in_functions
 
 
-def _is_type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and (getattr(node.test, "id", None) == "TYPE_CHECKING"
-                                         or getattr(node.test, "attr", None) == "TYPE_CHECKING")
+IMPORTS = {m: _imports(m) for m in MODULES}
+
+
+
+# ---------------------------------------------------------------------------------------------- circles
+def _graph(type_only: bool) -> dict[str, set[str]]:
+    """Module -> the hififace modules it imports (lazy, function-level imports included; ``type_only``: also those
+    under ``if TYPE_CHECKING:``, which never run)."""
+    return {m: {i.target for i in IMPORTS[m][0] if i.target != m and (type_only or not i.type_only)} for m in MODULES}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -75,6 +171,65 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_import_cycles():
-    graph = _import_graph()
+    graph = _graph(type_only=False)
     assert "hififace.face.landmarks" in graph and "hififace.face.align" in graph["hififace.face.landmarks"]
     assert _cycles(graph) == []
+
+
+def test_no_circle_even_through_type_annotations():
+    found = [set(c) for c in _cycles(_graph(type_only=True))]
+    new = [sorted(c) for c in found if c not in KNOWN_CIRCLES]
+    assert not new, f"import circles (TYPE_CHECKING imports included): {new}"
+    gone = [sorted(c) for c in KNOWN_CIRCLES if c not in found]
+    assert not gone, f"no longer circles, delete them from KNOWN_CIRCLES: {gone}"
+
+
+# ---------------------------------------------------------------------------------------------- floors
+def test_every_room_has_a_floor():
+    floor_of = {room for floor in FLOORS for room in floor}
+    rooms = {_room(m) for m in MODULES}
+    assert rooms <= floor_of, f"rooms without a floor in FLOORS (and the README's Layout): {sorted(rooms - floor_of)}"
+
+
+def _breaches() -> dict[tuple[str, str], list[int]]:
+    floor = {room: i for i, rooms in enumerate(FLOORS) for room in rooms}
+    found: dict[tuple[str, str], list[int]] = {}
+    for module, (imports, _) in IMPORTS.items():
+        for imp in imports:
+            if floor[_room(imp.target)] > floor[_room(module)]:
+                found.setdefault((module, imp.target), []).append(imp.line)
+    return found
+
+
+def test_no_room_imports_a_room_above_it():
+    found = _breaches()
+    new = {f"{a} imports {b} (line {', '.join(map(str, found[a, b]))})" for a, b in set(found) - KNOWN_BREACHES}
+    assert not new, "imports of a higher floor (see FLOORS): " + "; ".join(sorted(new))
+    gone = KNOWN_BREACHES - set(found)
+    assert not gone, f"no longer happen, delete them from KNOWN_BREACHES: {sorted(gone)}"
+
+
+def function_level_imports() -> Counter:
+    """Import statements of hififace modules inside functions, per room."""
+    counts: Counter = Counter()
+    for module, (_, in_functions) in IMPORTS.items():
+        counts[_room(module)] += in_functions
+    return +counts
+
+
+def test_imports_inside_functions_do_not_grow():
+    counts = function_level_imports()
+    grown = {room: (n, FUNCTION_IMPORTS_AT_MOST.get(room, 0)) for room, n in counts.items()
+             if n > FUNCTION_IMPORTS_AT_MOST.get(room, 0)}
+    assert not grown, (f"more imports inside functions than allowed (room: (now, allowed)): {grown}; import at the "
+                       f"top of the module (lazy only for optional heavy dependencies, and in cli/)")
+
+
+def test_the_reader_sees_imports_of_every_kind():
+    """Relative and absolute, module-level, function-level and TYPE_CHECKING imports."""
+    video = {imp.target: imp for imp in IMPORTS["hififace.inference.video"][0]}
+    assert not video["hififace.inference.ffmpeg"].in_function  # from .ffmpeg import ...
+    assert video["hififace.inference.pipeline"].type_only  # under TYPE_CHECKING
+    assert video["hififace.face.track"].in_function  # from ..face.track import ... inside swap_video
+    assert {imp.target for imp in IMPORTS["hififace.nn.blocks"][0]} == {"hififace.nn.fast"}
+    assert {imp.target for imp in IMPORTS["hififace.nn.fast"][0]} == set()  # the fast paths know nothing of the blocks

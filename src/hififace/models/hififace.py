@@ -178,7 +178,7 @@ class HifiFace(nn.Module):
 
         Compiled: the generator's encoder and :meth:`~hififace.models.generator.Generator.decode` (decoder + SFF,
         one graph), ArcFace and ReconNet; each on first call, again for a new input shape or dtype. Norm,
-        activation, AdaIN affine and pooling are fused by the compiler (see :func:`hififace.nn.blocks.norm_act`).
+        activation, AdaIN affine and pooling are fused by the compiler (see :func:`hififace.nn.fast.norm_act`).
         ``mode`` is ``torch.compile``'s: ``"reduce-overhead"`` records CUDA graphs on CUDA (fixed batch shapes;
         a graph per shape); its outputs are copied out of the graph memory, so results and prepared targets stay
         valid across calls. By default a second input shape recompiles with that dimension dynamic; ``dynamic=True``
