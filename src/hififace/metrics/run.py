@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ConfigError, HifiFaceError, InputImageError, WeightsError
 from .evaluate import EvalOptions, Evaluator, MetricModels
-from .pairs import Row, check_paths, read_pairs
+from .pairs import Row, check_paths, read_pairs, unique_pairs
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,9 @@ def _warn_if_training_arcface(path: Path, model_dir: Path | None) -> None:
 # ---------------------------------------------------------------------------------------------- results
 def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, progress: Callable | None = None,
                  stamp: dict[str, str] | None = None) -> None:
-    """Swap every row without a result; ``folder/<row.name>.png``. Existing files are kept (resume)."""
+    """Swap every row without a result; ``folder/<row.name>.png``. Existing files are kept (resume).
+
+    Rows with the same source and target are swapped once: they share the result of the first of them."""
     from ..inference.images import load_image, save_image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,11 +169,17 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
             from ..utils.atomic import atomic_write_text
 
             atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
-    for r in rows:
-        r.result = folder / f"{r.name}.png"
-    todo = [r for r in rows if not r.result.is_file()]
-    if len(todo) < len(rows):
-        log.info("%d of %d results already made (resuming)", len(rows) - len(todo), len(rows))
+    groups = unique_pairs(rows)
+    if len(groups) < len(rows):
+        log.info("%d rows, %d unique (source, target) pair(s): each pair is swapped once and its result shared by "
+                 "its rows", len(rows), len(groups))
+    for group in groups.values():
+        for r in group:
+            r.result = folder / f"{group[0].name}.png"
+    unique = [group[0] for group in groups.values()]
+    todo = [r for r in unique if not r.result.is_file()]
+    if len(todo) < len(unique):
+        log.info("%d of %d results already made (resuming)", len(unique) - len(todo), len(unique))
     size = model.config.image_size
     meta = {"hififace:command": "eval", "hififace:model": f"{model.config.variant}-{size}"}
     bar = progress(len(todo), "swap") if progress and todo else None
