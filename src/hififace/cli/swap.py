@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     swapper = build_swapper(args, model)
     identity = swapper.identity(*sources, aligned=aligned)
+    if match is not None:  # a reference photo without a face is one error now, not one per target photo
+        match = swapper.match_identity(match)
     if args.save_identity:
         swapper.save_identity(args.save_identity, identity, swapper.source_count(*sources))
         log.info("wrote %s (identity of %d source photo(s))", args.save_identity, swapper.source_count(*sources))
@@ -90,6 +92,9 @@ def plan_folder(folder: Path, out_dir: Path, no_clobber: bool = False) -> list[t
 
     if out_dir.exists() and not out_dir.is_dir():
         raise HifiFaceError(f"{out_dir}: is a file; with a folder as --target, -o must be a folder")
+    if not out_dir.exists() and out_dir.suffix.lower() in (*IMAGE_EXTENSIONS, *OUTPUT_FORMATS, *VIDEOS):
+        raise HifiFaceError(f"{out_dir}: looks like a file name, but --target {folder} is a folder, so -o must be a "
+                            f"folder for its results; give a folder name (e.g. -o {out_dir.with_suffix('')}/)")
     if out_dir.resolve() == folder.resolve():
         raise HifiFaceError(f"{out_dir}: is the input folder; write the results into another folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
