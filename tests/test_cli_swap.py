@@ -303,6 +303,7 @@ def test_a_folder_target_refuses_a_file_name_as_output(work, weights, capsys):
     folder = work / "photos"
     folder.mkdir()
     (folder / "a.png").write_bytes((SAMPLES / "astronaut.png").read_bytes())
+    (folder / "notes.txt").write_text("not a photo")  # skipped with a warning, but not before the refusal
     for name in ("single.jpg", "out.PNG", "clip.mp4"):
         rc, _, err = run_cli(["swap", "-s", work / "grace_hopper.png", "-t", folder, "-o", work / name,
                               "--weights", weights], capsys)

@@ -92,14 +92,14 @@ def plan_folder(folder: Path, out_dir: Path, no_clobber: bool = False) -> list[t
 
     if out_dir.exists() and not out_dir.is_dir():
         raise HifiFaceError(f"{out_dir}: is a file; with a folder as --target, -o must be a folder")
-    if not out_dir.exists() and out_dir.suffix.lower() in (*IMAGE_EXTENSIONS, *OUTPUT_FORMATS, *VIDEOS):
-        raise HifiFaceError(f"{out_dir}: looks like a file name, but --target {folder} is a folder, so -o must be a "
-                            f"folder for its results; give a folder name (e.g. -o {out_dir.with_suffix('')}/)")
     if out_dir.resolve() == folder.resolve():
         raise HifiFaceError(f"{out_dir}: is the input folder; write the results into another folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     others = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if not out_dir.exists() and out_dir.suffix.lower() in (*IMAGE_EXTENSIONS, *OUTPUT_FORMATS, *VIDEOS) and images:
+        raise HifiFaceError(f"{out_dir}: looks like a file name, but --target {folder} is a folder, so -o must be a "
+                            f"folder for its results; give a folder name (e.g. -o {out_dir.with_suffix('')}/)")
     if others:
         log.warning("%s: skipping %d file(s) that are not images: %s", folder, len(others), _names(others))
     if not images:

@@ -74,7 +74,7 @@ def atomic_path(path: str | Path, suffix: str | None = None, durable: bool = Tru
 
 def fsync_path(path: str | Path) -> None:
     """Flush a written file's data to disk (errors such as a full disk surface here, as they should)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows commits only writable handles
     try:
         os.fsync(fd)
     finally:
@@ -108,7 +108,10 @@ def storage_error(err: OSError, where: str | Path | None = None, name: str | Pat
         name = os.fsdecode(named)
     if where is None and name is not None:
         where = Path(name).parent
-    shown = str(where) if where is not None else "the output's file system"
+    if where is None:
+        shown = "the output's file system"
+    else:  # "." says nothing in a message: the working folder by name; a very long path shortened
+        shown = _short(os.getcwd() if str(where) in ("", ".") else str(where), 300)
     if code == errno.ENOSPC:
         msg = f"no space left on {shown}: free some space there or choose another output location"
     elif code == getattr(errno, "EDQUOT", None):
