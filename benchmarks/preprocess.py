@@ -12,7 +12,8 @@ Cases:
   they are; value = median over cases, ``worst`` = the largest case (and ``worst_max`` = the largest per-pixel
   displacement anywhere).
 - ``write_durable`` / ``write_no_fsync``: median seconds to write one image's two PNGs (crop and mask) the way
-  preprocess does (atomic, file and folder fsync), and the same with the fsyncs turned off: the cost of durability.
+  preprocess does (atomic, data fsynced before the rename), and the same with the fsyncs turned off: the cost of
+  durability.
 - ``resume_check_sizes`` / ``resume_check_png_end`` / ``resume_check_exists``: microseconds per record to decide
   on resume that a finished file's two outputs are intact: by the sizes recorded in the index (one stat each, the
   default), by the PNG end marker (records of older versions), and the old existence test, for comparison.

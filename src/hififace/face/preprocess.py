@@ -374,13 +374,15 @@ def _photo_errors() -> tuple[type[BaseException], ...]:
 
 
 def _save_png(path: Path, img: Any, prefix: str = TMP_PREFIX, compress_level: int = 1) -> None:
-    """A lossless PNG (PIL image or RGB array), atomically and durably (a crop or mask is trusted by the next run
-    and by training); the temporary never ends in ``.png``, so nothing reads it as an output."""
+    """A lossless PNG (PIL image or RGB array), atomically; the temporary never ends in ``.png``, so nothing reads it
+    as an output. Its data reach the disk before the rename (a crop or mask is trusted by the next run and by
+    training); the folder is not synced per file (that would double the cost): a name lost in a crash is a missing
+    output, which the resume check notices and remakes."""
     if isinstance(img, np.ndarray):
         from PIL import Image
 
         img = Image.fromarray(img)
-    with atomic_path(path, suffix=".tmp", prefix=prefix) as tmp:
+    with atomic_path(path, suffix=".tmp", prefix=prefix, sync_folder=False) as tmp:
         img.save(tmp, format="PNG", optimize=False, compress_level=compress_level)
 
 

@@ -36,13 +36,15 @@ def temporary_suffix(path: Path, suffix: str | None = None) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None, durable: bool = True,
-                prefix: str = TMP_PREFIX) -> Iterator[Path]:
+                prefix: str = TMP_PREFIX, sync_folder: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed.
 
     ``suffix`` defaults to the target's suffix so that writers that pick a format from the extension work.
     ``durable``: the file's data are flushed to disk before the rename and the rename before returning (fsync of
-    the file and of its folder); pass False only where a lost file is noticed and remade later. ``prefix`` (which
-    starts with :data:`TMP_PREFIX`) lets a writer recognise its own temporaries.
+    the file and of its folder); pass False only where a lost file is noticed and remade later. ``sync_folder=False``
+    keeps the data sync but skips the folder's: a crash may then lose the new name (never leave it with missing
+    data), for bulk writers that notice a missing file and remake it. ``prefix`` (which starts with
+    :data:`TMP_PREFIX`) lets a writer recognise its own temporaries.
     An ``OSError`` that means "no room here" (full disk, quota, read-only file system) becomes an
     :class:`~hififace.errors.OutputError` naming the folder.
     """
@@ -62,7 +64,7 @@ def atomic_path(path: str | Path, suffix: str | None = None, durable: bool = Tru
         if durable:
             fsync_path(tmp_path)
         os.replace(tmp_path, path)
-        if durable:
+        if durable and sync_folder:
             fsync_dir(folder)
     except BaseException as err:
         with contextlib.suppress(OSError):
