@@ -11,8 +11,14 @@ Cases:
   agree: per case the mean displacement (crop pixels at 256) between where crop A's pixels land in crop B and where
   they are; value = median over cases, ``worst`` = the largest case (and ``worst_max`` = the largest per-pixel
   displacement anywhere).
+- ``write_durable`` / ``write_no_fsync``: median seconds to write one image's two PNGs (crop and mask) the way
+  preprocess does (atomic, data fsynced before the rename), and the same with the fsyncs turned off: the cost of
+  durability.
+- ``resume_check_sizes`` / ``resume_check_png_end`` / ``resume_check_exists``: microseconds per record to decide
+  on resume that a finished file's two outputs are intact: by the sizes recorded in the index (one stat each, the
+  default), by the PNG end marker (records of older versions), and the old existence test, for comparison.
 
-    python benchmarks/preprocess.py [--quick] [--workers N]
+    python benchmarks/preprocess.py [--quick] [--workers N] [--cases throughput,stages,consistency,write,resume]
 """
 from __future__ import annotations
 
@@ -126,6 +132,85 @@ def bench_stages(raw: Path, limit: int) -> None:
              images=len(v), cv2_threads=cv2.getNumThreads())
 
 
+def bench_write(raw: Path, limit: int) -> None:
+    """Two PNGs per image as preprocess writes them, durable (fsync of file and folder) vs not."""
+    from hififace.face.align import align_crop, estimate_transform, transform_points
+    from hififace.face.detect import get_detector
+    from hififace.face.io import read_image
+    from hififace.face.palette import labels_to_image
+    from hififace.face.parse import get_parser
+    from hififace.face.preprocess import _save_png
+    from hififace.utils import atomic
+
+    det, parser = get_detector("yunet"), get_parser("landmarks")
+    items = []
+    for f in sorted(raw.rglob("*.jpg"))[:limit]:
+        img = read_image(f)
+        faces = det.detect(img)
+        if faces:
+            face = max(faces, key=lambda x: x.area)
+            m = estimate_transform(face.landmarks, "arcface", 256)
+            crop = align_crop(img, m, 256)
+            items.append((crop, labels_to_image(parser.parse(crop, transform_points(face.landmarks, m)))))
+    real = atomic.fsync_path, atomic.fsync_dir
+    for case, sync in (("write_durable", True), ("write_no_fsync", False)):
+        if not sync:
+            atomic.fsync_path = atomic.fsync_dir = lambda p: None
+        times = []
+        try:
+            with tempfile.TemporaryDirectory(dir=raw.parent) as tmp:  # the file system the outputs go to
+                for i, (crop, mask) in enumerate(items):
+                    t0 = time.perf_counter()
+                    _save_png(Path(tmp) / "parsing" / f"{i}.png", mask, compress_level=6)
+                    _save_png(Path(tmp) / "images" / f"{i}.png", crop, compress_level=1)
+                    times.append(time.perf_counter() - t0)
+        finally:
+            atomic.fsync_path, atomic.fsync_dir = real
+        emit(BENCH, case=case, batch=1, size=256, device="cpu", dtype="uint8", value=round(statistics.median(times), 5),
+             images=len(times), note="two PNGs (crop level 1, mask level 6) per image")
+
+
+def bench_resume(n: int) -> None:
+    """Per-record cost of trusting a finished file on resume: recorded sizes vs PNG end marker vs existence."""
+    import json
+
+    from hififace.face.preprocess import PreprocessConfig, _is_done, output_intact, png_complete
+
+    cfg = PreprocessConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        records = []
+        for i in range(n):
+            rel = {k: f"{k}s/id{i % 50:05d}/{i:06d}.png" for k in ("image", "parsing")}
+            for k, r in rel.items():
+                (out / r).parent.mkdir(parents=True, exist_ok=True)
+                if i < 50:  # a few real PNGs; the rest are copies (the cost is the file system's, not the bytes')
+                    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(out / r)
+                else:
+                    (out / r).write_bytes((out / f"{k}s/id{i % 50:05d}/{i % 50:06d}.png").read_bytes())
+            rec = {"source": f"id/{i}.jpg", "status": "ok", **rel}
+            rec.update({f"{k}_bytes": (out / r).stat().st_size for k, r in rel.items()})
+            records.append(json.loads(json.dumps(rec)))
+        legacy = [{k: v for k, v in r.items() if not k.endswith("_bytes")} for r in records]
+        cases = (("resume_check_sizes", lambda: [_is_done(r, out, cfg) for r in records]),
+                 ("resume_check_png_end", lambda: [_is_done(r, out, cfg) for r in legacy]),
+                 ("resume_check_exists", lambda: [(out / r["image"]).is_file() and (out / r["parsing"]).is_file()
+                                                   for r in records]))
+        assert all(_is_done(r, out, cfg) for r in records) and all(_is_done(r, out, cfg) for r in legacy)
+        assert output_intact(out / records[0]["image"], None) == png_complete(out / records[0]["image"])
+        for case, fn in cases:
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            emit(BENCH, case=case, batch=n, size=256, device="cpu", dtype="-", unit="us/record",
+                 value=round(statistics.median(times) / n * 1e6, 2), note="warm page cache")
+
+
 def bench_consistency(passes_list: list[int], jitter: bool) -> None:
     from face_helpers import crop_disagreement, photo, photo_transform
     from hififace.face.align import JITTER_4, compose, estimate_transform, invert_affine, refine_landmarks, transform_points
@@ -167,14 +252,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer images and settings")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--cases", default="throughput,stages,consistency,write,resume",
+                    help="comma-separated subset of throughput, stages, consistency, write, resume")
     args = ap.parse_args()
+    cases = set(args.cases.split(","))
     n = 24 if args.quick else 96
     with tempfile.TemporaryDirectory() as tmp:
-        raw = make_tree(Path(tmp) / "raw", n)
-        for passes in ((2,) if args.quick else (0, 1, 2)):
-            bench_throughput(raw, args.workers, passes, 1 if args.quick else 2)
-        bench_stages(raw, 12 if args.quick else 48)
-    bench_consistency([0, 2] if args.quick else [0, 1, 2], jitter=not args.quick)
+        raw = make_tree(Path(tmp) / "raw", n) if cases & {"throughput", "stages", "write"} else Path(tmp)
+        if "throughput" in cases:
+            for passes in ((2,) if args.quick else (0, 1, 2)):
+                bench_throughput(raw, args.workers, passes, 1 if args.quick else 2)
+        if "stages" in cases:
+            bench_stages(raw, 12 if args.quick else 48)
+        if "write" in cases:
+            bench_write(raw, 12 if args.quick else 48)
+    if "resume" in cases:
+        bench_resume(1000 if args.quick else 10000)
+    if "consistency" in cases:
+        bench_consistency([0, 2] if args.quick else [0, 1, 2], jitter=not args.quick)
 
 
 if __name__ == "__main__":

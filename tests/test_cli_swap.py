@@ -294,3 +294,43 @@ def test_successful_run_prints_only_our_lines(work, weights):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("hififace") for line in lines), lines
     assert (work / "out.png").exists()
+
+
+PHOTOS = Path(__file__).parent / "data" / "photos"
+
+
+def test_a_folder_target_refuses_a_file_name_as_output(work, weights, capsys):
+    folder = work / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((SAMPLES / "astronaut.png").read_bytes())
+    (folder / "notes.txt").write_text("not a photo")  # skipped with a warning, but not before the refusal
+    for name in ("single.jpg", "out.PNG", "clip.mp4"):
+        rc, _, err = run_cli(["swap", "-s", work / "grace_hopper.png", "-t", folder, "-o", work / name,
+                              "--weights", weights], capsys)
+        assert_one_error(rc, err, name, "looks like a file name", "-o must be a folder")
+        assert not (work / name).exists()
+    (work / "made.jpg").mkdir()  # a folder the user named so on purpose is still a folder
+    rc, _, err = run_cli(["swap", "-s", work / "grace_hopper.png", "-t", folder, "-o", work / "made.jpg",
+                          "--weights", weights], capsys)
+    assert rc == 0, err
+    assert (work / "made.jpg" / "a.png").is_file()
+
+
+def test_match_names_the_reference_photo_and_says_which_face_it_chose(work, weights, capsys):
+    pytest.importorskip("cv2")
+    Image.new("RGB", (320, 240), (90, 100, 110)).save(work / "blank.png")
+    folder = work / "photos"
+    folder.mkdir()
+    for k in range(2):
+        (folder / f"p{k}.jpg").write_bytes((PHOTOS / "two_people.jpg").read_bytes())
+    for target, out in ((PHOTOS / "two_people.jpg", work / "o.png"), (folder, work / "outs")):
+        rc, _, err = run_cli(["swap", "-s", PHOTOS / "grace_hopper.jpg", "-t", target, "--match", work / "blank.png",
+                              "-o", out, "--weights", weights], capsys)
+        line = assert_one_error(rc, err, "blank.png", "no face found in this reference photo (--match)")
+        assert "source photo" not in line and not out.exists()
+    # without -v, one info line says which face the reference matched and how closely
+    rc, _, err = run_cli(["swap", "-s", PHOTOS / "grace_hopper.jpg", "-t", PHOTOS / "two_people.jpg",
+                          "--match", PHOTOS / "grace_hopper.jpg", "-o", work / "o.png", "--weights", weights], capsys)
+    assert rc == 0, err
+    chosen = [line for line in err if "matches the reference best" in line]
+    assert len(chosen) == 1 and "two_people.jpg: face #" in chosen[0] and "cosine" in chosen[0]

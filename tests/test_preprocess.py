@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from face_helpers import photo, photo_transform
-from hififace.errors import ConfigError
+from hififace.errors import ConfigError, HifiFaceError
 from hififace.face.preprocess import PreprocessConfig, list_tasks, parse_shard, preprocess, read_index, shard_of
 
 cv2 = pytest.importorskip("cv2")
@@ -254,3 +254,97 @@ def test_parallel_workers_give_the_same_records(tmp_path):
     assert read_index(serial.index_path) == read_index(parallel.index_path)
     for rel in ("images/p/a.png", "parsing/p/b.png"):
         assert (tmp_path / "serial" / rel).read_bytes() == (tmp_path / "parallel" / rel).read_bytes()
+
+
+def test_resume_remakes_empty_truncated_or_unrecorded_broken_outputs(tree, first_run, tmp_path):
+    """A zero-byte or truncated PNG (a crash after the rename but before the data reached the disk, a copy cut
+    short) is never trusted as done: recorded sizes are checked, older records without sizes are checked for the
+    PNG end marker, and outputs of a run killed before it recorded them are kept only when complete."""
+    out0, _ = first_run
+    out = tmp_path / "out"
+    shutil.copytree(out0, out)
+    index = read_index(out / "index.jsonl")
+    ok = sorted(s for s, r in index.items() if r["status"] == "ok")
+    for source in ok:
+        rec = index[source]
+        assert rec["image_bytes"] == (out / rec["image"]).stat().st_size > 0
+        assert rec["parsing_bytes"] == (out / rec["parsing"]).stat().st_size > 0
+    empty, cut, legacy, unrecorded = (index[s] for s in ok[:4])
+    (out / empty["image"]).write_bytes(b"")
+    data = (out / cut["parsing"]).read_bytes()
+    (out / cut["parsing"]).write_bytes(data[: len(data) // 2])
+    data = (out / legacy["image"]).read_bytes()
+    (out / legacy["image"]).write_bytes(data[:-20])  # an older index has no sizes: the end marker is checked
+    (out / unrecorded["image"]).write_bytes(b"")  # written (zero bytes) by a run killed before recording it
+    lines = [json.loads(x) for x in (out / "index.jsonl").read_text().splitlines()]
+    for rec in lines:
+        if rec["source"] == legacy["source"]:
+            del rec["image_bytes"], rec["parsing_bytes"]
+    kept = [json.dumps(r, sort_keys=True) + "\n" for r in lines if r["source"] != unrecorded["source"]]
+    (out / "index.jsonl").write_text("".join(kept))
+    untouched = {k: v for k, v in _outputs(out).items()
+                 if k not in {empty["image"], cut["parsing"], legacy["image"], unrecorded["image"]}}
+    result = preprocess(tree, out, config())
+    assert result.processed == 4
+    assert read_index(out / "index.jsonl") == index
+    for rel in (empty["image"], cut["parsing"], legacy["image"], unrecorded["image"]):
+        assert (out / rel).read_bytes() == (out0 / rel).read_bytes()
+    after = _outputs(out)
+    assert {k: after[k] for k in untouched} == untouched
+
+
+def test_crops_masks_and_index_are_synced_before_they_are_renamed(tree, tmp_path, monkeypatch):
+    from hififace.utils import atomic
+
+    synced = []
+    real = atomic.fsync_path
+    monkeypatch.setattr(atomic, "fsync_path", lambda p: (synced.append(Path(p).parent.name), real(p)))
+    raw = tmp_path / "raw"
+    shutil.copytree(tree / "alice", raw / "alice")
+    preprocess(raw, tmp_path / "out", config())
+    assert synced.count("alice") == 4  # 2 crops + 2 masks
+    assert synced.count("out") >= 3  # preprocess.json, index.jsonl, summary.json
+
+
+def test_a_second_run_on_the_same_folder_is_refused_in_one_line(tree, tmp_path, capsys):
+    """Two runs on one folder used to delete each other's temporaries; now the second one stops before any work."""
+    import os
+    import subprocess
+    import sys
+
+    from hififace.face.preprocess import lock_output
+    from inferkit import assert_one_error, run_cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["preprocess", tree, out, "--size", "128", "--parsing", "landmarks", "--landmarks68", "none",
+            "--align-passes", "0", "--no-progress"]
+    with lock_output(out):  # held by this process, as a running preprocess would
+        rc, _, err = run_cli(argv, capsys)
+    assert_one_error(rc, err, f"another preprocess run is writing to {out} (pid {os.getpid()})",
+                     "wait for it to finish or choose another folder")
+    assert sorted(p.name for p in out.iterdir()) == [".locks"]  # nothing else was written
+    # the shards of one sharded run share the folder, but not a shard, and not with a whole run
+    with lock_output(out, (0, 2)):
+        with lock_output(out, (1, 2)):
+            with pytest.raises(HifiFaceError, match=r"another run of shard 1/2 is writing"):
+                with lock_output(out, (1, 2)):
+                    pass
+            with pytest.raises(HifiFaceError, match="another preprocess run is writing"):
+                with lock_output(out):
+                    pass
+    # another process holding the lock (and the lock going away with it)
+    code = ("import sys, time; from pathlib import Path; from hififace.face.preprocess import lock_output\n"
+            "with lock_output(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(HifiFaceError, match=f"pid {proc.pid}"):
+            with lock_output(out):
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+    with lock_output(out):  # a killed holder leaves no lock behind
+        pass

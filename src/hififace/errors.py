@@ -29,3 +29,12 @@ class MissingDependencyError(HifiFaceError):
     def __init__(self, package: str, extra: str, feature: str = ""):
         what = f" for {feature}" if feature else ""
         super().__init__(f"{package} is needed{what}: pip install 'hififace[{extra}]'")
+
+
+class OutputError(HifiFaceError):
+    """An output cannot be stored where it was asked for (no space left, quota, read-only file system, a name too
+    long); ``folder`` is where it was going."""
+
+    def __init__(self, message: str, folder: object = None):
+        super().__init__(message)
+        self.folder = folder

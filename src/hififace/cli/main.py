@@ -180,12 +180,25 @@ def _main(argv: list[str], verbose: bool) -> int:
     except MemoryError:
         print("error: out of memory; try a smaller --batch-size or image", file=sys.stderr)
         return 1
+    except OSError as err:  # a full disk, a quota, a read-only place, a name too long: one line naming where
+        from ..utils.atomic import storage_error
+
+        mapped = storage_error(err)
+        if mapped is None:
+            return _unexpected(err, verbose)
+        log.debug("error details", exc_info=True)
+        print(f"error: {mapped}", file=sys.stderr)
+        return mapped.exit_code
     except Exception as err:  # not foreseen (a bug, or a library failing): one line, the traceback with -v
-        log.debug("traceback", exc_info=True)
-        text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-        hint = "" if verbose else "; run with -v for the traceback"
-        print(f"error: unexpected {type(err).__name__}{': ' + text if text else ''}{hint}", file=sys.stderr)
-        return 1
+        return _unexpected(err, verbose)
+
+
+def _unexpected(err: Exception, verbose: bool) -> int:
+    log.debug("traceback", exc_info=True)
+    text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    hint = "" if verbose else "; run with -v for the traceback"
+    print(f"error: unexpected {type(err).__name__}{': ' + text if text else ''}{hint}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     swapper = build_swapper(args, model)
     identity = swapper.identity(*sources, aligned=aligned)
+    if match is not None:  # a reference photo without a face is one error now, not one per target photo
+        match = swapper.match_identity(match)
     if args.save_identity:
         swapper.save_identity(args.save_identity, identity, swapper.source_count(*sources))
         log.info("wrote %s (identity of %d source photo(s))", args.save_identity, swapper.source_count(*sources))
@@ -97,6 +99,9 @@ def plan_folder(folder: Path, out_dir: Path, no_clobber: bool = False) -> list[t
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     others = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if not out_dir.exists() and out_dir.suffix.lower() in (*IMAGE_EXTENSIONS, *OUTPUT_FORMATS, *VIDEOS) and images:
+        raise HifiFaceError(f"{out_dir}: looks like a file name, but --target {folder} is a folder, so -o must be a "
+                            f"folder for its results; give a folder name (e.g. -o {out_dir.with_suffix('')}/)")
     if others:
         log.warning("%s: skipping %d file(s) that are not images: %s", folder, len(others), _names(others))
     if not images:

@@ -29,13 +29,22 @@ the shard that completes the set merges them into ``index.jsonl`` and ``summary.
   ``landmarks5`` (5 x [x, y] photo pixels, after refinement; order eye_left, eye_right, nose, mouth_left,
   mouth_right in image left/right), ``landmarks5_detector`` (the detector's own 5 points), ``landmarks68``
   (68 x [x, y] iBUG order, or null when no 68-point backend is available), ``landmarks68_backend`` (str | null),
-  ``matrix`` (2 x 3 photo -> crop similarity, pixel-centre convention as ``cv2.warpAffine``)
+  ``matrix`` (2 x 3 photo -> crop similarity, pixel-centre convention as ``cv2.warpAffine``),
+  ``image_bytes`` and ``parsing_bytes`` (int: the sizes of the two PNGs, checked on resume)
 
-Resuming: files whose outputs exist are never rewritten; recorded results are not recomputed; outputs are written
-through temporary ``.tmp`` files renamed into place, so an interrupted run leaves no partial PNG.
+Resuming: recorded results are not recomputed as long as their outputs are intact: a recorded PNG that is missing
+or has another size than recorded (zero bytes, truncated), or, for records of older versions without sizes, lacks
+the PNG end marker, is made again. Outputs are written through hidden temporary files (``.hififace-*.tmp``),
+flushed to disk and renamed into place, so an interrupted run (even a power cut) leaves no partial PNG under a
+final name.
+
+One run per shard: a run locks the output folder (``OUT_DIR/.locks/preprocess.lock``; the shards of a sharded run
+share it and each also locks ``.locks/shard-IIIII-of-NNNNN.lock``); a second run on the same folder (or shard)
+stops with one line naming the running one's pid.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -50,7 +59,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
-from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.atomic import TMP_PREFIX, atomic_path, atomic_write_text, storage_error
 from .io import IMAGE_EXTENSIONS, NotAnImageError, read_image
 
 log = logging.getLogger(__name__)
@@ -249,17 +258,68 @@ class FacePipeline:
         return self.parser.parse(crop, pts)
 
 
-def _clean_partials(folder: Path, name: str) -> None:
-    """Remove temporaries an interrupted run of this very file left behind (``.<name>.*.tmp``)."""
+def _tmp_prefix(shard: tuple[int, int]) -> str:
+    """Prefix of the temporaries of one shard: a run removes only its own shard's leftovers (it holds that lock)."""
+    i, n = shard
+    return f"{TMP_PREFIX}pre-{i}-{n}-"
+
+
+def _clean_temporaries(out: Path, todo: Iterable[Task], shard: tuple[int, int]) -> int:
+    """Remove the temporaries a killed run left in the identity folders about to be written: this shard's own
+    (it holds that shard's lock), older versions' ``.<name>.<random>.tmp`` of the files it is about to write, and,
+    in a run that holds the whole folder, every hidden ``.tmp`` file there."""
+    prefix, whole = _tmp_prefix(shard), shard[1] == 1
+    names: dict[str, set[str]] = {}
+    for t in todo:
+        if not t.skip:
+            names.setdefault(t.identity, set()).add(f"{t.stem}.png")
+    removed = 0
+    for ident, mine in sorted(names.items()):
+        for sub in ("images", "parsing"):
+            try:
+                entries = list(os.scandir(out / sub / ident))
+            except OSError:
+                continue  # not made yet
+            for e in entries:
+                if not (e.name.startswith(".") and e.name.endswith(".tmp")):
+                    continue
+                if whole or e.name.startswith(prefix) or e.name[1:].rsplit(".", 2)[0] in mine:
+                    with contextlib.suppress(OSError):
+                        os.unlink(e.path)
+                        removed += 1
+    return removed
+
+
+_PNG_HEAD = b"\x89PNG\r\n\x1a\n"
+_PNG_TAIL = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: the last 12 bytes of every complete PNG
+
+
+def png_complete(path: str | Path) -> bool:
+    """True when ``path`` starts like a PNG and ends with its end chunk (a zero-byte or truncated file does not);
+    two small reads, no decoding."""
     try:
-        for p in folder.glob(f".{name}.*.tmp"):
-            p.unlink(missing_ok=True)
+        with open(path, "rb") as fh:
+            if fh.read(8) != _PNG_HEAD:
+                return False
+            fh.seek(-12, os.SEEK_END)
+            return fh.read(12) == _PNG_TAIL
     except OSError:
-        pass
+        return False
+
+
+def output_intact(path: Path, recorded_bytes: Any) -> bool:
+    """A recorded output is trusted when it has the size recorded (one stat); records of older versions, without
+    sizes, when it is a complete PNG."""
+    if isinstance(recorded_bytes, int):
+        try:
+            return os.stat(path).st_size == recorded_bytes
+        except OSError:
+            return False
+    return png_complete(path)
 
 
 def process_task(pipeline: FacePipeline, task: Task, out_dir: Path) -> dict[str, Any]:
-    """One photo -> its index record; writes the two PNGs unless they already exist. Never raises for bad input."""
+    """One photo -> its index record; writes the two PNGs unless complete ones exist. Never raises for bad input."""
     rec: dict[str, Any] = {"source": task.source, "identity": task.identity, "status": "skipped", "reason": task.skip,
                            "detail": task.detail}
     if task.skip:
@@ -274,20 +334,19 @@ def process_task(pipeline: FacePipeline, task: Task, out_dir: Path) -> dict[str,
         if result is None:
             rec.update(reason=reason, detail=detail)
             return rec
-        have_img, have_par = img_path.is_file(), par_path.is_file()
+        # outputs of a run killed before it recorded them are kept when complete
+        have_img, have_par = png_complete(img_path), png_complete(par_path)
         parser_name = pipeline.parser.name
-        if not (have_img and have_par):
-            _clean_partials(img_path.parent, img_path.name)
-            _clean_partials(par_path.parent, par_path.name)
-            if not have_par:
-                from .palette import save_parsing
+        prefix = _tmp_prefix(cfg.shard)
+        if not have_par:
+            from .palette import labels_to_image
 
-                labels = pipeline.parse(result["crop"], result["lm5"], result["lm68"], result["matrix"])
-                save_parsing(par_path, labels)
-            if not have_img:
-                _save_png(img_path, result["crop"])
+            labels = pipeline.parse(result["crop"], result["lm5"], result["lm68"], result["matrix"])
+            _save_png(par_path, labels_to_image(labels), prefix, compress_level=6)
+        if not have_img:
+            _save_png(img_path, result["crop"], prefix, compress_level=1)  # level 1: ~2x faster than 6
         rec.update(status="ok", reason=None, detail=None, image=img_rel, parsing=par_rel, size=cfg.size, align=cfg.align,
-                   parser=parser_name)
+                   parser=parser_name, image_bytes=img_path.stat().st_size, parsing_bytes=par_path.stat().st_size)
         rec.update(result["record"])
         return rec
     except NotAnImageError as err:
@@ -314,11 +373,17 @@ def _photo_errors() -> tuple[type[BaseException], ...]:
     return (cv2.error, np.linalg.LinAlgError)
 
 
-def _save_png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
+def _save_png(path: Path, img: Any, prefix: str = TMP_PREFIX, compress_level: int = 1) -> None:
+    """A lossless PNG (PIL image or RGB array), atomically; the temporary never ends in ``.png``, so nothing reads it
+    as an output. Its data reach the disk before the rename (a crop or mask is trusted by the next run and by
+    training); the folder is not synced per file (that would double the cost): a name lost in a crash is a missing
+    output, which the resume check notices and remakes."""
+    if isinstance(img, np.ndarray):
+        from PIL import Image
 
-    with atomic_path(path, suffix=".tmp") as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG", compress_level=1)  # lossless; level 1 is ~2x faster than 6
+        img = Image.fromarray(img)
+    with atomic_path(path, suffix=".tmp", prefix=prefix, sync_folder=False) as tmp:
+        img.save(tmp, format="PNG", optimize=False, compress_level=compress_level)
 
 
 _WORKER: dict[str, Any] = {}
@@ -509,8 +574,13 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, config: PreprocessConfi
     # build the pipeline here first: a missing or wrong weight file is one clear error before any work
     pipeline = FacePipeline(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, cfg)
+    with lock_output(out, cfg.shard):
+        return _preprocess_locked(raw, out, cfg, pipeline, progress)
 
+
+def _preprocess_locked(raw: Path, out: Path, cfg: PreprocessConfig, pipeline: FacePipeline,
+                       progress: bool) -> PreprocessResult:
+    _check_settings(out, cfg)
     i, n = cfg.shard
     index_path = out / _index_name(cfg.shard)
     existing = read_index(index_path)
@@ -519,13 +589,22 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, config: PreprocessConfi
     tasks = [t for t in list_tasks(raw) if n == 1 or shard_of(t.source, n) == i]
     todo: list[Task] = []
     records: dict[str, dict[str, Any]] = {}
+    damaged: list[str] = []
     for t in tasks:
         old = existing.get(t.source)
         if old is not None and _is_done(old, out, cfg):
             records[t.source] = old
         else:
             todo.append(t)
+            if old is not None and old.get("status") == "ok":
+                damaged.append(t.source)
     already = len(records)
+    if damaged:
+        log.warning("%d recorded output(s) are missing or incomplete (%s%s); they are made again", len(damaged),
+                    ", ".join(damaged[:3]), " ..." if len(damaged) > 3 else "")
+    removed = _clean_temporaries(out, todo, cfg.shard)
+    if removed:
+        log.info("removed %d temporary file(s) an interrupted run left behind", removed)
     log.info("%d files in this shard, %d already done, %d to process", len(tasks), already, len(todo))
     if todo and pipeline.parser.name == "landmarks" and pipeline.landmarker is None:
         log.warning("no parser weights and no 68-point landmarks: parsing maps will be 5-point ellipses, nearly the "
@@ -533,11 +612,17 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, config: PreprocessConfi
 
     t0 = time.perf_counter()
     if todo:
-        with index_path.open("a", encoding="utf-8") as fh:
-            for rec in _run(todo, out, cfg, progress, pipeline):
-                records[rec["source"]] = rec
-                fh.write(json.dumps(rec, sort_keys=True) + "\n")
-                fh.flush()
+        try:
+            with index_path.open("a", encoding="utf-8") as fh:
+                for rec in _run(todo, out, cfg, progress, pipeline):
+                    records[rec["source"]] = rec
+                    fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                    fh.flush()
+        except OSError as err:  # a full disk while appending to the index: one line naming the folder
+            mapped = storage_error(err, out)
+            if mapped is None:
+                raise
+            raise mapped from err
     seconds = time.perf_counter() - t0
     changed = _write_index(index_path, records.values())
     summary = summarize(records.values())
@@ -553,8 +638,52 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, config: PreprocessConfi
 
 def _is_done(rec: dict[str, Any], out: Path, cfg: PreprocessConfig) -> bool:
     if rec.get("status") == "ok":
-        return (out / rec["image"]).is_file() and (out / rec["parsing"]).is_file()
+        return all(isinstance(rec.get(k), str) and output_intact(out / rec[k], rec.get(f"{k}_bytes"))
+                   for k in ("image", "parsing"))
     return not cfg.retry_skipped and rec.get("reason") != "error"
+
+
+LOCK_DIR = ".locks"
+LOCK_FILE = "preprocess.lock"
+
+
+@contextlib.contextmanager
+def lock_output(out: Path, shard: tuple[int, int] = (0, 1)) -> Iterator[None]:
+    """Hold the output folder for one run: exclusively for a whole run, shared by the shards of a sharded one (each
+    also holds its own shard exclusively). Another holder is one clear error naming its pid. Locks go away with
+    the process, however it ends; where the file system cannot lock, a warning and no lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    i, n = shard
+    folder = out / LOCK_DIR  # a folder of its own: the outputs (and their times) stay as they were
+    folder.mkdir(exist_ok=True)
+    held = [(folder / LOCK_FILE, fcntl.LOCK_SH if n > 1 else fcntl.LOCK_EX)]
+    if n > 1:
+        held.append((folder / f"shard-{i:05d}-of-{n:05d}.lock", fcntl.LOCK_EX))
+    with contextlib.ExitStack() as stack:
+        for path, mode in held:
+            fh = stack.enter_context(open(path, "a+", encoding="utf-8"))
+            try:
+                fcntl.flock(fh.fileno(), mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                pid = fh.read(32).strip()
+                who = f" (pid {pid})" if pid.isdigit() else ""
+                what = "preprocess run" if path.name == LOCK_FILE else f"run of shard {i}/{n}"
+                raise HifiFaceError(f"another {what} is writing to {out}{who}; wait for it to finish or choose "
+                                    "another folder") from None
+            except OSError as err:  # e.g. a network file system without locks
+                log.warning("%s: cannot lock the output folder (%s); make sure no other run writes there", out,
+                            err.strerror or err)
+                continue
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+        yield
 
 
 def _run(todo: list[Task], out: Path, cfg: PreprocessConfig, progress: bool,

@@ -305,7 +305,12 @@ class FaceSwapper:
         """How many photos stand behind ``sources`` (identity files count the photos they were made from)."""
         return sum(self._one_identity(s, None)[1] for s in sources)
 
-    def _one_identity(self, source: Any, aligned: bool | None) -> tuple["Identity", int]:
+    def match_identity(self, reference: Any) -> "Identity":
+        """The identity a ``match`` choice compares faces with: a reference photo's largest face (a photo without a
+        face is refused as the reference photo, not as a source), an identity file or an :class:`Identity`."""
+        return self._one_identity(reference, None, role="reference photo (--match)")[0]
+
+    def _one_identity(self, source: Any, aligned: bool | None, role: str = "source photo") -> tuple["Identity", int]:
         from ..models.identity import Identity
 
         if isinstance(source, Identity):
@@ -317,26 +322,27 @@ class FaceSwapper:
         if isinstance(source, (str, Path)) and Path(source).suffix.lower() == IDENTITY_SUFFIX:
             out = self.load_identity(source)
         else:
-            crop = self._source_crop(_as_photo(source), aligned)
+            crop = self._source_crop(_as_photo(source), aligned, role)
             out = (self.engine.identity(self.to_tensor(crop[None])), 1)
         if key is not None:
             self._identities[key] = out
         return out
 
-    def _source_crop(self, photo: Photo, aligned: bool | None) -> np.ndarray:
-        name = photo.path or "source image"
+    def _source_crop(self, photo: Photo, aligned: bool | None, role: str = "source photo") -> np.ndarray:
+        name = photo.path or role
         if self._is_aligned(photo.rgb, aligned):
             return self._fit(photo.rgb, name)
         found = self.face_crops(photo.rgb, FaceChoice(), name, min_face=0)  # the largest face, whatever its size
         if not found.faces:
-            raise InputImageError(f"{name}: no face found in this source photo; use a photo where the face is clearly "
+            raise InputImageError(f"{name}: no face found in this {role}; use a photo where the face is clearly "
                                   f"visible, or an aligned {self.size}x{self.size} crop")
         faces, big = found.faces, found.chosen[0]
         if len(faces) > 1:
-            log.warning("%s: %d faces in the source photo; using the largest (#%d, numbered left to right)", name,
-                        len(faces), big)
+            log.warning("%s: %d faces in the %s; using the largest (#%d, numbered left to right)", name,
+                        len(faces), role, big)
         if faces[big].size < self.min_face:
-            log.warning("%s: the source face is only %.0f px; the identity may be poor", name, faces[big].size)
+            log.warning("%s: the face in the %s is only %.0f px; the identity may be poor", name, role,
+                        faces[big].size)
         return found.crops[0]
 
     def _is_aligned(self, rgb: np.ndarray, aligned: bool | None) -> bool:
@@ -413,7 +419,7 @@ class FaceSwapper:
 
     def similarities(self, image: np.ndarray, faces: list["Face"], reference: Any) -> np.ndarray:
         """Cosine similarity of each face's ArcFace embedding with the reference's (photo, file or Identity)."""
-        ref = self.identity(reference).v_id
+        ref = self.match_identity(reference).v_id
         crops, _ = self.align(image, [f.landmarks for f in faces])
         embs = [self.engine.identity(self.to_tensor(crops[i : i + self.batch_size])).v_id
                 for i in range(0, len(crops), self.batch_size)]

@@ -141,7 +141,7 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     limits.check(info)  # from the header: nothing is decoded yet
     identity = swapper.identity(source)
     if match is not None:  # encoded now: the detector is busy in the decoding thread once frames flow
-        match = swapper.identity(match)
+        match = swapper.match_identity(match)
     choice = FaceChoice(face, all_faces, match)
     use_torch = paste == "torch" or (paste == "auto" and getattr(swapper.engine.device, "type", "cpu") == "cuda")
     report = VideoReport(out, fps=info.fps, size=info.size, rotation=info.rotation, audio=info.has_audio)

@@ -256,14 +256,22 @@ class Evaluator:
             need(r.source, "source", "id", "recon")
             need(r.scored_target, "target", "recon", "incep")
             need(r.result, "result", "id", "recon", "incep")
-        bar = progress(len(images) + len(self_rows), "eval") if progress else None
+        pixel_pairs = {(r.result, r.target) for r in self_rows}  # identical rows are computed once
+        work = len({(r.source, r.target, r.result) for r in rows})
+        if work < len(rows):
+            log.info("%d rows, %d unique (source, target, result): each is computed once, %d image(s) analysed",
+                     len(rows), work, len(images))
+        bar = progress(len(images) + len(pixel_pairs), "eval") if progress else None
         tick = bar.update if bar is not None else (lambda n: None)
         try:
             self._analyse(list(images.values()), tick)
-            pixel = {}
+            pixel, done = {}, {}
             for r in self_rows:
-                pixel[r.index] = self._pixel_metrics(r)
-                tick(1)
+                key = (r.result, r.target)
+                if key not in done:
+                    done[key] = self._pixel_metrics(r)
+                    tick(1)
+                pixel[r.index] = dict(done[key])
         finally:
             if bar is not None:
                 bar.close()

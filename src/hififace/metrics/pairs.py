@@ -7,6 +7,9 @@
 - ``source_id``: the identity of the source, for ID retrieval (a result counts as retrieved when its most similar
   source face has the same id). Default: the source path, i.e. every distinct source image is its own identity.
 - A row whose source and target are the same file is a self-reconstruction row (PSNR, SSIM, LPIPS).
+- Rows that ask for the same work (the same source and target files) are computed once and the result is shared
+  by all of them (:func:`unique_pairs`); the log says how many unique pairs there are.
+- A field longer than :func:`csv.field_size_limit` (131,072 characters) is no path: one error naming the line.
 
 Every missing path is reported in ONE error that lists them (up to 10) with their row numbers. Rows that score
 different pairs but would read the same result file (e.g. three rows with the target ``bob.png`` and an empty
@@ -65,6 +68,14 @@ def read_pairs(csv_path: str | Path, results_dir: str | Path | None = None, need
     except (OSError, UnicodeDecodeError) as err:
         raise InputImageError(f"{path}: cannot read the pairs file ({err}); save it as UTF-8 CSV") from None
     reader = csv.DictReader(text.splitlines())
+    try:
+        return _read_rows(path, reader, results_dir, need_results)
+    except csv.Error as err:  # e.g. "field larger than field limit (131072)"
+        raise ConfigError(f"{path}: line {reader.reader.line_num} is not a pairs row ({str(err)[:100]}); each line holds "
+                          "paths: source,target[,result][,source_id]") from None
+
+
+def _read_rows(path: Path, reader: csv.DictReader, results_dir: str | Path | None, need_results: bool) -> list[Row]:
     fields = [f.strip() for f in (reader.fieldnames or [])]
     missing_cols = [c for c in ("source", "target") if c not in fields]
     if missing_cols:
@@ -133,6 +144,15 @@ def refuse_shared_results(rows: list[Row], source_file: str | Path, from_target:
                               "cannot tell their results apart; add a result column naming each row's result")
         raise ConfigError(f"{source_file}: lines {_lines(group)} score different pairs but name the same result file "
                           f"{name}; give each row its own result")
+
+
+def unique_pairs(rows: list[Row]) -> dict[tuple[Path, Path], list[Row]]:
+    """Rows grouped by the work they ask for: the same source and target files (resolved paths), in first-seen
+    order. Options are the run's, the same for every row, so one result serves the whole group."""
+    groups: dict[tuple[Path, Path], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.source.resolve(), r.target.resolve()), []).append(r)
+    return groups
 
 
 def check_paths(rows: list[Row], source_file: str | Path) -> None:

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ConfigError, HifiFaceError, InputImageError, WeightsError
 from .evaluate import EvalOptions, Evaluator, MetricModels
-from .pairs import Row, check_paths, read_pairs
+from .pairs import Row, check_paths, read_pairs, unique_pairs
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,8 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
     what was done (``aligned``, ``detected``); a row whose source or target shows no face is not swapped:
     ``row.crop`` is ``no-face`` and ``row.skipped`` the reason. ``folder/.hififace-rows.json`` records each row's
     source, target and outcome, so a re-run resumes (a row whose paths changed is made again).
+
+    Rows with the same source and target are swapped once: they share the result of the first of them.
     """
     import numpy as np
 
@@ -191,7 +193,12 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
     record_file = folder / RESULTS_RECORD
     record = _read_record(record_file)
     todo = []
-    for r in rows:
+    groups = unique_pairs(rows)
+    if len(groups) < len(rows):
+        log.info("%d rows, %d unique (source, target) pair(s): each pair is swapped once and its result shared by "
+                 "its rows", len(rows), len(groups))
+    unique = [group[0] for group in groups.values()]
+    for r in unique:
         r.result = folder / f"{r.name}.png"
         done = record.get(r.name)
         if not (isinstance(done, dict) and done.get("source") == str(r.source) and done.get("target") == str(r.target)):
@@ -204,8 +211,8 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
         else:
             r.crop = str(done.get("crop", ""))
             r.target_crop = folder / TARGETS_DIR / f"{r.name}.png" if done.get("target_crop") else None
-    if len(todo) < len(rows):
-        log.info("%d of %d results already made (resuming)", len(rows) - len(todo), len(rows))
+    if len(todo) < len(unique):
+        log.info("%d of %d results already made (resuming)", len(unique) - len(todo), len(unique))
     meta = {"hififace:command": "eval", "hififace:model": f"{model.config.variant}-{size}"}
     crops: dict[Path, tuple[str, Any]] = {}  # each photo detected once, however many rows use it
     identities: dict[Path, Any] = {}
@@ -248,6 +255,10 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
     finally:
         if bar is not None:
             bar.close()
+    for group in groups.values():  # rows repeating a pair share what was done for its first row
+        first = group[0]
+        for r in group[1:]:
+            r.result, r.crop, r.target_crop, r.skipped = first.result, first.crop, first.target_crop, first.skipped
 
 
 def _read_record(path: Path) -> dict[str, Any]:

@@ -1,37 +1,79 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename.
+"""Atomic, durable file writes: write to a temporary file in the same folder, flush it to disk, then rename.
 
-A crash or an error never leaves a half-written output behind.
+A crash or an error never leaves a half-written output behind, and a file that has its final name holds all its
+bytes (its data reach the disk before the rename, the rename reaches the disk before the call returns), so
+code that trusts an existing file later (a resumed run, a cache, a checkpoint) never trusts an empty one.
+
+Temporary names are short and hidden (``.hififace-<random><ext>``): they never exceed the file system's name
+limit, whatever the length of the final name, and every writer's temporaries share one recognisable prefix.
+
+A full disk, a quota or a read-only file system is one line naming the folder (:func:`storage_error`), with
+nothing left behind.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import os
 import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import OutputError
+
+#: Prefix of every temporary file or folder our writers create beside their outputs.
+TMP_PREFIX = ".hififace-"
+#: Longest extension kept on a temporary name (writers that pick a format from the extension need it; a longer
+#: "extension" is no format anyone picks, and would make the temporary name long again).
+_MAX_SUFFIX = 16
+
+
+def temporary_suffix(path: Path, suffix: str | None = None) -> str:
+    """The extension a temporary for ``path`` carries: ``suffix``, or ``path``'s own when it is short."""
+    ext = path.suffix if suffix is None else suffix
+    return ext if len(ext) <= _MAX_SUFFIX else ".tmp"
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str | None = None, durable: bool = True,
+                prefix: str = TMP_PREFIX, sync_folder: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed.
 
     ``suffix`` defaults to the target's suffix so that writers that pick a format from the extension work.
+    ``durable``: the file's data are flushed to disk before the rename and the rename before returning (fsync of
+    the file and of its folder); pass False only where a lost file is noticed and remade later. ``sync_folder=False``
+    keeps the data sync but skips the folder's: a crash may then lose the new name (never leave it with missing
+    data), for bulk writers that notice a missing file and remake it. ``prefix`` (which starts with
+    :data:`TMP_PREFIX`) lets a writer recognise its own temporaries.
+    An ``OSError`` that means "no room here" (full disk, quota, read-only file system) becomes an
+    :class:`~hififace.errors.OutputError` naming the folder.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=path.parent)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=temporary_suffix(path, suffix), dir=folder)
+    except OSError as err:
+        _raise_storage(err, folder, path)
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         if not _PRIVATE.get():  # mkstemp makes 0600 files: give the usual permissions, unless private_files()
             os.chmod(tmp_path, 0o666 & ~current_umask())
+        if durable:
+            fsync_path(tmp_path)
         os.replace(tmp_path, path)
-    except BaseException:
+        if durable and sync_folder:
+            fsync_dir(folder)
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(err, OSError):
+            _raise_storage(err, folder, path)
         raise
 
 
@@ -50,6 +92,71 @@ def private_files() -> Iterator[None]:
         yield
     finally:
         _PRIVATE.reset(token)
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a written file's data to disk (errors such as a full disk surface here, as they should)."""
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows commits only writable handles
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened or synced."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows, or a folder we may write but not read
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EBADF, errno.EACCES, errno.EPERM, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def storage_error(err: OSError, where: str | Path | None = None, name: str | Path | None = None) -> OutputError | None:
+    """The one-line error for an ``OSError`` that means the output cannot be stored there (no space, quota,
+    read-only file system, a file name too long), or None for any other error.
+
+    ``where`` is the folder the output goes to (by default the folder of the file the error names); ``name`` the
+    output's path (by default the file the error names)."""
+    code = err.errno
+    named = err.filename2 or err.filename  # os.replace(src, dst) names dst second
+    if name is None and named:
+        name = os.fsdecode(named)
+    if where is None and name is not None:
+        where = Path(name).parent
+    if where is None:
+        shown = "the output's file system"
+    else:  # "." says nothing in a message: the working folder by name; a very long path shortened
+        shown = _short(os.getcwd() if str(where) in ("", ".") else str(where), 300)
+    if code == errno.ENOSPC:
+        msg = f"no space left on {shown}: free some space there or choose another output location"
+    elif code == getattr(errno, "EDQUOT", None):
+        msg = f"disk quota exceeded on {shown}: free some space there or choose another output location"
+    elif code == errno.EROFS:
+        msg = f"{shown} is on a read-only file system: choose another output location"
+    elif code == errno.ENAMETOOLONG:
+        long = Path(name).name if name is not None else ""
+        msg = (f"{_short(str(name or shown))}: file name too long for this file system ({len(os.fsencode(long))} "
+               "bytes); choose a shorter output name")
+    else:
+        return None
+    return OutputError(msg, folder=where)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + "..." + text[-limit // 2:]
+
+
+def _raise_storage(err: OSError, folder: Path, path: Path) -> None:
+    mapped = storage_error(err, folder, path)
+    if mapped is not None:
+        raise mapped from err
 
 
 def current_umask() -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -12,8 +13,8 @@ from typing import Iterator
 import torch
 
 from ..config import HifiFaceConfig
-from ..errors import WeightsError
-from ..utils.atomic import current_umask
+from ..errors import OutputError, WeightsError
+from ..utils.atomic import TMP_PREFIX, current_umask, fsync_dir, storage_error
 from .resolve import require_file
 
 log = logging.getLogger(__name__)
@@ -21,23 +22,72 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def atomic_folder(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out_dir``; it replaces ``out_dir`` only when the block succeeds."""
-    out = Path(out_dir)
+    """Yield a temporary folder beside ``out_dir``; it replaces ``out_dir`` only when the block succeeds.
+
+    ``overwrite`` replaces an existing model folder (one with ``config.json``); any other non-empty folder is left
+    alone. An ``out_dir`` that is a symbolic link to a folder is followed: the folder it points to is replaced (the
+    new one is built beside it, so the swap is a rename) and the link stays. Until the new folder is complete the
+    old one is untouched; a failure leaves it as it was.
+    """
+    from ..models.hififace import CONFIG_FILE
+
+    out = _follow_link(Path(out_dir))
     if out.exists() and not out.is_dir():
         raise WeightsError(f"{out}: exists and is not a folder; choose another -o")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise WeightsError(f"{out}: folder exists and is not empty; pass --overwrite or choose another -o")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise WeightsError(f"{out}: folder exists and is not empty; pass --overwrite or choose another -o")
+        if not (out / CONFIG_FILE).is_file():
+            raise WeightsError(f"{out}: is not a model folder (no {CONFIG_FILE}), so --overwrite leaves it alone; "
+                               "choose another -o (or empty that folder yourself)")
+    if out != Path(out_dir):
+        log.info("%s is a link to %s: the model folder is written there (the link stays)", out_dir, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, suffix=".partial", dir=out.parent))
+    except OSError as err:
+        _raise_mapped(err, out)
+        raise
+    old: Path | None = None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
+        fsync_dir(tmp)  # each file was synced as it was written; now their names
         if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
+            old = out.parent / f"{TMP_PREFIX}{secrets.token_hex(4)}.old"
+            os.rename(out, old)  # kept until the new folder is in place
+        os.rename(tmp, out)
+        fsync_dir(out.parent)
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.rename(old, out)  # put the previous folder back
+            old = None
+        cause = err.__cause__ if isinstance(err, OutputError) else err
+        if isinstance(cause, OSError):  # name the folder asked for, not our temporary one
+            _raise_mapped(cause, out)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _follow_link(out: Path) -> Path:
+    """``out``, or the folder a symbolic link ``out`` points to (a link to nothing or to a file is refused)."""
+    if not out.is_symlink():
+        return out
+    real = Path(os.path.realpath(out))
+    if not real.exists():
+        raise WeightsError(f"{out}: is a symbolic link to {real}, which does not exist; create that folder or "
+                           "choose another -o")
+    if not real.is_dir():
+        raise WeightsError(f"{out}: is a symbolic link to {real}, which is not a folder; choose another -o")
+    return real
+
+
+def _raise_mapped(err: OSError, out: Path) -> None:
+    mapped = storage_error(err, out, out)
+    if mapped is not None:
+        raise mapped from err
 
 
 def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = False,
