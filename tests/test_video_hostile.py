@@ -206,7 +206,7 @@ def test_sigterm_mid_run_leaves_no_output_no_temporaries_and_no_ffmpeg(tmp_path,
         while not started.exists():
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
-        assert any(p.name.startswith(".out.mp4.") for p in work.iterdir())  # the temporaries the run writes
+        assert any(p.name.startswith(".hififace-") for p in work.iterdir())  # the temporaries the run writes
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -214,7 +214,7 @@ def test_sigterm_mid_run_leaves_no_output_no_temporaries_and_no_ffmpeg(tmp_path,
             proc.kill()
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
-    assert list(work.iterdir()) == []  # no output, no .out.mp4.*.mp4, no *.video.mp4
+    assert list(work.iterdir()) == []  # no output, no .hififace-*.mp4, no *.video.mp4
     assert _ffmpeg_running_on(work) == []
 
 

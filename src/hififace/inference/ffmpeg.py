@@ -418,10 +418,20 @@ class FrameWriter:
             self._failed = err
 
     def write(self, frame: np.ndarray) -> None:
-        if self._failed is not None or not self._thread.is_alive():
-            raise self._failure()
-        self._queue.put(frame)
+        self._put(frame)
         self.frames += 1
+
+    def _put(self, item: np.ndarray | None) -> None:
+        """Queue a frame (None: the end) without ever waiting on a thread that has stopped: when ffmpeg dies with
+        the queue full (a full disk), the writer thread ends and a plain ``put`` would block for good."""
+        while True:
+            if self._failed is not None or not self._thread.is_alive():
+                raise self._failure()
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _failure(self) -> HifiFaceError:
         """The error to raise for ffmpeg's failure: a full disk, or its last line of explanation."""
@@ -434,7 +444,7 @@ class FrameWriter:
 
     def close(self) -> None:
         """Finish the file; raises :class:`HifiFaceError` when ffmpeg failed."""
-        self._queue.put(None)
+        self._put(None)
         self._thread.join()
         t0 = time.perf_counter()
         if self.proc.stdin:
