@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import HifiFaceError, InputImageError, MissingDependencyError
+from ..utils.files import require_regular
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputImageError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise InputImageError(f"{path}: is a folder, not a video file")
+    require_regular(path, "video", InputImageError)  # ffmpeg would read a FIFO or a device forever
     if path.stat().st_size == 0:
         raise InputImageError(f"{path}: empty file (0 bytes); re-export or re-download the video")
     text = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]).stderr
