@@ -279,6 +279,13 @@ def test_a_pickle_over_the_size_limit_is_refused_in_both_formats(tmp_path):
         path = _save({"state_dict": STATE}, tmp_path / f"big{zip_format}.ckpt", zip_format)
         with pytest.raises(WeightsError, match="limit"):
             load_legacy(path, limits=limits)
+    # the window ends exactly after torch's first three pickles: the object's pickle would go to torch unchecked
+    raw = (tmp_path / "bigFalse.ckpt").read_bytes()
+    at = 0
+    for _ in range(3):
+        at += [pos for _, _, pos in pickletools.genops(raw[at:])][-1] + 1
+    with pytest.raises(WeightsError, match="pickles do not end within the first"):
+        load_legacy(tmp_path / "bigFalse.ckpt", limits=LegacyLimits(max_pickle_bytes=at))
 
 
 NESTED_KEY = b"\x80\x02}" + b"K\x01" + b"\x85" * 300_000 + b"K\x02s."  # {((((1,),),)...): 2}, 300,000 deep

@@ -312,6 +312,8 @@ def _check_raw(f: BinaryIO, size: int, path: Path, what: str, limits: LegacyLimi
             raise _refused(path, what, err) from None
         scans.append(scan)
         at = scan.end
+    if len(scans) < _LEGACY_PICKLES and size > len(window):  # torch would read the next pickle unchecked
+        raise _too_big(path, what, f"its pickles do not end within the first {_mib(len(window))} (the limit)")
     return scans
 
 
