@@ -146,3 +146,61 @@ def test_opencv_ffmpeg_says_nothing_about_a_bad_video(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
+@pytest.mark.parametrize("damage, needles", [
+    ("header is a list", ["generator.safetensors", "not a valid safetensors file", "not a JSON object"]),
+    ("shape -1", ["generator.safetensors", "not a valid safetensors file", "shape [-1]"]),
+    ("config type", ["config.json", "channel_multiplier must be a number", "got a string '0.5'"]),
+])
+def test_info_on_a_damaged_folder_is_one_line(home, capsys, damage, needles):
+    import json
+    import struct
+
+    folder = tiny_model_dir(home / "m")
+    gen = folder / "generator.safetensors"
+    raw = gen.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    if damage == "header is a list":
+        head = b"[" + b" " * (n - 2) + b"]"
+        gen.write_bytes(raw[:8] + head + raw[8 + n:])
+    elif damage == "shape -1":
+        header = json.loads(raw[8:8 + n])
+        header[next(k for k in header if k != "__metadata__")]["shape"] = [-1]
+        head = json.dumps(header).encode()
+        gen.write_bytes(struct.pack("<Q", len(head)) + head + raw[8 + n:])
+    else:
+        cfg = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**cfg, "channel_multiplier": "0.5"}))
+    rc, _, err = run_cli(["info", folder], capsys)
+    line = assert_one_error(rc, err, *needles)
+    assert "unexpected" not in line
+
+
+def test_info_shows_config_notes_escaped(home, capsys):
+    import json
+
+    folder = tiny_model_dir(home / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["notes"] = {"source": "\x1b[2J\x1b[1;1Hall good\n" + "x" * 5000}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    rc, out, err = run_cli(["info", folder], capsys)
+    assert rc == 0, err
+    note = [line for line in out.splitlines() if "note source" in line]
+    assert len(note) == 1 and "\\x1b[2J\\x1b[1;1Hall good\\x0a" in note[0] and len(note[0]) < 260, note
+    assert "\x1b" not in out
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`hififace info DIR | head -1`: no 'unexpected BrokenPipeError', no 'Exception ignored', status 141."""
+    import subprocess
+    import sys
+
+    folder = tiny_model_dir(tmp_path / "m")
+    for argv in (["info", str(folder)], ["--version"]):
+        proc = subprocess.Popen([sys.executable, "-m", "hififace.cli.main", *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        proc.stdout.close()  # before the child writes anything: every write of it meets a closed pipe
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=300) == 141, (argv, err)
+        assert err == "", (argv, err)

@@ -162,6 +162,40 @@ def test_config_errors(tiny_dir, tmp_path):
         HifiFace.from_pretrained(bad)
 
 
+@pytest.mark.parametrize("key, value, expected, got", [
+    ("channel_multiplier", "0.5", "must be a number", "got a string '0.5'"),
+    ("recon_input_size", "64", "must be an integer or null", "got a string '64'"),
+    ("arcface_input_size", 112.7, "must be an integer", "got a number 112.7"),
+    ("image_size", True, "must be an integer", "got a boolean True"),
+    ("image_size", [256], "must be an integer", "got a list [256]"),
+    ("frozen_width", None, "must be a number", "got null"),
+    ("variant", 1, "must be a string", "got an integer 1"),
+    ("notes", ["x"], "must be a JSON object", "got a list ['x']"),
+])
+def test_config_of_the_wrong_type_is_refused_at_load(tiny_dir, tmp_path, key, value, expected, got):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in tiny_dir.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg[key] = value
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError) as info:
+        HifiFace.from_pretrained(bad)
+    assert str(info.value) == f"{bad / 'config.json'}: {key} {expected}, {got}"
+
+
+def test_config_values_echoed_back_are_escaped_and_cut():
+    with pytest.raises(ConfigError) as info:
+        HifiFaceConfig.from_dict({"variant": "\x1b[2J" + "x" * 5000, "\x1b]0;title\x07": 1}, "c.json")
+    text = str(info.value)
+    assert "\x1b" not in text and "unknown field(s) \\x1b]0;title\\x07" in text and len(text) < 400, text
+    with pytest.raises(ConfigError) as info:
+        HifiFaceConfig.from_dict({"variant": "\x1b[2J" + "x" * 5000}, "c.json")
+    assert "unknown variant '\\x1b[2Jxxx" in str(info.value) and "\u2026" in str(info.value), str(info.value)
+    assert HifiFaceConfig(channel_multiplier=1, recon_input_size=np.int64(64)).recon_input_size == 64  # ints are floats
+
+
 def test_missing_and_mismatched_files(tiny_dir, tmp_path):
     with pytest.raises(WeightsError, match="not found"):
         HifiFace.from_pretrained(tmp_path / "nowhere")

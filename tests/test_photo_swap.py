@@ -261,6 +261,38 @@ def test_identity_file_from_other_networks_or_not_an_identity_is_refused(swapper
         swapper.save_identity(tmp_path / "me.npz", swapper.identity(PHOTOS / "astronaut.png"))
 
 
+@pytest.mark.parametrize("bad", ["nan", "inf", "int", "overlapping offsets"])
+def test_a_damaged_identity_file_is_refused_not_swapped_black(swapper, grace, tmp_path, bad):
+    import json
+    import struct
+
+    from safetensors import safe_open
+
+    from hififace.weights.io import save_safetensors
+
+    f = swapper.save_identity(tmp_path / "me.safetensors", grace)
+    with safe_open(str(f), framework="pt") as st:
+        meta, tensors = st.metadata(), {k: st.get_tensor(k) for k in st.keys()}
+    if bad == "overlapping offsets":  # the header lies: v_id's bytes start inside c_id's
+        n = struct.unpack("<Q", f.read_bytes()[:8])[0]
+        header = json.loads(f.read_bytes()[8:8 + n])
+        header["v_id"]["data_offsets"] = [o - 4 for o in header["v_id"]["data_offsets"]]
+        raw = json.dumps(header).encode()
+        f.write_bytes(struct.pack("<Q", len(raw)) + raw + f.read_bytes()[8 + n:])
+    else:
+        if bad == "int":
+            tensors["v_id"] = tensors["v_id"].to(torch.int32)
+        else:
+            tensors["v_id"][0, 7] = float(bad)
+        save_safetensors(tensors, f, meta)
+    with pytest.raises(InputImageError) as info:
+        swapper.swap(f, read_photo(PHOTOS / "astronaut.png"), aligned=False)
+    text = str(info.value)
+    assert text.startswith(f"{f}: ") and "--save-identity me.safetensors" in text and "\n" not in text, text
+    assert {"nan": "NaN or infinite", "inf": "NaN or infinite", "int": "unexpected tensors",
+            "overlapping offsets": "not a valid safetensors file"}[bad] in text, text
+
+
 # ------------------------------------------------------------------------------------------------ choice
 def test_face_choice_index_all_largest_and_match(swapper, grace):
     target = read_photo(PHOTOS / "two_people.jpg")

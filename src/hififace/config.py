@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .utils.text import printable, printable_list
 
 VARIANTS = ("reference", "paper")
 IMAGE_SIZES = (256, 512)
@@ -24,6 +28,8 @@ COEFF_DIMS = {"id": 80, "exp": 64, "tex": 80, "angle": 3, "gamma": 27, "trans": 
 N_COEFFS = sum(COEFF_DIMS.values())  # 257
 N_ID_COEFFS = COEFF_DIMS["id"]  # 80
 ARCFACE_DIM = 512
+#: Longest config.json read (ours are < 1 kB; notes included).
+MAX_CONFIG_BYTES = 2**20
 
 
 @dataclass
@@ -81,12 +87,13 @@ class HifiFaceConfig:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
+        check_field_types(self)
         if self.variant not in VARIANTS:
-            raise ConfigError(f"unknown variant {self.variant!r}: use one of {', '.join(VARIANTS)}")
+            raise ConfigError(f"unknown variant {_quote(self.variant)}: use one of {', '.join(VARIANTS)}")
         if self.image_size not in IMAGE_SIZES:
             raise ConfigError(f"image_size {self.image_size!r} is not supported: use 256 or 512")
         if self.arcface_arch not in ARCFACE_ARCHS:
-            raise ConfigError(f"unknown arcface_arch {self.arcface_arch!r}: use one of {', '.join(ARCFACE_ARCHS)}")
+            raise ConfigError(f"unknown arcface_arch {_quote(self.arcface_arch)}: use one of {', '.join(ARCFACE_ARCHS)}")
         if self.recon_input_size is not None and not (64 <= int(self.recon_input_size) <= 1024):
             raise ConfigError(f"recon_input_size {self.recon_input_size!r} must be null or between 64 and 1024")
         if not (0.0 < float(self.channel_multiplier) <= 1.0):
@@ -94,7 +101,7 @@ class HifiFaceConfig:
         if not (0.0 < float(self.frozen_width) <= 1.0):
             raise ConfigError(f"frozen_width {self.frozen_width!r} must be in (0, 1]")
         if self.align not in ALIGN_TEMPLATES:
-            raise ConfigError(f"unknown align template {self.align!r}: use one of {', '.join(ALIGN_TEMPLATES)}")
+            raise ConfigError(f"unknown align template {_quote(self.align)}: use one of {', '.join(ALIGN_TEMPLATES)}")
         if int(self.arcface_input_size) != 112:
             raise ConfigError("arcface_input_size must be 112 (the insightface fc layer hard-codes 7x7 features)")
 
@@ -110,7 +117,7 @@ class HifiFaceConfig:
         data = {k: v for k, v in data.items() if not k.startswith("_")}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"{source}: unknown field(s) {printable_list(unknown, 3)}; known: {', '.join(sorted(known))}")
         try:
             return cls(**data)
         except ConfigError as err:
@@ -125,11 +132,74 @@ class HifiFaceConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "HifiFaceConfig":
+        from .utils.files import open_regular
+
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            with open_regular(path, "config.json", ConfigError) as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, not a hififace config.json; "
+                                  "re-create it with 'hififace convert'")
+            data = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found (a model folder holds config.json beside its weights)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{path}: not a readable JSON config ({err}); re-create it with 'hififace convert'") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise ConfigError(f"{path}: not a readable JSON config ({printable(err, 120)}); re-create it with "
+                              "'hififace convert'") from None
         return cls.from_dict(data, source=str(path))
+
+
+# ---------------------------------------------------------------------------------------------- field types
+def _matches(value: Any, hint: Any) -> bool:
+    """``value`` is of annotation ``hint`` (ints are not bools, floats accept ints, JSON-shaped containers)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+    if origin in (list, tuple):
+        return isinstance(value, origin) and all(_matches(v, args[0]) for v in value)
+    return isinstance(value, origin or hint)
+
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+          dict: "a JSON object", list: "a list"}
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    return _NAMES.get(typing.get_origin(hint) or hint, getattr(hint, "__name__", str(hint)))
+
+
+def _got(value: Any) -> str:
+    kind = next((name for t, name in (
+        (bool, "a boolean"), (numbers.Integral, "an integer"), (numbers.Real, "a number"), (str, "a string"),
+        (dict, "an object"), (list, "a list")) if isinstance(value, t)), type(value).__name__)
+    return "null" if value is None else f"{kind} {_quote(value)}"
+
+
+def _quote(value: Any, limit: int = 40) -> str:
+    """A value from a config file, as Python would write it, made safe for one line."""
+    return printable(repr(value), limit)
+
+
+def check_field_types(config: Any) -> None:
+    """Refuse a dataclass config whose fields do not have their annotated types (one line naming the field, the
+    expected type and what it got: ``"0.5"`` for a number, ``"64"`` for an integer, ``112.7`` for an integer)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _matches(value, hints[f.name]):
+            raise ConfigError(f"{f.name} must be {_describe(hints[f.name])}, got {_got(value)}")

@@ -28,14 +28,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(info: dict) -> None:
+    from ..utils.text import printable
+
     print(f"folder:  {info['folder']}")
     print(f"format:  {info['format']}")
     cfg = info["config"]
     print("config:  " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "notes"))
-    for k, v in cfg.get("notes", {}).items():
-        print(f"  note {k}: {v}")
+    for k, v in cfg.get("notes", {}).items():  # free text from config.json: shown escaped and cut
+        print(f"  note {printable(k, 40)}: {printable(v, 200)}")
     total = 0
     for name, f in info["files"].items():
         total += f["elements"]
-        print(f"  {name:28s} {f['tensors']:5d} tensors {f['elements']:13,d} elements {f['bytes'] / 2**20:9.1f} MiB")
+        print(f"  {printable(name):28s} {f['tensors']:5d} tensors {f['elements']:13,d} elements {f['bytes'] / 2**20:9.1f} MiB")
     print(f"  {'total':28s} {'':5s}         {total:13,d} elements")

@@ -4,6 +4,10 @@ Every command module exposes ``add_parser(subparsers)`` which registers its pars
 ``func=run`` where ``run(args) -> int`` returns the exit status. User errors
 (:class:`~hififace.errors.HifiFaceError`) become one line on stderr and a non-zero exit, never a traceback;
 anything unforeseen is one line too, with the traceback under ``-v``.
+
+When the reader of stdout goes away (``hififace info DIR | head -4``), the command stops quietly with status 141,
+what a shell reports for a tool killed by SIGPIPE (``yes | head``), so ``set -o pipefail`` scripts see what they see
+with any other tool. SIGPIPE itself stays ignored (Python's default): a dying ffmpeg must be an error, not death.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import argparse
 import difflib
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -44,6 +49,9 @@ EXTRAS: dict[str, str] = {
 }
 
 log = logging.getLogger("hififace")
+
+#: Exit status when stdout's reader has gone: 128 + SIGPIPE, as a shell reports for tools the signal killed.
+BROKEN_PIPE_EXIT = 141
 
 
 class Parser(argparse.ArgumentParser):
@@ -147,8 +155,44 @@ def _check_long_options(parser: argparse.ArgumentParser, argv: list[str]) -> Non
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
-    with cli_logging(verbose), sigterm_as_interrupt():  # SIGTERM cleans up as Ctrl-C does, in every command
-        return _main(argv, verbose)
+    try:
+        try:
+            # SIGTERM cleans up as Ctrl-C does, in every command
+            with cli_logging(verbose), sigterm_as_interrupt():
+                return _main(argv, verbose)
+        finally:  # also after argparse's SystemExit (--help): what is still buffered fails here, not at exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        if not stdout_is_broken():
+            raise
+        _silence_stdout()
+        return BROKEN_PIPE_EXIT
+
+
+def stdout_is_broken() -> bool:
+    """True when stdout is a pipe whose reader has gone (poll reports an error on it)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a non-file (tests capture it)
+        return False
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() (Windows): a broken pipe is most likely stdout's
+        return True
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def _main(argv: list[str], verbose: bool) -> int:
@@ -194,6 +238,8 @@ def _main(argv: list[str], verbose: bool) -> int:
 
 
 def _unexpected(err: Exception, verbose: bool) -> int:
+    if isinstance(err, BrokenPipeError) and stdout_is_broken():
+        raise err  # the reader of stdout went away: main() exits quietly
     log.debug("traceback", exc_info=True)
     text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
     hint = "" if verbose else "; run with -v for the traceback"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputImageError
+from ..utils.files import require_regular
 from ..utils.images_pil import pil_to_array
 
 #: Extensions the preprocessing walks (compared lower-case).
@@ -38,6 +39,7 @@ def read_image(path: str | Path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
+    require_regular(path, "image", InputImageError)  # a FIFO would make PIL wait forever
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

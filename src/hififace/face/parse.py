@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError, WeightsError
+from ..utils.text import printable
 from .palette import BISENET_TO_PSFRGAN, CLASSES
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,8 @@ def _load_parser_state(net, weights: str | Path, what: str) -> None:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state_dict for the {what}, found {type(state).__name__}")
-    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        raise WeightsError(f"{path}: expected a state_dict for the {what}, found {printable(type(state).__name__)}")
+    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     looks_psfrgan = "encoder.0.conv2d.weight" in state
     looks_bisenet = "cp.resnet.conv1.weight" in state

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import HifiFaceError, InputImageError, MissingDependencyError
 from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
+from ..utils.files import require_regular
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ def probe(path: str | Path, max_frame_pixels: int | None = None) -> VideoInfo:
         raise InputImageError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise InputImageError(f"{path}: is a folder, not a video file")
+    require_regular(path, "video", InputImageError)  # ffmpeg would read a FIFO or a device forever
     if path.stat().st_size == 0:
         raise InputImageError(f"{path}: empty file (0 bytes); re-export or re-download the video")
     cap = ["-max_pixels", str(int(max_frame_pixels))] if max_frame_pixels else []

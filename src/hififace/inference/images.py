@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import HifiFaceError, InputImageError
+from ..utils.files import require_regular
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def _decode(path: Path, max_pixels: int | None = None, upright: bool = True):
         raise InputImageError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise InputImageError(f"{path}: is a folder, not an image file")
+    require_regular(path, "image", InputImageError)  # a FIFO would make PIL wait forever
     try:
         if path.stat().st_size == 0:
             raise InputImageError(f"{path}: empty file (0 bytes); re-export or re-download the image")

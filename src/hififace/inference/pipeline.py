@@ -369,31 +369,36 @@ class FaceSwapper:
     def load_identity(self, path: str | Path) -> tuple["Identity", int]:
         """An identity file and the number of photos it was made from; refuses files made with other identity
         networks (their vectors mean nothing to this model)."""
-        from safetensors import safe_open
+        import torch
 
         from ..config import N_ID_COEFFS
+        from ..errors import WeightsError
         from ..models.identity import Identity
+        from ..utils.text import printable
+        from ..weights.io import read_safetensors
 
         path = Path(path)
-        if not path.is_file():
+        remake = f"make it again: hififace swap --source PHOTO --save-identity {printable(path.name)}"
+        if not path.exists():
             raise InputImageError(f"{path}: identity file not found; check the path (make one with --save-identity)")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as err:  # safetensors raises its own error types
-            raise InputImageError(f"{path}: not a readable identity file ({str(err)[:80]}); make one with "
-                                  f"'hififace swap --source PHOTO --save-identity {path.name}'") from None
+            tensors, meta = read_safetensors(path, "identity file", fix=remake)
+        except WeightsError as err:
+            raise InputImageError(str(err)) from None
         if meta.get("format") != IDENTITY_FORMAT:
-            raise InputImageError(f"{path}: not a hififace identity file (format {meta.get('format')!r}); make one "
-                                  f"with --save-identity")
+            raise InputImageError(f"{path}: not a hififace identity file (format {printable(meta.get('format'), 40)!r}); "
+                                  "make one with --save-identity")
         c_id, v_id = tensors.get("c_id"), tensors.get("v_id")
-        if c_id is None or v_id is None or tuple(c_id.shape) != (1, N_ID_COEFFS) or tuple(v_id.shape) != (1, 512):
-            raise InputImageError(f"{path}: identity file with unexpected tensors; make it again with --save-identity")
+        if (c_id is None or v_id is None or tuple(c_id.shape) != (1, N_ID_COEFFS) or tuple(v_id.shape) != (1, 512)
+                or not (c_id.is_floating_point() and v_id.is_floating_point())):
+            raise InputImageError(f"{path}: identity file with unexpected tensors; {remake}")
+        if not bool(torch.isfinite(c_id.float()).all() and torch.isfinite(v_id.float()).all()):
+            raise InputImageError(f"{path}: the identity holds NaN or infinite values (a damaged file); {remake}")
         if meta.get("fingerprint") != self.engine.fingerprint():
             raise InputImageError(f"{path}: made with other identity networks (ArcFace/3DMM weights) than this "
                                   f"model's; make it again from the photos with these --weights")
-        return Identity(c_id.float(), v_id.float()), max(1, int(meta.get("sources", "1") or 1))
+        sources = meta.get("sources", "1")
+        return Identity(c_id.float(), v_id.float()), max(1, int(sources) if sources.isdecimal() and len(sources) < 10 else 1)
 
     # ------------------------------------------------------------------ face choice
     def choose(self, image: np.ndarray, faces: list["Face"], choice: FaceChoice | None = None,

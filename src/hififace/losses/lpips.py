@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from ..utils.text import printable
 from ..models.frozen import FrozenModule
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,10 @@ class LPIPS(FrozenModule):
             if key.startswith("classifier."):
                 continue
             if not key.startswith("features."):
-                raise WeightsError(f"{path}: unexpected key {key!r}; expected torchvision vgg16 keys features.N.*")
+                raise WeightsError(f"{path}: unexpected key {printable(key)}; expected torchvision vgg16 keys features.N.*")
             rest = key[len("features."):]
             if rest not in index_to_key:
-                raise WeightsError(f"{path}: {key!r} is not a VGG-16 conv layer; is this vgg16 (not vgg19 or vgg16_bn)?")
+                raise WeightsError(f"{path}: {printable(key)} is not a VGG-16 conv layer; is this vgg16 (not vgg19 or vgg16_bn)?")
             mapped[index_to_key[rest]] = value
         load_into(self.net, mapped, path)
 

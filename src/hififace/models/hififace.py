@@ -307,34 +307,31 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 
 
 def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Strictly load ``state`` into a module built on the meta device (no second copy of the weights)."""
+    """Strictly load ``state`` into a module built on the meta device (no second copy of the weights).
+
+    Tensors stored in another floating dtype (a folder saved in bfloat16) take the module's, so that a model is
+    never built of mixed dtypes; ``from_pretrained(dtype=...)`` decides the compute dtype."""
     from ..weights.io import check_state
 
     check_state(module, state, source, hint="; was config.json edited?")
+    own = module.state_dict()
+    state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state.items()}
     module.load_state_dict(state, strict=True, assign=True)
 
 
 def read_folder_info(path: str | Path | None, how: str = "pass --weights DIR") -> dict[str, Any]:
     """Format, config and per-file tensor counts of a model folder, without building the model; ``missing`` lists
     the files it needs for inference but lacks."""
-    from safetensors import safe_open
-
+    from ..weights.io import read_safetensors_header
     from ..weights.resolve import resolve_model_dir
 
     folder = resolve_model_dir(path, how)
     config = HifiFaceConfig.load(folder / CONFIG_FILE)
     files = {}
     for file in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as f:
-            keys = list(f.keys())
-            n = 0
-            for k in keys:
-                shape = f.get_slice(k).get_shape()
-                size = 1
-                for d in shape:
-                    size *= d
-                n += size
-            files[file.name] = {"tensors": len(keys), "elements": n, "bytes": file.stat().st_size, "metadata": f.metadata()}
+        header = read_safetensors_header(file, "weights")
+        files[file.name] = {"tensors": len(header.tensors), "elements": sum(t.numel for t in header.tensors.values()),
+                            "bytes": file.stat().st_size, "metadata": header.metadata}
     missing = [name for name in (GENERATOR_FILE, ARCFACE_FILE, RECON_FILE) if name not in files]
     return {"folder": str(folder), "format": f"{FORMAT_NAME} v{FORMAT_VERSION}", "config": config.to_dict(),
             "files": files, "missing": missing}

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import WeightsError
+from ..utils.text import printable
 from .io import describe_keys, load_into, load_legacy, load_safetensors
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ ARCFACE_EXPECTED = ("expected an insightface arcface_torch backbone.pth (raw IRe
 def looks_like(obj: Any) -> str:
     """A few words on what a loaded weight file appears to be, for error messages."""
     if not isinstance(obj, Mapping):
-        return f"it holds a {type(obj).__name__}, not a dict of tensors"
+        return f"it holds a {printable(type(obj).__name__)}, not a dict of tensors"
     keys = [str(k) for k in obj]
     if not keys:
         return "it is an empty dict"

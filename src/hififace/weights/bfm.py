@@ -8,6 +8,7 @@ from typing import Mapping
 import torch
 
 from ..errors import WeightsError
+from ..utils.text import printable_list
 from .io import load_safetensors
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,16 @@ def bfm_from_tensors(tensors: Mapping[str, torch.Tensor], source: str | Path = "
     missing = [k for k in BFM_KEYS if k not in tensors]
     extra = [k for k in tensors if k not in BFM_KEYS]
     if missing or extra:
-        raise WeightsError(f"{source}: not a reduced BFM (missing {missing or 'none'}, unexpected {extra or 'none'}); "
+        raise WeightsError(f"{source}: not a reduced BFM (missing {printable_list(missing) or 'none'}, unexpected {printable_list(extra) or 'none'}); "
                            "re-create it from BFM_model_front.mat")
     mean, id_base, exp_base = (tensors[k] for k in BFM_KEYS)
     n = mean.shape[0] if mean.ndim == 2 else -1
     if mean.ndim != 2 or mean.shape[1] != 3 or tuple(id_base.shape) != (3 * n, N_ID) or tuple(exp_base.shape) != (3 * n, N_EXP):
         raise WeightsError(f"{source}: reduced BFM has shapes mean_shape {tuple(mean.shape)}, id_base "
                            f"{tuple(id_base.shape)}, exp_base {tuple(exp_base.shape)}; expected (68, 3), (204, 80), (204, 64)")
-    if not all(bool(torch.isfinite(t).all()) for t in (mean, id_base, exp_base)):
+    if not all(t.is_floating_point() for t in (mean, id_base, exp_base)):
+        raise WeightsError(f"{source}: the reduced BFM holds {', '.join(str(t.dtype) for t in (mean, id_base, exp_base))} "
+                           "tensors, expected floating point; re-create it from BFM_model_front.mat")
+    if not all(bool(torch.isfinite(t.float()).all()) for t in (mean, id_base, exp_base)):
         raise WeightsError(f"{source}: non-finite values (NaN/inf) in the reduced BFM; the file is damaged")
     return BFMLandmarks(mean.float().numpy(), id_base.float().numpy(), exp_base.float().numpy())

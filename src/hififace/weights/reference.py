@@ -18,6 +18,7 @@ import torch
 
 from ..config import HifiFaceConfig
 from ..errors import WeightsError
+from ..utils.text import printable
 from .io import check_finite, describe_keys, load_legacy, tensors_only
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def read_reference_state(path: str | Path, obj: object = None) -> "OrderedDict[s
 def describe_checkpoint(obj: object) -> str:
     """A few words on what a loaded checkpoint looks like, for error messages."""
     if not isinstance(obj, Mapping):
-        return f"it holds a {type(obj).__name__}"
+        return f"it holds a {printable(type(obj).__name__)}"
     keys = list(obj)
     if "net_recon" in obj:
         return "it looks like a Deep3DFaceRecon epoch_20.pth: pass it with --recon3d"

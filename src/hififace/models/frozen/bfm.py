@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ...errors import WeightsError
+from ...utils.files import require_regular
 from ._frozen import FrozenModule
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def load_bfm_mat(path: str | Path) -> BFMLandmarks:
         raise WeightsError(f"{path}: file not found; expected {where}")
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder; pass the {BFM_MAT_NAME} file inside it")
+    require_regular(path, BFM_MAT_NAME, WeightsError)
     try:
         mat = scipy.io.loadmat(str(path), variable_names=list(BFM_ARRAYS))
     except Exception as err:  # scipy raises ValueError, TypeError, OSError, MatReadError... on damaged files
