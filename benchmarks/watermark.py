@@ -260,38 +260,44 @@ def video(images, wm, rng, frames: int) -> None:
          value=round(float(np.mean(det_frame)), 4), unit="rate", n=len(det_frame))
 
 
+def _random_view(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random crop (40-100 % of each side), rescale (0.3-1.5x) and, half the time, JPEG (quality 40-95)."""
+    h, w = a.shape[:2]
+    ch, cw = max(64, int(h * rng.uniform(0.4, 1.0))), max(64, int(w * rng.uniform(0.4, 1.0)))
+    y, x = int(rng.integers(0, h - min(h, ch) + 1)), int(rng.integers(0, w - min(w, cw) + 1))
+    a = a[y:y + ch, x:x + cw]
+    s = rng.uniform(0.3, 1.5)
+    if min(a.shape[:2]) * s >= 64:
+        a = resize(a, s)
+    if rng.uniform() < 0.5:
+        a = jpeg(a, int(rng.integers(40, 96)))
+    return a
+
+
 def null_trials(photo_set, wm, rng, n: int, scores_file=None) -> None:
-    """Unmarked images: crops/rescales/JPEG of the photos, stand-ins, noise, flat and gradient images."""
+    """Unmarked images: random views (crop, rescale, JPEG) of the photos and of a pool of stand-ins, fresh 1/f
+    noise, Gaussian and uniform noise, flat and gradient images."""
     if n <= 0:
         return
+    pool = stand_ins(rng, 12)
     scores, kinds = [], []
     for i in range(n):
-        kind = ["photo", "photo", "dead_leaves", "pink_noise", "gauss_noise", "uniform_noise", "flat_gradient"][i % 7]
+        kind = ["photo", "stand_in", "photo", "stand_in", "pink_noise", "gauss_noise", "uniform_noise",
+                "flat_gradient"][i % 8]
+        h, w = int(rng.integers(96, 720)), int(rng.integers(96, 720))
         if kind == "photo":
-            _, a = photo_set[int(rng.integers(len(photo_set)))]
-            h, w = a.shape[:2]
-            f = rng.uniform(0.4, 1.0)
-            ch, cw = max(64, int(h * f)), max(64, int(w * rng.uniform(0.4, 1.0)))
-            y, x = int(rng.integers(0, h - min(h, ch) + 1)), int(rng.integers(0, w - min(w, cw) + 1))
-            a = a[y:y + ch, x:x + cw]
-            s = rng.uniform(0.3, 1.5)
-            if min(a.shape[:2]) * s >= 64:
-                a = resize(a, s)
-            if rng.uniform() < 0.5:
-                a = jpeg(a, int(rng.integers(40, 96)))
+            a = _random_view(photo_set[int(rng.integers(len(photo_set)))][1], rng)
+        elif kind == "stand_in":
+            a = _random_view(pool[int(rng.integers(len(pool)))][1], rng)
+        elif kind == "pink_noise":
+            a = pink_noise(rng, h, w)
+        elif kind == "gauss_noise":
+            a = np.clip(rng.normal(128, rng.uniform(2, 60), (h, w, 3)), 0, 255).astype(np.uint8)
+        elif kind == "uniform_noise":
+            a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         else:
-            h, w = int(rng.integers(96, 720)), int(rng.integers(96, 720))
-            if kind == "dead_leaves":
-                a = dead_leaves(rng, h, w, colour=bool(rng.integers(2)))
-            elif kind == "pink_noise":
-                a = pink_noise(rng, h, w)
-            elif kind == "gauss_noise":
-                a = np.clip(rng.normal(128, rng.uniform(2, 60), (h, w, 3)), 0, 255).astype(np.uint8)
-            elif kind == "uniform_noise":
-                a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            else:
-                g = np.linspace(rng.uniform(0, 255), rng.uniform(0, 255), w)[None, :, None] + np.zeros((h, 1, 3))
-                a = np.clip(np.rint(g + rng.normal(0, rng.uniform(0, 3), g.shape)), 0, 255).astype(np.uint8)
+            g = np.linspace(rng.uniform(0, 255), rng.uniform(0, 255), w)[None, :, None] + np.zeros((h, 1, 3))
+            a = np.clip(np.rint(g + rng.normal(0, rng.uniform(0, 3), g.shape)), 0, 255).astype(np.uint8)
         d = wm.detect(a)
         scores.append(d.score)
         kinds.append(kind)

@@ -52,7 +52,8 @@ class FileReport:
     def as_dict(self) -> dict[str, Any]:
         c = self.c2pa.as_dict()
         return {"file": self.file, "kind": self.kind, "label": self.label,
-                "c2pa": {k: c[k] for k in ("status", "generator", "source_type", "signer", "fingerprint", "codes")},
+                "c2pa": {k: c[k] for k in ("status", "generator", "source_type", "signer", "fingerprint", "random_weights",
+                                             "codes")},
                 "watermark": dict(self.watermark), "verdict": self.verdict}
 
 
@@ -126,7 +127,9 @@ def _decode(path: Path, frames: int) -> tuple[str, list]:
                 return "image", [np.asarray(img.convert("RGB"))]
         except InputImageError:
             raise
-        except (UnidentifiedImageError, Image.DecompressionBombError):
+        except Image.DecompressionBombError:
+            raise InputImageError(f"{path}: far too large to decode safely; not checked") from None
+        except UnidentifiedImageError:
             if path.suffix.lower() not in VIDEO_SUFFIXES:
                 raise InputImageError(f"{path}: not an image or video file hififace can read") from None
         except Exception as err:

@@ -12,13 +12,15 @@ Scheme (spread spectrum with a periodic tile, after Kutter's self-referencing wa
   (32, 16) code (minimum distance 8), decoded by soft maximum likelihood.
 * The same change is added to R, G and B (luma only, no colour shift); ``mask`` puts more of it in textured
   regions than in flat ones, and the strength is set so that the PSNR against the original is :data:`PSNR_DB`.
-* Detection needs no original and no side information: the image's high-pass residual is whitened; its
-  autocorrelation shows the tile's period (so a resize of any factor is measured, not guessed); the residual is
-  resampled to the tile size and folded (all tiles summed), which averages the image away and keeps the mark; a
-  cyclic cross-correlation with ``P_sync`` finds the shift (so any crop works) and its peak, as a z-score over all
-  shifts, is the detection statistic; the payload is read at that shift. Video frames are folded together.
-* The threshold :data:`THRESHOLD` was set on unwatermarked images (``benchmarks/watermark.py``: photos, their
-  crops and rescales, natural-image stand-ins, noise), so that the measured false-positive rate is below 1/1000.
+* Detection needs no original and no side information. The luma's high-pass residual is divided by its local RMS
+  (edges turned down to the level of flat areas). Folding the residual with a period p (summing all tiles) and
+  taking the tile's spectrum is the same as sampling the residual's spectrum at (ky, kx) / p, so one zero-padded
+  FFT lets every period be tried (any resize); the three best are refined with an exact DFT. The folded tile's
+  spectrum is whitened per frequency ring, and a cyclic cross-correlation with ``P_sync`` in four rotations finds
+  the shift (any crop; EXIF-rotated or turned copies); its peak, as a z-score over all shifts, is the detection
+  statistic, and the payload is read at that shift. Videos: see :func:`detect_frames`.
+* The threshold :data:`THRESHOLD` was set on unmarked images (``benchmarks/watermark.py``: random views of the
+  photos and of natural-image stand-ins, noise, flat images; see benchmarks/README.md).
 
 The default key is public, so anyone can check a file with ``hififace verify``; the price is that anyone can also
 try to remove or forge the mark (see docs/provenance.md). Only numpy and scipy are used.
@@ -48,11 +50,12 @@ PSNR_DB = 41.0
 DEFAULT_KEY = "hififace"
 #: Detection threshold on the sync z-score (see the module doc and benchmarks/README.md).
 THRESHOLD = 6.5
-#: Images are analysed at most this large (shorter side, pixels); larger ones are reduced first.
+#: Images are box-reduced by an integer factor to a shorter side below 2x this, then its central part at most
+#: this square is analysed (plenty of tiles; bounded time).
 MAX_ANALYSIS_SIDE = 512
 #: Smallest tile period searched, in analysed pixels (a 0.4x copy of a small image still has 25.6).
 MIN_PERIOD = 24
-#: ... and relative to the image's shorter side: :func:`embed_scale` keeps the period above 1/16 of the shorter
+#: ... and relative to the image's shorter side: :func:`embed_scale` keeps the period above 1/12 of the shorter
 #: side, crops only raise that share, and 1/24 leaves room for a marked image inside a larger screenshot.
 MIN_PERIOD_RATIO = 1 / 24
 
