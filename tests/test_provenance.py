@@ -133,6 +133,8 @@ def test_watermark_survives_an_h264_reencode(photo, tmp_path):
     assert len(back) == 6
     d = wm.detect_frames(back)
     assert d.detected and d.bits == PAYLOAD and d.frames == 6
+    plain = [np.ascontiguousarray(photo[i * 4:i * 4 + 320, i * 4:i * 4 + 320]) for i in range(6)]
+    assert not wm.detect_frames(plain).detected  # frame by frame, the best of six must not pass by chance
 
 
 # ----------------------------------------------------------------------------------------------------- C2PA
