@@ -37,8 +37,10 @@ from _common import emit, machine  # noqa: E402
 
 BENCH = "watermark"
 ROOT = Path(__file__).resolve().parents[1]
+#: The bundled photos, then the project's shared assets (``../shared`` beside the clone, or two levels up from a
+#: worktree) when present.
 PHOTO_DIRS = [ROOT / "src" / "hififace" / "assets" / "samples", ROOT / "tests" / "data" / "photos",
-              ROOT.parent / "shared" / "assets", Path("/work/shared/assets")]
+              ROOT.parent / "shared" / "assets", ROOT.parents[1] / "shared" / "assets"]
 
 
 # ------------------------------------------------------------------------------------------------------ images

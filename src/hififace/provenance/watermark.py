@@ -143,6 +143,15 @@ def bch_decode(soft: np.ndarray) -> tuple[int, float]:
     return best, float(top2[1] - top2[0]) / norm
 
 
+def payload_from_fingerprint(fingerprint: str) -> int:
+    """The 16 payload bits for a weights' fingerprint (hex, as ``hififace export onnx`` records it): its first four
+    hex digits, so that ``Detection.bits_hex`` reads as the fingerprint's start."""
+    head = str(fingerprint).strip().lower()[:4]
+    if len(head) < 4 or any(c not in "0123456789abcdef" for c in head):
+        raise ValueError(f"not a hex fingerprint: {str(fingerprint)[:20]!r}")
+    return int(head, 16)
+
+
 # ------------------------------------------------------------------------------------------------------ embedding
 _LUMA_RGB = np.array([0.299, 0.587, 0.114])
 
