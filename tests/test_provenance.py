@@ -194,13 +194,13 @@ def test_manifest_has_no_thumbnail_and_no_input_names_unless_asked(home):
 
 
 @needs_c2pa
-@pytest.mark.parametrize("ext", [".jpg", ".png"])
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".mp4"])
 def test_a_changed_byte_reads_as_tampered(home, ext):
     a = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     out = home / f"s{ext}"
     cr.sign_file(_write(home / f"p{ext}", a), out, cr.Facts())
     data = bytearray(out.read_bytes())
-    marker = data.rfind(b"\xff\xda") if ext == ".jpg" else data.rfind(b"IDAT")  # the pixel data
+    marker = data.rfind({".jpg": b"\xff\xda", ".png": b"IDAT", ".webp": b"VP8L", ".mp4": b"mdat"}[ext])  # pixel data
     data[marker + 40] ^= 0x01
     out.write_bytes(bytes(data))
     c = cr.read(out)
