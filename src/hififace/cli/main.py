@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "eval": ".eval",
     "export": ".export",
     "app": ".app",
+    "verify": ".verify",
 }
 
 #: Top-level module a command may need -> the extra that installs it.
