@@ -174,7 +174,7 @@ def test_an_edited_config_gives_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ converter
-def test_full_size_release_file_converts_with_every_key_mapped_or_dropped(tmp_path, capsys):
+def test_full_size_release_file_converts_with_every_key_mapped_or_dropped(tmp_path, capsys, monkeypatch):
     """The real container at full size ({'params_ema': 285 tensors}), built from the manifest; no forward pass."""
     t0 = time.perf_counter()
     state = random_release_state()  # the keys, order and shapes of the manifest
@@ -192,7 +192,8 @@ def test_full_size_release_file_converts_with_every_key_mapped_or_dropped(tmp_pa
     kept = [k for k in state if not k.startswith(tuple(DROPPED))]
     assert sorted(written) == sorted(kept) and len(kept) == 255
     assert all(torch.equal(written[k], state[k]) for k in kept)  # bit-exact
-    rc, out, _ = run_cli(["info", tmp_path / "gfpgan"], capsys)
+    monkeypatch.setenv("HIFIFACE_HOME", str(tmp_path))
+    rc, out, _ = run_cli(["info", "gfpgan"], capsys)  # found under $HIFIFACE_HOME, as model folders are
     assert rc == 0 and "face restorer" in out and "out_size=512" in out and "gfpgan.safetensors" in out
     assert "85,038,263 elements" in out
     assert time.perf_counter() - t0 < 120  # a guard against a pathological slowdown, not a benchmark

@@ -18,8 +18,11 @@ def run(args: argparse.Namespace) -> int:
     from ..models.hififace import read_folder_info
     from ..models.restorers.gfpgan import is_restorer_folder, read_restorer_info
 
-    if args.path is not None and is_restorer_folder(args.path):
-        info = read_restorer_info(args.path)
+    from ..weights.resolve import find_model_dir
+
+    found = find_model_dir(args.path) if args.path is not None else None
+    if found is not None and is_restorer_folder(found):
+        info = read_restorer_info(found)
     else:
         info = read_folder_info(args.path, how="give the folder: hififace info DIR")
     if args.json:
