@@ -76,7 +76,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: torch's)")
     ap.add_argument("--force-bf16", action="store_true", help="run bf16 even on a CPU without native bf16")
-    ap.add_argument("--channels-last", action="store_true", help="also time channels_last (GPU)")
+    ap.add_argument("--channels-last", action="store_true", help="also time the channels_last layout")
     args = ap.parse_args()
 
     import torch
@@ -110,9 +110,8 @@ def main() -> int:
              value=round(gflop_per_face(first.model, size), 1))
         if args.channels_last:
             for (engine, dtype), r in list(restorers.items()):
-                cl = load_restorer(folder, device=args.device, dtype=dtype)
-                cl.model = cl.model.to(memory_format=torch.channels_last)
-                restorers[("torch_channels_last", dtype)] = cl
+                restorers[("torch_channels_last", dtype)] = load_restorer(folder, device=args.device, dtype=dtype,
+                                                                          channels_last=True)
         if "onnx" in engines:
             from hififace.restore.onnx_engine import OnnxRestorer
 
@@ -140,7 +139,7 @@ def main() -> int:
                 if reference is not None and r is not reference:
                     diff = float((r.restore(crops).float() - reference.restore(crops)).abs().max())
                     emit(BENCH, case="max_abs_vs_torch_fp32", batch=batch, size=size, device=args.device, dtype=dtype,
-                         engine=engine, value=round(diff, 6), unit="max |delta| of [0,1] output")
+                         engine=engine, value=float(f"{diff:.3g}"), unit="max |delta| of [0,1] output")
     return 0
 
 

@@ -139,6 +139,19 @@ def test_forward_shape_range_and_determinism():
     assert not torch.allclose(a[0], a[1])  # the output depends on the face
 
 
+def test_channels_last_gives_the_same_output(tmp_path):
+    folder = GFPGAN.random(TINY, seed=4).save_pretrained(tmp_path / "r")
+    plain = load_restorer(folder, device="cpu")
+    fast = load_restorer(folder, device="cpu", channels_last=True)
+    conv = fast.model.stylegan_decoder.style_convs[0].modulated_conv.weight
+    assert conv.ndim == 5 and conv[0].is_contiguous(memory_format=torch.channels_last)
+    faces = _faces(2, 64)
+    torch.testing.assert_close(fast.restore(faces), plain.restore(faces), rtol=0, atol=1e-5)
+    saved = fast.model.save_pretrained(tmp_path / "again")  # the layout does not leak into the files
+    assert torch.equal(load_safetensors(saved / "gfpgan.safetensors")["final_conv.weight"],
+                       plain.model.final_conv.weight)
+
+
 def test_the_stored_noise_maps_are_used():
     model = GFPGAN.random(TINY, seed=1)
     x = _faces(1, 64) * 2 - 1

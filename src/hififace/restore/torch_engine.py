@@ -48,16 +48,20 @@ class GFPGANRestorer:
     (y + 1) / 2, the upstream normalisation (FORMATS.md section 7). Deterministic (the stored noise maps).
 
     ``batch_size`` faces go through the network at once; ``dtype`` (fp32 by default; bf16 on GPUs and CPUs with
-    native bf16) is the network's, inputs and outputs stay float32.
+    native bf16) is the network's, inputs and outputs stay float32. ``channels_last`` runs the network in that memory
+    layout (:meth:`GFPGAN.to_channels_last`): faster on GPUs and, with oneDNN, on CPUs.
     """
 
     template = "ffhq5"
 
     def __init__(self, model: GFPGAN, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                 batch_size: int = 4):
+                 batch_size: int = 4, channels_last: bool = False):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model = model.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.model.to_channels_last()
         self.size = model.config.out_size
         self.batch_size = max(1, int(batch_size))
         self.name = restorer_name(model)
@@ -65,16 +69,21 @@ class GFPGANRestorer:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None, batch_size: int = 4) -> "GFPGANRestorer":
+                        dtype: str | torch.dtype | None = None, batch_size: int = 4,
+                        channels_last: bool = False) -> "GFPGANRestorer":
         """Load a restorer folder (``hififace convert --gfpgan GFPGANv1.4.pth -o DIR``)."""
-        return cls(GFPGAN.from_pretrained(folder), device=device, dtype=dtype, batch_size=batch_size)
+        return cls(GFPGAN.from_pretrained(folder), device=device, dtype=dtype, batch_size=batch_size,
+                   channels_last=channels_last)
 
     @torch.inference_mode()
     def restore(self, crops: torch.Tensor) -> torch.Tensor:
         x = check_crops(crops, self.size, self.name)
         out = []
         for chunk in x.split(self.batch_size):
-            y = self.model(chunk.to(self.device, self.dtype) * 2 - 1)
+            x_in = chunk.to(self.device, self.dtype) * 2 - 1
+            if self.channels_last:
+                x_in = x_in.contiguous(memory_format=torch.channels_last)
+            y = self.model(x_in)
             out.append(((y.float().clamp(-1, 1) + 1) / 2).to(crops.device))
         return torch.cat(out)
 
