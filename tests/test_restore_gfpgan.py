@@ -264,6 +264,13 @@ def test_a_mismatching_state_stops_with_one_line_naming_the_keys(tmp_path, edit,
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == [path]  # no half-written folder
 
 
+def test_half_precision_files_are_converted_to_float32(tmp_path):
+    state = _release_state(TINY, seed=5)
+    model = load_gfpgan(_write(tmp_path / "half.pth", OrderedDict((k, v.half()) for k, v in state.items())))
+    assert all(v.dtype == torch.float32 for v in model.state_dict().values())
+    assert torch.equal(model.final_conv.weight, state["final_conv.weight"].half().float())
+
+
 def test_dropped_keys_may_be_absent_but_nothing_else(tmp_path):
     state = OrderedDict((k, v) for k, v in _release_state(TINY).items() if not k.startswith(tuple(DROPPED)))
     model = load_gfpgan(_write(tmp_path / "lean.pth", state))

@@ -33,7 +33,8 @@ def load_restorer(path: str | Path, device: Any = None, dtype: Any = None, **opt
 
     ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``/None (a GPU when there is one). ``dtype`` (fp32, bf16,
     fp16) applies to the PyTorch engine; ONNX graphs run in the precision they were exported in. ``options`` go to
-    the engine (``batch_size``; for ONNX also ``fidelity``, ``size``, ``threads``, ``input_range``, ``template``).
+    the engine (``batch_size``; PyTorch: ``channels_last``; ONNX: ``fidelity``, ``size``, ``threads``, ``input_range``,
+    ``template``).
     Anything else gives one :class:`~hififace.errors.WeightsError` line saying what to give instead.
     """
     from ..models.restorers.gfpgan import CONFIG_FILE, is_restorer_folder
