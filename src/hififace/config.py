@@ -113,6 +113,10 @@ class HifiFaceConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "HifiFaceConfig":
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if data.get("_class", cls.__name__) != cls.__name__:  # e.g. a face-restorer folder (GFPGANConfig)
+            kind = str(data.get("_class"))[:40]
+            raise ConfigError(f"{source}: describes a {kind}, not a HifiFace model (a face-restorer folder is not a "
+                              "swap model); give a HifiFace model folder")
         known = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in data.items() if not k.startswith("_")}
         unknown = sorted(set(data) - known)

@@ -11,6 +11,7 @@ EPILOG = """examples:
   hififace convert --arcface backbone.pth --recon3d epoch_20.pth --bfm BFM_model_front.mat -o weights/init-256
   hififace convert runs/x/last.ckpt -o weights/my-model
   hififace convert weights/hififace-256 --to reference -o hififace_ref.ckpt
+  hififace convert --gfpgan GFPGANv1.4.pth -o weights/gfpgan-1.4
 """
 
 
@@ -22,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arcface", help="insightface ArcFace backbone.pth (fresh model from separate files)")
     p.add_argument("--recon3d", help="Deep3DFaceRecon epoch_20.pth (fresh model from separate files)")
     p.add_argument("--bfm", help="BFM_model_front.mat (optional: needed for the shape loss in training)")
+    p.add_argument("--gfpgan", metavar="FILE",
+                   help="GFPGANv1.3.pth / GFPGANv1.4.pth: convert the face restorer into a restorer folder")
     p.add_argument("--size", type=int, default=256, choices=(256, 512), help="image size of a fresh model")
     p.add_argument("--variant", default="reference", choices=("reference", "paper"), help="variant of a fresh model")
     p.add_argument("--seed", type=int, default=0, help="seed of a fresh generator's random initialisation")
@@ -39,6 +42,15 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
     from ..weights import convert as conv
 
+    if args.gfpgan:
+        if args.checkpoint or args.arcface or args.recon3d or args.to:
+            raise HifiFaceError("--gfpgan converts the restorer on its own: give no checkpoint, --arcface, --recon3d "
+                                "or --to with it")
+        from ..weights.gfpgan import convert_gfpgan
+
+        out = convert_gfpgan(args.gfpgan, args.output, overwrite=args.overwrite)
+        log.info("wrote restorer folder %s", out)
+        return 0
     if args.to == "reference":
         from ..weights.reference import export_reference_checkpoint
 
@@ -56,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         out = conv.convert_separate_files(args.output, args.arcface, args.recon3d, args.bfm, args.size, args.variant,
                                           args.seed, overwrite=args.overwrite)
     else:
-        raise HifiFaceError("nothing to convert: give a checkpoint, or --arcface backbone.pth --recon3d epoch_20.pth")
+        raise HifiFaceError("nothing to convert: give a checkpoint, or --arcface backbone.pth --recon3d epoch_20.pth, "
+                            "or --gfpgan GFPGANv1.4.pth")
     log.info("wrote model folder %s", out)
     return 0

@@ -7,7 +7,8 @@ import json
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show the format, config and parameter counts of a model folder")
-    p.add_argument("path", nargs="?", help="model folder (default: $HIFIFACE_HOME, then ~/.cache/hififace)")
+    p.add_argument("path", nargs="?", help="model folder or restorer folder (default: $HIFIFACE_HOME, then "
+                                           "~/.cache/hififace)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -15,8 +16,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import WeightsError
     from ..models.hififace import read_folder_info
+    from ..models.restorers.gfpgan import is_restorer_folder, read_restorer_info
 
-    info = read_folder_info(args.path, how="give the folder: hififace info DIR")
+    from ..weights.resolve import find_model_dir
+
+    found = find_model_dir(args.path) if args.path is not None else None
+    if found is not None and is_restorer_folder(found):
+        info = read_restorer_info(found)
+    else:
+        info = read_folder_info(args.path, how="give the folder: hififace info DIR")
     if args.json:
         print(json.dumps(info, indent=2))
     else:

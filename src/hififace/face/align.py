@@ -7,7 +7,9 @@ pixel-centre convention of ``cv2.warpAffine``. Templates (5 points, order of ``d
   and by size/128 plus a shift of 8 * size/128 for multiples of 128 (so 256 is SimSwap's VGGFace2-224 alignment, the
   data the reference trained on, at 256);
 - ``ffhq``: the FFHQ (NVlabs) oriented square computed from eye centres and mouth corners (5 or 68 points);
-- ``frontal``: xuehy/HiFiFace-pytorch's inference template (FORMATS.md section 4).
+- ``frontal``: xuehy/HiFiFace-pytorch's inference template (FORMATS.md section 4);
+- ``ffhq5``: the FFHQ 512 five-point template face restorers are trained on (GFPGAN, CodeFormer, GPEN-BFR 512+,
+  RestoreFormer), scaled by size/512. Not a training-crop alignment (not in ``ALIGN_TEMPLATES``).
 
 :func:`refine_landmarks` re-detects on a canonical crop and on its mirror image and averages, which removes most of
 the landmark drift that 5-point detectors show under head roll and scale (see ``benchmarks/preprocess.py``).
@@ -34,7 +36,16 @@ ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.736
 #: xuehy/HiFiFace-pytorch "frontal" template for 112 (FORMATS.md section 4).
 FRONTAL_112 = np.array([[39.730, 51.138], [72.270, 51.138], [56.000, 68.493], [42.463, 87.010], [69.537, 87.010]],
                        dtype=np.float64)
+#: FFHQ 512 five-point template of the face restorers: facexlib ``FaceRestoreHelper.face_template`` (the crop GFPGAN,
+#: CodeFormer and RestoreFormer are run on; FaceFusion's ``ffhq_512`` is the same points divided by 512), FORMATS.md
+#: section 7. Upstream fits it with cv2.estimateAffinePartial2D(method=LMEDS); :func:`estimate_transform` uses the
+#: least-squares similarity, which on five consistent points differs by a fraction of a pixel.
+FFHQ5_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935], [201.26117, 371.41043],
+                      [313.08905, 371.15118]], dtype=np.float64)
 TEMPLATES = ALIGN_TEMPLATES
+#: Templates for other networks than the swap model (face restorers): accepted by :func:`template_points` and
+#: :func:`estimate_transform`, not by ``HifiFaceConfig.align``.
+RESTORER_TEMPLATES = ("ffhq5",)
 
 
 def template_points(name: str = "arcface", size: int = 256) -> np.ndarray:
@@ -47,13 +58,15 @@ def template_points(name: str = "arcface", size: int = 256) -> np.ndarray:
         return ARCFACE_112 * (size / 112.0)
     if name == "frontal":
         return FRONTAL_112 * (size / 112.0)
+    if name == "ffhq5":
+        return FFHQ5_512 * (size / 512.0)
     if name == "ffhq":
         # an upright face whose FFHQ quad is exactly the crop: eye distance e = eye-to-mouth distance = size / 4
         e, c = size / 4.0, size / 2.0 - 0.5
         eye_y = c - 0.1 * e
         return np.array([[c - e / 2, eye_y], [c + e / 2, eye_y], [c, eye_y + 0.5 * e], [c - 0.4 * e, eye_y + e],
                          [c + 0.4 * e, eye_y + e]], dtype=np.float64)
-    raise ConfigError(f"unknown alignment template {name!r}; choose one of {', '.join(TEMPLATES)}")
+    raise ConfigError(f"unknown alignment template {name!r}; choose one of {', '.join(TEMPLATES + RESTORER_TEMPLATES)}")
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
