@@ -27,12 +27,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What each generator variant is, in words (``hififace info``).
+VARIANT_WORDS = {
+    "reference": "mindslab-ai/hififace's generator (the reference implementation)",
+    "paper": "the paper authors' clarified generator",
+    "xuehy": "xuehy/HiFiFace-pytorch's generator (inference only)",
+}
+
+
 def _print(info: dict) -> None:
     print(f"folder:  {info['folder']}")
     print(f"format:  {info['format']}")
     cfg = info["config"]
+    notes = cfg.get("notes", {})
+    print(f"model:   {cfg['variant']} variant: {VARIANT_WORDS.get(cfg['variant'], '?')}, {cfg['image_size']}px, "
+          f"aligned with the {cfg['align']} template")
+    if "converted_from" in notes:
+        sha = f", sha256 {notes['source_sha256']}" if "source_sha256" in notes else ""
+        print(f"weights: converted from {notes['converted_from']} ({notes.get('source_format', '?')}{sha})")
     print("config:  " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "notes"))
-    for k, v in cfg.get("notes", {}).items():
+    for k, v in notes.items():
         print(f"  note {k}: {v}")
     total = 0
     for name, f in info["files"].items():
