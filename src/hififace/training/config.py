@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import HifiFaceConfig
+from ..config import INFERENCE_ONLY_VARIANTS, HifiFaceConfig
 from ..errors import ConfigError
 from ..losses.config import LossConfig
 
@@ -161,6 +161,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         self.model.model_config()  # HifiFaceConfig checks its own fields
+        if self.model.variant in INFERENCE_ONLY_VARIANTS:
+            raise ConfigError(f"model.variant={self.model.variant!r}: {not_trainable(self.model.variant)}")
         known = {f.name for f in dataclasses.fields(LossConfig)}
         unknown = sorted(set(self.losses) - known)
         if unknown:
@@ -191,6 +193,12 @@ class TrainConfig:
         _check(c.top_k >= -1, "checkpoint.top_k", c.top_k, ">= -1")
         _check(0 < self.weights.lpips_width <= 1, "weights.lpips_width", self.weights.lpips_width, "in (0, 1]")
         return self
+
+
+def not_trainable(variant: str) -> str:
+    """Why ``hififace train`` refuses an inference-only variant (the end of a one-line error)."""
+    return (f"the {variant} variant is for inference only: hififace train has neither its discriminator nor its losses "
+            "(docs/xuehy.md says how they differ); train or fine-tune a reference or paper model instead")
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
