@@ -17,7 +17,8 @@ Facts read from its ``models/`` code at commit 0e50b259 (FORMATS.md section 4):
   * in F_up the image head runs first, so the mask head sees LeakyReLU(features).
 
   Both are reproduced here out of place (the same values). Computing the heads on the un-activated tensors instead
-  changes I_r by up to 0.78 and M_r by up to 0.18 on random weights.
+  changes I_r by tenths and M_r by up to ~0.2 on random weights (FORMATS.md section 4; ``scripts/parity_xuehy.py``
+  measures it on its pairs).
 - Masks are sigmoids (in [0, 1]); image heads are unbounded; blending happens in [0, 1] image space; the 64x64
   blend uses the target down-sampled by nearest neighbour (``F.interpolate(target, scale_factor=0.25)``).
 
