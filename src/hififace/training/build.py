@@ -10,12 +10,10 @@ from typing import Iterator
 
 import torch
 
-from ..config import INFERENCE_ONLY_VARIANTS, HifiFaceConfig
 from ..errors import ConfigError, WeightsError
 from ..models.discriminators import create_discriminator
-from ..models.hififace import BFM_FILE, CONFIG_FILE, DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace
-from ..weights.resolve import resolve_model_dir
-from .config import TrainConfig, not_trainable
+from ..models.hififace import BFM_FILE, DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace
+from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +29,6 @@ def build_networks(cfg: TrainConfig):
     m = cfg.model
     init = Path(m.init) if m.init else None
     if init is not None:
-        variant = HifiFaceConfig.load(resolve_model_dir(init, "give the folder: --init DIR") / CONFIG_FILE).variant
-        if variant in INFERENCE_ONLY_VARIANTS:  # before any weights are read
-            raise ConfigError(f"model.init {init}: {not_trainable(variant)}")
         model = HifiFace.from_pretrained(init)
         want = m.model_config()
         got = model.config

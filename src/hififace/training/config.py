@@ -163,6 +163,9 @@ class TrainConfig:
         self.model.model_config()  # HifiFaceConfig checks its own fields
         if self.model.variant in INFERENCE_ONLY_VARIANTS:
             raise ConfigError(f"model.variant={self.model.variant!r}: {not_trainable(self.model.variant)}")
+        init_variant = _folder_variant(self.model.init)
+        if init_variant in INFERENCE_ONLY_VARIANTS:  # said before any data is indexed or weights are read
+            raise ConfigError(f"model.init {self.model.init}: {not_trainable(init_variant)}")
         known = {f.name for f in dataclasses.fields(LossConfig)}
         unknown = sorted(set(self.losses) - known)
         if unknown:
@@ -193,6 +196,22 @@ class TrainConfig:
         _check(c.top_k >= -1, "checkpoint.top_k", c.top_k, ">= -1")
         _check(0 < self.weights.lpips_width <= 1, "weights.lpips_width", self.weights.lpips_width, "in (0, 1]")
         return self
+
+
+def _folder_variant(init: str | None) -> str | None:
+    """The ``variant`` in a model folder's config.json, or None (no folder, or unreadable: later checks say why)."""
+    import json
+
+    from ..weights.resolve import find_model_dir
+
+    folder = find_model_dir(init) if init else None
+    if folder is None:
+        return None
+    try:
+        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data.get("variant") if isinstance(data, dict) else None
 
 
 def not_trainable(variant: str) -> str:
