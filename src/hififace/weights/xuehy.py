@@ -179,7 +179,6 @@ def convert_xuehy_generator(path: str | Path, out_dir: str | Path, obj: object =
     if unknown:
         raise WeightsError(f"{path}: {len(unknown)} key(s) not in xuehy's Generator layout: {describe_keys(unknown)}")
 
-    config.notes["source_sha256"] = sha256_file(path)  # the file's identity, once it is known to convert
     filled = 0
     for what, (module, mapping) in parts.items():
         tensors = {}
@@ -193,4 +192,5 @@ def convert_xuehy_generator(path: str | Path, out_dir: str | Path, obj: object =
     if filled:
         log.info("%s: %d BatchNorm num_batches_tracked counter(s) absent, set to 0", path, filled)
     log.info("xuehy generator %s (%s): %d keys mapped, none dropped", path.name, notes["source_model"], len(state))
+    config.notes["source_sha256"] = sha256_file(path)  # the file's identity, once it has converted
     return model.save_pretrained(out_dir)
