@@ -156,6 +156,14 @@ def test_folder_and_file_mistakes_are_one_line(tmp_path, capsys):
     assert_one_error(rc, err, "no generator_5.pth", "40000, 80000")
     rc, _, err = run_cli(["convert", folder / "generator_40000.pth", "--iteration", "5", "-o", tmp_path / "o"], capsys)
     assert_one_error(rc, err, "--iteration", "give the folder")
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "generator_7.pth").write_bytes(b"not a pickle")
+    rc, _, err = run_cli(["convert", single, "-o", tmp_path / "o"], capsys)  # its only generator file is taken
+    assert_one_error(rc, err, "generator_7.pth", "not a checkpoint")
+    rc, _, err = run_cli(["convert", "--arcface", "a.pth", "--recon3d", "b.pth", "--iteration", "5", "-o", tmp_path / "o"],
+                         capsys)
+    assert_one_error(rc, err, "--iteration", "xuehy model folder")
     disc = tmp_path / "discriminator_80000.pth"
     torch.save({"sequence.0.weight": torch.zeros(64, 3, 3, 3), "sequence.0.bias": torch.zeros(64)}, disc)
     rc, _, err = run_cli(["convert", disc, "-o", tmp_path / "o"], capsys)

@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
     from ..weights import convert as conv
 
+    if args.iteration is not None and (args.to or not args.checkpoint):
+        raise HifiFaceError("--iteration picks generator_N.pth in a xuehy model folder: give that folder as the "
+                            "checkpoint (hififace convert FOLDER --iteration N -o OUT)")
     if args.to == "reference":
         from ..weights.reference import export_reference_checkpoint
 
