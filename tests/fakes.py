@@ -71,6 +71,14 @@ def write_deep3d(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def write_xuehy_generator(path: Path, seed: int = 0, state: dict | None = None) -> Path:
+    """xuehy/HiFiFace-pytorch ``generator_<iteration>.pth``: a raw ``Generator.state_dict()``, no prefix, with the
+    frozen ArcFace (``id_extractor.f_id.*``) and ReconNet (``id_extractor.f_3d.*``) embedded."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(fake_state("xuehy_hififace_generator_keys.tsv", seed) if state is None else state, path)
+    return path
+
+
 def reference_state(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
     """The full 2791-key state_dict of the reference LightningModule (generator, discriminator, loss copies)."""
     state = fake_state("seed_lightning_checkpoint_keys.tsv", seed)

@@ -17,7 +17,10 @@ from typing import Any
 from .errors import ConfigError
 from .utils.text import printable, printable_list
 
-VARIANTS = ("reference", "paper")
+VARIANTS = ("reference", "paper", "xuehy")
+#: Variants that exist only as converted weights (no discriminator or losses of their own here): ``hififace train``
+#: refuses them.
+INFERENCE_ONLY_VARIANTS = ("xuehy",)
 IMAGE_SIZES = (256, 512)
 ARCFACE_ARCHS = ("r18", "r34", "r50", "r100")
 #: Face alignment templates (see :mod:`hififace.face.align`): how the training crops were cut from photos.
@@ -40,7 +43,9 @@ class HifiFaceConfig:
         image_size: side of the square face crop the model works on (256 or 512).
         variant: ``"reference"`` reproduces mindslab-ai/hififace layer for layer (its checkpoint loads and
             gives the same outputs); ``"paper"`` follows the paper authors' clarifications (sigmoid masks,
-            conv I_low head, two AdaIN blocks after the blend, StarGAN-v2 discriminator).
+            conv I_low head, two AdaIN blocks after the blend, StarGAN-v2 discriminator); ``"xuehy"`` is
+            xuehy/HiFiFace-pytorch's generator (256 only, its released ``generator_<iter>.pth`` files convert to it;
+            its ArcFace input is resized bicubic, see :attr:`arcface_resize`). Inference only.
         arcface_arch: depth of the insightface IResNet identity network.
         recon_input_size: side the image is resized to before ReconNet. ``None`` feeds the crop as it is,
             which is what the reference does (ReconNet was trained at 224; adaptive pooling lets it run).
@@ -75,6 +80,12 @@ class HifiFaceConfig:
         return N_COEFFS + ARCFACE_DIM
 
     @property
+    def arcface_resize(self) -> str:
+        """Interpolation of the crop -> 112 resize before ArcFace (no antialias): ``bicubic`` for xuehy (its
+        ``ShapeAwareIdentityExtractor``), ``bilinear`` for the reference and paper variants."""
+        return "bicubic" if self.variant == "xuehy" else "bilinear"
+
+    @property
     def low_size(self) -> int:
         """Side of I_low and m_low (the SFF works at 64 px for both image sizes)."""
         return 64
@@ -92,6 +103,9 @@ class HifiFaceConfig:
             raise ConfigError(f"unknown variant {_quote(self.variant)}: use one of {', '.join(VARIANTS)}")
         if self.image_size not in IMAGE_SIZES:
             raise ConfigError(f"image_size {self.image_size!r} is not supported: use 256 or 512")
+        if self.variant == "xuehy" and self.image_size != 256:
+            raise ConfigError(f"image_size {self.image_size!r} with variant xuehy: xuehy/HiFiFace-pytorch's generator "
+                              "exists at 256 only")
         if self.arcface_arch not in ARCFACE_ARCHS:
             raise ConfigError(f"unknown arcface_arch {_quote(self.arcface_arch)}: use one of {', '.join(ARCFACE_ARCHS)}")
         if self.recon_input_size is not None and not (64 <= int(self.recon_input_size) <= 1024):

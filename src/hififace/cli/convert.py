@@ -8,6 +8,8 @@ log = logging.getLogger("hififace")
 
 EPILOG = """examples:
   hififace convert hififace_opensouce_299999.ckpt -o weights/hififace-256
+  hififace convert standard_model/generator_320000.pth -o weights/xuehy-standard
+  hififace convert with_gaze_and_mouth --iteration 190000 -o weights/xuehy-gaze-mouth
   hififace convert --arcface backbone.pth --recon3d epoch_20.pth --bfm BFM_model_front.mat -o weights/init-256
   hififace convert runs/x/last.ckpt -o weights/my-model
   hififace convert weights/hififace-256 --to reference -o hififace_ref.ckpt
@@ -18,7 +20,10 @@ EPILOG = """examples:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert weight files into a hififace model folder (or back)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", help="reference .ckpt, a 'hififace train' checkpoint, or (with --to) a model folder")
+    p.add_argument("checkpoint", nargs="?", help="reference .ckpt, xuehy generator_<iter>.pth (or its folder with "
+                   "--iteration), a 'hififace train' checkpoint, or (with --to) a model folder")
+    p.add_argument("--iteration", type=int, metavar="N",
+                   help="xuehy model folders: convert its generator_N.pth (as its own loader's folder + iteration)")
     p.add_argument("-o", "--output", required=True, help="output model folder (or .ckpt file with --to reference)")
     p.add_argument("--arcface", help="insightface ArcFace backbone.pth (fresh model from separate files)")
     p.add_argument("--recon3d", help="Deep3DFaceRecon epoch_20.pth (fresh model from separate files)")
@@ -43,14 +48,17 @@ def run(args: argparse.Namespace) -> int:
     from ..weights import convert as conv
 
     if args.gfpgan:
-        if args.checkpoint or args.arcface or args.recon3d or args.to:
-            raise HifiFaceError("--gfpgan converts the restorer on its own: give no checkpoint, --arcface, --recon3d "
-                                "or --to with it")
+        if args.checkpoint or args.arcface or args.recon3d or args.to or args.iteration is not None:
+            raise HifiFaceError("--gfpgan converts the restorer on its own: give no checkpoint, --arcface, --recon3d, "
+                                "--to or --iteration with it")
         from ..weights.gfpgan import convert_gfpgan
 
         out = convert_gfpgan(args.gfpgan, args.output, overwrite=args.overwrite)
         log.info("wrote restorer folder %s", out)
         return 0
+    if args.iteration is not None and (args.to or not args.checkpoint):
+        raise HifiFaceError("--iteration picks generator_N.pth in a xuehy model folder: give that folder as the "
+                            "checkpoint (hififace convert FOLDER --iteration N -o OUT)")
     if args.to == "reference":
         from ..weights.reference import export_reference_checkpoint
 
@@ -63,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise HifiFaceError("give either a checkpoint or --arcface/--recon3d files, not both")
     if args.checkpoint:
         out = conv.convert_checkpoint(args.checkpoint, args.output, overwrite=args.overwrite,
-                                      frozen_from=args.frozen_from, use_ema=not args.no_ema)
+                                      frozen_from=args.frozen_from, use_ema=not args.no_ema, iteration=args.iteration)
     elif args.arcface or args.recon3d:
         out = conv.convert_separate_files(args.output, args.arcface, args.recon3d, args.bfm, args.size, args.variant,
                                           args.seed, overwrite=args.overwrite)

@@ -35,14 +35,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What each generator variant is, in words (``hififace info``).
+VARIANT_WORDS = {
+    "reference": "mindslab-ai/hififace's generator (the reference implementation)",
+    "paper": "the paper authors' clarified generator",
+    "xuehy": "xuehy/HiFiFace-pytorch's generator (inference only)",
+}
+
+
 def _print(info: dict) -> None:
     from ..utils.text import printable
 
     print(f"folder:  {info['folder']}")
     print(f"format:  {info['format']}")
     cfg = info["config"]
+    notes = cfg.get("notes", {})
+    print(f"model:   {cfg['variant']} variant: {VARIANT_WORDS.get(cfg['variant'], '?')}, {cfg['image_size']}px, "
+          f"aligned with the {cfg['align']} template")
+    if "converted_from" in notes:
+        sha = f", sha256 {notes['source_sha256']}" if "source_sha256" in notes else ""
+        print(f"weights: converted from {printable(notes['converted_from'], 200)} "
+              f"({printable(notes.get('source_format', '?'), 40)}{printable(sha, 80)})")
     print("config:  " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "notes"))
-    for k, v in cfg.get("notes", {}).items():  # free text from config.json: shown escaped and cut
+    for k, v in notes.items():  # free text from config.json: shown escaped and cut
         print(f"  note {printable(k, 40)}: {printable(v, 200)}")
     total = 0
     for name, f in info["files"].items():

@@ -6,9 +6,10 @@ comes from :class:`~hififace.models.identity.ShapeAwareIdentityExtractor`; keepi
 identity be computed once and reused for many targets.
 
 Widths and op order of the ``reference`` variant are those of mindslab-ai/hififace; the ``paper`` variant follows
-the paper authors' clarifications (design/ARCHITECTURE.md). The 512 model adds one down-sampling block at the
-start of the encoder and one up-sampling block in F_up, so the SFF still works at 64x64 and the encoder/decoder
-keep their widths (the paper's "Ours-512" does not publish how its encoder/decoder change).
+the paper authors' clarifications (design/ARCHITECTURE.md); the ``xuehy`` variant is xuehy/HiFiFace-pytorch's
+generator (the same encoder and decoder, its own SFF in :mod:`hififace.models.xuehy`). The 512 model adds one
+down-sampling block at the start of the encoder and one up-sampling block in F_up, so the SFF still works at 64x64
+and the encoder/decoder keep their widths (the paper's "Ours-512" does not publish how its encoder/decoder change).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from ..config import HifiFaceConfig
 from ..nn.blocks import LRELU_SLOPE, AdaINResBlock, ResBlock
+from .xuehy import SFFXuehy
 
 
 class GeneratorOutput(NamedTuple):
@@ -159,14 +161,14 @@ class Generator(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
-        self.sff = SFFReference(config) if config.variant == "reference" else SFFPaper(config)
+        self.sff = {"reference": SFFReference, "paper": SFFPaper, "xuehy": SFFXuehy}[config.variant](config)
 
     def forward(self, target: torch.Tensor, v_sid: torch.Tensor) -> GeneratorOutput:
         return self.decode(target, *self.encoder(target), v_sid)
 
     def decode(self, target: torch.Tensor, z_enc: torch.Tensor, z: torch.Tensor, v_sid: torch.Tensor) -> GeneratorOutput:
         """The identity-dependent part, from the encoder's outputs (which depend on the target only)."""
-        return self.sff(target, z_enc, self.decoder(z, v_sid), v_sid)
+        return GeneratorOutput(*self.sff(target, z_enc, self.decoder(z, v_sid), v_sid))
 
 
 def create_generator(image_size: int = 256, variant: str = "reference", **overrides) -> Generator:

@@ -99,7 +99,8 @@ class ShapeAwareIdentityExtractor(nn.Module):
 
     def _arcface_input(self, x: torch.Tensor) -> torch.Tensor:
         size = self.config.arcface_input_size
-        return F.interpolate((x - 0.5) / 0.5, size=(size, size), mode="bilinear", align_corners=False)
+        # bilinear (reference) or bicubic (xuehy), align_corners=False, no antialias: as each implementation does
+        return F.interpolate((x - 0.5) / 0.5, size=(size, size), mode=self.config.arcface_resize, align_corners=False)
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """257 Deep3DFaceRecon coefficients of images in [0, 1] (differentiable w.r.t. ``x``)."""
@@ -108,7 +109,8 @@ class ShapeAwareIdentityExtractor(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised ArcFace embedding of images in [0, 1] (differentiable w.r.t. ``x``).
 
-        As the reference: ``(x - 0.5) / 0.5`` then a bilinear resize to 112 (align_corners=False, no antialias).
+        As the reference: ``(x - 0.5) / 0.5`` then a bilinear resize to 112 (align_corners=False, no antialias);
+        the xuehy variant resizes bicubic instead, as its own extractor does.
         """
         return F.normalize(self.arcface(self._arcface_input(x)), dim=-1, p=2)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import HifiFaceConfig
+from ..config import INFERENCE_ONLY_VARIANTS, HifiFaceConfig
 from ..errors import ConfigError
 from ..losses.config import LossConfig
 
@@ -161,6 +161,11 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         self.model.model_config()  # HifiFaceConfig checks its own fields
+        if self.model.variant in INFERENCE_ONLY_VARIANTS:
+            raise ConfigError(f"model.variant={self.model.variant!r}: {not_trainable(self.model.variant)}")
+        init_variant = _folder_variant(self.model.init)
+        if init_variant in INFERENCE_ONLY_VARIANTS:  # said before any data is indexed or weights are read
+            raise ConfigError(f"model.init {self.model.init}: {not_trainable(init_variant)}")
         known = {f.name for f in dataclasses.fields(LossConfig)}
         unknown = sorted(set(self.losses) - known)
         if unknown:
@@ -191,6 +196,28 @@ class TrainConfig:
         _check(c.top_k >= -1, "checkpoint.top_k", c.top_k, ">= -1")
         _check(0 < self.weights.lpips_width <= 1, "weights.lpips_width", self.weights.lpips_width, "in (0, 1]")
         return self
+
+
+def _folder_variant(init: str | None) -> str | None:
+    """The ``variant`` in a model folder's config.json, or None (no folder, or unreadable: later checks say why)."""
+    import json
+
+    from ..weights.resolve import find_model_dir
+
+    folder = find_model_dir(init) if init else None
+    if folder is None:
+        return None
+    try:
+        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data.get("variant") if isinstance(data, dict) else None
+
+
+def not_trainable(variant: str) -> str:
+    """Why ``hififace train`` refuses an inference-only variant (the end of a one-line error)."""
+    return (f"the {variant} variant is for inference only: hififace train has neither its discriminator nor its losses "
+            "(docs/xuehy.md says how they differ); train or fine-tune a reference or paper model instead")
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:

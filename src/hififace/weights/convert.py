@@ -91,23 +91,33 @@ def _raise_mapped(err: OSError, out: Path) -> None:
 
 
 def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = False,
-                       frozen_from: str | Path | None = None, use_ema: bool = True) -> Path:
-    """A reference Lightning checkpoint or one of our training checkpoints -> model folder.
+                       frozen_from: str | Path | None = None, use_ema: bool = True, iteration: int | None = None) -> Path:
+    """A reference Lightning checkpoint, a xuehy/HiFiFace-pytorch generator or one of our training checkpoints ->
+    model folder (the kind is detected from the keys).
 
     ``frozen_from`` and ``use_ema`` apply to training checkpoints (which do not hold the frozen networks).
+    ``path`` may be a xuehy model folder: ``iteration`` then picks its ``generator_<iteration>.pth``.
     """
     from .io import load_legacy
     from .reference import GEN, convert_reference_checkpoint, describe_checkpoint
+    from .xuehy import convert_xuehy_generator, find_generator_file, is_xuehy_discriminator, is_xuehy_state
 
     path = require_existing(path)
     if path.is_dir():
-        raise WeightsError(f"{path}: is a folder; give a checkpoint file (.ckpt/.pth), or use 'hififace info' on a model folder")
-    obj = load_legacy(path, "reference hififace_opensouce_299999.ckpt or a 'hififace train' checkpoint (.ckpt)")
+        path = find_generator_file(path, iteration)
+    elif iteration is not None:
+        raise WeightsError(f"{path}: --iteration picks a generator_<iteration>.pth in a xuehy model folder; "
+                           "give the folder, or the file without --iteration")
+    obj = load_legacy(path, "reference hififace_opensouce_299999.ckpt, xuehy generator_<iteration>.pth or a "
+                            "'hififace train' checkpoint (.ckpt)")
     state = obj.get("state_dict") if isinstance(obj, dict) else None
     with atomic_folder(out_dir, overwrite) as tmp:
         if isinstance(state, dict) and any(str(k).startswith(GEN + "id_extractor.") for k in state):
             del state
             convert_reference_checkpoint(path, tmp, obj=obj)
+        elif is_xuehy_state(obj):
+            del state
+            convert_xuehy_generator(path, tmp, obj=obj)
         else:
             try:
                 from .training import convert_training_checkpoint, is_training_checkpoint
@@ -116,9 +126,13 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
             if is_training_checkpoint is not None and is_training_checkpoint(obj):
                 del state
                 convert_training_checkpoint(path, tmp, frozen_from=frozen_from, use_ema=use_ema, ckpt=obj)
+            elif is_xuehy_discriminator(obj):
+                raise WeightsError(f"{path}: a xuehy/HiFiFace-pytorch discriminator (not needed for swapping); give the "
+                                   "generator_<iteration>.pth beside it")
             else:
-                raise WeightsError(f"{path}: not a HifiFace checkpoint ({describe_checkpoint(obj)}); "
-                                   "give the reference hififace_opensouce_299999.ckpt or a 'hififace train' checkpoint")
+                raise WeightsError(f"{path}: not a HifiFace checkpoint ({describe_checkpoint(obj)}); give the reference "
+                                   "hififace_opensouce_299999.ckpt, a xuehy generator_<iteration>.pth or a 'hififace "
+                                   "train' checkpoint")
     return Path(out_dir)
 
 
