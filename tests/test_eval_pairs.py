@@ -3,10 +3,12 @@ the line; identical rows are computed once (the model and the metric networks ar
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hififace.errors import ConfigError
@@ -39,21 +41,36 @@ def test_a_field_longer_than_the_csv_limit_is_one_line_naming_file_and_line(tmp_
 
 
 class CountingModel:
-    """Stands in for HifiFace in make_results: counts calls and images, returns a grey image per pair."""
+    """Stands in for HifiFace in make_results (its interface: config, identity, swap(return_all=True)): counts the
+    swap calls and the images swapped, returns a grey image per pair."""
 
     class config:  # noqa: N801 (a namespace like HifiFaceConfig)
         image_size = 32
         variant = "reference"
+        align = "arcface"
 
     def __init__(self) -> None:
         self.calls = 0
         self.images = 0
+        self.device = torch.device("cpu")
 
-    def swap(self, sources, targets):
-        assert len(sources) == len(targets)
+    def prepare_target(self, crops):  # part of the interface; make_results does not use it
+        raise AssertionError("not expected")
+
+    def identity_fingerprint(self) -> str:
+        return "counting"
+
+    def identity(self, crops):
+        from hififace.models.identity import Identity
+
+        return Identity(torch.zeros(len(crops), 80), torch.ones(len(crops), 512) / 512 ** 0.5)
+
+    def swap(self, identity, crops, return_all=False):
+        assert return_all and len(identity) == len(crops)
         self.calls += 1
-        self.images += len(sources)
-        return [np.full((32, 32, 3), 128, np.uint8) for _ in sources]
+        self.images += len(crops)
+        grey = torch.full((len(crops), 3, 32, 32), 128 / 255)
+        return SimpleNamespace(i_r=grey, m_r=torch.ones(len(crops), 1, 32, 32))
 
 
 def test_identical_rows_are_swapped_once_and_share_their_result(tmp_path, caplog):

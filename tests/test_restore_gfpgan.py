@@ -332,6 +332,10 @@ def test_cli_convert_refuses_a_non_empty_output_without_overwrite(tmp_path, caps
     (tmp_path / "out" / "keep.txt").write_text("x")
     rc, _, err = run_cli(["convert", "--gfpgan", src, "-o", tmp_path / "out"], capsys)
     assert_one_error(rc, err, "not empty", "--overwrite")
+    rc, _, err = run_cli(["convert", "--gfpgan", src, "-o", tmp_path / "out", "--overwrite"], capsys)
+    assert_one_error(rc, err, "not a model folder", "leaves it alone")  # --overwrite replaces model folders only
+    (tmp_path / "out" / "keep.txt").unlink()
+    assert run_cli(["convert", "--gfpgan", src, "-o", tmp_path / "out"], capsys)[0] == 0
     rc, _, _ = run_cli(["convert", "--gfpgan", src, "-o", tmp_path / "out", "--overwrite"], capsys)
     assert rc == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "gfpgan.safetensors"]
 

@@ -50,8 +50,9 @@ def _print(info: dict) -> None:
     print(f"format:  {info['format']}")
     cfg = info["config"]
     notes = cfg.get("notes", {})
-    print(f"model:   {cfg['variant']} variant: {VARIANT_WORDS.get(cfg['variant'], '?')}, {cfg['image_size']}px, "
-          f"aligned with the {cfg['align']} template")
+    if "variant" in cfg:  # a swap model (a restorer folder's config has no variant)
+        print(f"model:   {cfg['variant']} variant: {VARIANT_WORDS.get(cfg['variant'], '?')}, {cfg['image_size']}px, "
+              f"aligned with the {cfg['align']} template")
     if "converted_from" in notes:
         sha = f", sha256 {notes['source_sha256']}" if "source_sha256" in notes else ""
         print(f"weights: converted from {printable(notes['converted_from'], 200)} "
