@@ -189,6 +189,16 @@ def test_engine_offers_the_models_interface(engine256, torch256, torch_pair):
     assert not np.array_equal(engine256.interpolate(src, tgt, tgt, 0.5, "identity"), out)
 
 
+def test_engine_analyse_is_its_identity_and_target_coefficients(engine256):
+    """What pose-matched sources, identity strength and the quality report read: the same graphs' outputs."""
+    crops = batch(2, 256, seed=51)
+    v_id, coeffs = engine256.analyse(crops)
+    ident = engine256.identity(crops)
+    assert v_id.shape == (2, 512) and coeffs.shape == (2, 257)
+    assert torch.equal(v_id, ident.v_id) and torch.equal(coeffs[:, :80], ident.c_id)
+    assert torch.equal(coeffs, engine256.prepare_target(crops).coeffs)
+
+
 def test_engine_reads_an_onnx_folder_written_elsewhere(exported256, tmp_path):
     shutil.copytree(exported256, tmp_path / "elsewhere")
     engine = OnnxHifiFace.from_pretrained(tmp_path / "elsewhere", device="cpu")

@@ -214,6 +214,14 @@ class OnnxHifiFace:
         (coeffs,) = self.run_graph(RECON, batch)
         return Identity(coeffs[:, :N_ID_COEFFS].contiguous(), v_id)
 
+    def analyse(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ArcFace embedding (N x 512) and the 257 3DMM coefficients of aligned face(s), as
+        :meth:`hififace.HifiFace.analyse`."""
+        batch, _ = self._batch(images)
+        (v_id,) = self.run_graph(ARCFACE, batch)
+        (coeffs,) = self.run_graph(RECON, batch)
+        return v_id, coeffs
+
     def prepare_target(self, target: Any) -> PreparedTarget:
         """Target face(s) and their 3DMM coefficients (no encoder features: the generator graph runs whole)."""
         batch, kind = self._batch(target)

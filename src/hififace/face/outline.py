@@ -40,6 +40,15 @@ JAW_3D = np.concatenate([_JAW_HALF, _JAW_HALF[-2::-1] * [-1.0, 1.0, 1.0]])
 BROWS_3D = np.concatenate([_BROW_HALF, _BROW_HALF[::-1] * [-1.0, 1.0, 1.0]])
 #: How far the brows are lifted (up, and back with the forehead's slope) so that the forehead counts as face.
 BROW_LIFT = np.array([0.0, 0.26, -0.08])
+#: The mouth region of the 5-point ``--keep-mouth`` fallback (:mod:`hififace.face.mouth`), 12 points round the mouth:
+#: the image-left corner (the corner of KEYPOINTS_3D), over the upper lip to the other corner, back under the lower
+#: lip. The top edge is 8 mm above the corners at the middle (the top of the upper lip), the bottom edge 22 mm below
+#: them (the lower lip of a mouth open about 1 cm); the lips stand up to 1.2 cm in front of the corners. Written
+#: for this project from the same average proportions as the outline (no landmark data set).
+_MOUTH_TOP_HALF = np.array([[-0.25, -0.38, 0.22], [-0.17, -0.32, 0.29], [-0.08, -0.30, 0.33]])
+_MOUTH_BOTTOM_HALF = np.array([[0.18, -0.49, 0.27], [0.09, -0.57, 0.30]])
+MOUTH_3D = np.concatenate([_MOUTH_TOP_HALF, [[0.0, -0.30, 0.34]], _MOUTH_TOP_HALF[::-1] * [-1.0, 1.0, 1.0],
+                           _MOUTH_BOTTOM_HALF, [[0.0, -0.60, 0.31]], _MOUTH_BOTTOM_HALF[::-1] * [-1.0, 1.0, 1.0]])
 
 
 def fit_pose(landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +81,17 @@ def outline_points(landmarks5: np.ndarray) -> np.ndarray:
     """27 x 2 image points of the posed outline: the jaw (17) and the brows lifted onto the forehead (10)."""
     p, t = fit_pose(landmarks5)
     return np.concatenate([JAW_3D, BROWS_3D + BROW_LIFT]) @ p.T + t
+
+
+def mouth_points(landmarks5: np.ndarray) -> np.ndarray:
+    """12 x 2 image points of :data:`MOUTH_3D` posed on the 5 points as the outline is (lips and the interior of a
+    mouth open about 1 cm; the 5 points do not say how far the mouth is open)."""
+    p, t = fit_pose(landmarks5)
+    return MOUTH_3D @ p.T + t
+
+
+def face_unit(landmarks5: np.ndarray) -> float:
+    """Pixels per model unit (about 10 cm of face, 1.5 x the eye-to-mouth distance) of the pose fitted on the 5
+    points: the size that masks drawn relative to the face scale with (turning the head does not shrink it)."""
+    p, _ = fit_pose(landmarks5)
+    return float(np.linalg.norm(p[0]))

@@ -34,6 +34,9 @@ class FaceParser:
     """Parses aligned crops. ``landmarks`` (N x K x 2, crop frame) are needed by the fallback only."""
 
     name = "base"
+    #: Whether the labels come from the pixels (a network: it sees occluders, the mouth's opening, hair) or are
+    #: drawn from the landmarks (the fallback: a fixed face-shaped region, everything inside it labelled face).
+    reads_pixels = False
 
     def parse(self, crops: np.ndarray | Sequence[np.ndarray], landmarks: np.ndarray | Sequence[np.ndarray] | None = None) -> np.ndarray:
         """N x H x W x 3 uint8 RGB crops (or one H x W x 3) -> N x H x W (or H x W) uint8 labels."""
@@ -103,6 +106,8 @@ def landmark_labels(hw: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
 
 class _NetParser(FaceParser):
     """Runs a network at ``input_size`` (512, as both were trained) on crops of any size; labels in PSFRGAN order."""
+
+    reads_pixels = True
 
     def __init__(self, net, device: str = "cpu", batch_size: int = 8, input_size: int = 512):
         import torch

@@ -8,7 +8,9 @@ they hold an engine with
 - ``identity(crops) -> Identity``: one identity per aligned crop (N x 3 x S x S, float in [0, 1]);
 - ``swap(identity, crops) -> (i_r, m_r)``: the swapped crops (N x 3 x S x S) and the model's blending masks
   (N x 1 x S x S), both float in [0, 1] on ``device``;
-- ``fingerprint()``: a short string naming the identity networks' weights, stored in identity files.
+- ``fingerprint()``: a short string naming the identity networks' weights, stored in identity files;
+- optionally ``analyse(crops) -> (v_id N x 512, coeffs N x 257)``: what the identity networks see (head pose,
+  the target's own identity, the quality report); the options that need it are refused without it.
 
 :class:`ModelEngine` wraps anything with :class:`~hififace.HifiFace`'s interface: the PyTorch model and the
 onnxruntime one (:class:`~hififace.export.engine.OnnxHifiFace`). Another runtime provides the same members.
@@ -58,6 +60,11 @@ class ModelEngine:
     def swap(self, identity: "Identity", crops: "torch.Tensor") -> "tuple[torch.Tensor, torch.Tensor]":
         out = self.model.swap(identity, crops, return_all=True)
         return out.i_r.clamp(0.0, 1.0), out.m_r.clamp(0.0, 1.0)
+
+    def analyse(self, crops: "torch.Tensor") -> "tuple[torch.Tensor, torch.Tensor]":
+        """(ArcFace embedding N x 512, 3DMM coefficients N x 257) of aligned crops (optional member of an engine:
+        pose-matched sources, identity/shape strength and the quality report need it)."""
+        return self.model.analyse(crops)
 
     def fingerprint(self) -> str:
         return self.model.identity_fingerprint()

@@ -116,6 +116,14 @@ class _Image:
     inception: np.ndarray | None = None
 
 
+def describe(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Mean, standard deviation, median, min, max and count of a metric's values (``details`` of metrics.json, and
+    the summary of the quality report); ``values`` must not be empty."""
+    vals = np.asarray(values, dtype=np.float64)
+    return {"mean": float(vals.mean()), "std": float(vals.std()), "median": float(np.median(vals)),
+            "min": float(vals.min()), "max": float(vals.max()), "n": int(len(vals))}
+
+
 def load_rgb(path: Path) -> np.ndarray:
     from ..inference.images import load_image
 
@@ -331,8 +339,7 @@ class Evaluator:
             name = "id_retrieval" if key == "id_retrieved" else key
             if len(vals):
                 metrics[name] = float(vals.mean())
-                details[name] = {"mean": float(vals.mean()), "std": float(vals.std()), "median": float(np.median(vals)),
-                                 "min": float(vals.min()), "max": float(vals.max()), "n": int(len(vals))}
+                details[name] = describe(vals)
         self._realism(main_rows, images, metrics, details, skipped, notes)
 
         no_face = {role: sum(1 for im in images.values() if role in im.roles and im.face_known and im.face is None)

@@ -100,3 +100,79 @@ def strip(examples: Sequence[tuple[str, Sequence[np.ndarray]]], columns: Sequenc
             tile = Image.fromarray(np.ascontiguousarray(a)).convert("RGB").resize((cell, cell), Image.BILINEAR)
             img.paste(tile, (cap_w + j * cell, y))
     return img
+
+
+def series(panels: Sequence[dict], title: str, x_label: str = "frame", width: int = 640, panel_height: int = 150):
+    """A PIL image: one panel per metric, its values against ``x`` (frames of a video, faces of a photo).
+
+    Each panel is a dict with ``name``, ``x`` and ``y`` (numbers; None or NaN leave a gap), optional ``unit``,
+    ``threshold`` (a dashed line) and ``higher_is_better`` (points on the wrong side of the threshold are marked).
+    """
+    from PIL import Image, ImageDraw
+
+    font, small = _font(15), _font(12)
+    left, right, top, gap = 64, 20, 36, 34
+    h = top + len(panels) * (panel_height + gap) + 16
+    img = Image.new("RGB", (width, max(h, 80)), "white")
+    d = ImageDraw.Draw(img)
+    d.text((left, 10), title, fill=INK, font=font)
+    pw = width - left - right
+    for i, panel in enumerate(panels):
+        y0 = top + i * (panel_height + gap) + 18
+        x = np.asarray(panel["x"], dtype=np.float64)
+        y = np.asarray([np.nan if v is None else v for v in panel["y"]], dtype=np.float64)
+        ok = np.isfinite(y)
+        thr = panel.get("threshold")
+        name = panel["name"] + (f" ({panel['unit']})" if panel.get("unit") else "")
+        d.text((left, y0 - 17), name, fill=INK, font=small)
+        d.rectangle([left, y0, left + pw, y0 + panel_height], outline=GRID)
+        if not ok.any():
+            d.text((left + 8, y0 + 8), "no values", fill=INK, font=small)
+            continue
+        lo, hi = float(y[ok].min()), float(y[ok].max())
+        if thr is not None:
+            lo, hi = min(lo, float(thr)), max(hi, float(thr))
+        pad = 0.08 * (hi - lo) if hi > lo else 0.5
+        lo, hi = lo - pad, hi + pad
+        x_lo, x_hi = float(x.min()), float(x.max())
+        x_span = x_hi - x_lo if x_hi > x_lo else 1.0
+
+        def to_px(xv: float, yv: float) -> tuple[float, float]:
+            px = left + pw * ((xv - x_lo) / x_span if x_hi > x_lo else 0.5)
+            return px, y0 + panel_height * (1.0 - (yv - lo) / (hi - lo))
+
+        for label_v in (lo + pad, hi - pad) if hi - lo > 2 * pad else (lo + pad,):
+            _, py = to_px(x_lo, label_v)
+            text = _fmt(label_v, hi - lo)
+            d.text((left - 6 - d.textlength(text, font=small), py - 7), text, fill=INK, font=small)
+        if thr is not None:
+            _, ty = to_px(x_lo, float(thr))
+            for xs in range(left, left + pw, 10):
+                d.line([(xs, ty), (min(xs + 5, left + pw), ty)], fill=MEAN, width=1)
+        run: list[tuple[float, float]] = []
+        for xv, yv, good in zip(x, y, ok):
+            if good:
+                run.append(to_px(xv, yv))
+            elif run:
+                if len(run) > 1:
+                    d.line(run, fill=BAR, width=2)
+                run = []
+        if len(run) > 1:
+            d.line(run, fill=BAR, width=2)
+        few = int(ok.sum()) <= 40
+        higher = panel.get("higher_is_better", True)
+        for xv, yv, good in zip(x, y, ok):
+            if not good:
+                continue
+            bad = thr is not None and (yv < thr if higher else yv > thr)
+            if bad or few:
+                px, py = to_px(xv, yv)
+                r = 3 if bad else 2
+                d.ellipse([px - r, py - r, px + r, py + r], fill=MEAN if bad else BAR)
+        for xv in (x_lo, x_hi) if x_hi > x_lo else (x_lo,):
+            px, _ = to_px(xv, lo)
+            text = f"{xv:.0f}"
+            d.text((min(max(px - d.textlength(text, font=small) / 2, 0), width - 30), y0 + panel_height + 3), text,
+                   fill=INK, font=small)
+    d.text((left + pw / 2 - 20, h - 18), x_label, fill=INK, font=small)
+    return img

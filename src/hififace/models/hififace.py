@@ -26,6 +26,7 @@ from torch import nn
 
 from ..config import HifiFaceConfig
 from ..errors import WeightsError
+from ..utils.imagetypes import as_batch
 from .generator import Generator, GeneratorOutput
 from .identity import INTERP_MODES, Identity, ShapeAwareIdentityExtractor  # noqa: F401 (Identity re-exported)
 
@@ -112,6 +113,16 @@ class HifiFace(nn.Module):
 
         batch, _ = as_batch(source, self.config.image_size)
         return self.id_extractor.encode_source(batch.to(self.device, self.dtype))
+
+    @torch.inference_mode()
+    def analyse(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the frozen networks see in aligned face(s): the L2-normalised ArcFace embedding (N x 512) and the
+        257 3DMM coefficients (N x 257), float32, exactly as :meth:`identity` and :meth:`prepare_target` compute them
+        (``Identity(coeffs[:, :80], v_id)`` is ``identity(images)``). For the head pose of pose-matched sources, the
+        target's own identity (identity/shape strength) and the quality report."""
+        batch, _ = as_batch(images, self.config.image_size)
+        x = batch.to(self.device, self.dtype)
+        return self.id_extractor.embed(x).float(), self.id_extractor.coefficients(x).float()
 
     @torch.inference_mode()
     def prepare_target(self, target: Any) -> PreparedTarget:

@@ -51,10 +51,11 @@ class Identity:
 
     def mean(self, weights: torch.Tensor | list[float] | None = None) -> "Identity":
         """One identity from a batch of several photos of the same person: the mean of the 3DMM shape coefficients
-        and the re-normalised mean of the ArcFace embeddings (optionally weighted, e.g. by photo counts)."""
+        and the re-normalised mean of the ArcFace embeddings (optionally weighted, e.g. by photo counts or by pose
+        closeness, :func:`hififace.face.pose.pose_weights`; weights may be 0, not all of them)."""
         w = torch.ones(len(self)) if weights is None else torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
-        if w.numel() != len(self) or not bool((w > 0).all()):
-            raise ValueError(f"need {len(self)} positive weights, got {w.tolist()}")
+        if w.numel() != len(self) or not bool(torch.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+            raise ValueError(f"need {len(self)} weights >= 0 with a positive sum, got {w.tolist()}")
         w = (w / w.sum()).to(self.v_id.device)[:, None]
         c_id = (w.to(self.c_id.dtype) * self.c_id).sum(0, keepdim=True)
         v_id = F.normalize((w.to(self.v_id.dtype) * self.v_id).sum(0, keepdim=True), dim=-1, p=2)
@@ -78,6 +79,36 @@ class Identity:
             c_id = rate * self.c_id + (1 - rate) * other.c_id
         if mode in ("identity", "all"):
             v_id = F.normalize(rate * self.v_id + (1 - rate) * other.v_id, dim=-1, p=2)
+        return Identity(c_id, v_id)
+
+    def toward(self, target: "Identity", identity: float = 1.0, shape: float = 1.0) -> "Identity":
+        """This (source) identity moved from the target face's own identity toward the source's, each part apart:
+        HifiFace's identity strength (``identity``, the ArcFace part) and 3D-shape strength (``shape``, the 80 3DMM
+        shape coefficients), both in [0, 1].
+
+        Mixed as :meth:`mix` mixes (``identity * source + (1 - identity) * target``): the 3DMM shape linearly; the
+        ArcFace part linearly and then **re-normalised** to unit length (the model was trained on unit vectors; its
+        angle to the source then shrinks monotonically, not linearly, as ``identity`` grows). A strength of 1 returns
+        the source's part and 0 the target's part as they are, unmixed and bit for bit: ``toward(t, 1, 1)`` swaps
+        exactly as the source identity does (today's output), ``toward(t, 0, 0)`` is ``t``, the target's
+        self-reconstruction (``model.swap(t, target)``).
+
+        ``target`` has one row per target face (``model.identity(target_crops)``); the result has as many rows as
+        the larger of the two (a single source serves a batch of targets).
+        """
+        for name, value in (("identity", identity), ("shape", shape)):
+            if not 0.0 <= float(value) <= 1.0:  # also refuses NaN
+                raise ValueError(f"{name} strength must be in [0, 1], got {value}")
+        n = max(len(self), len(target))
+        src, tgt = self.expand(n), target.expand(n)
+        a, b = float(identity), float(shape)
+        c_id = src.c_id if b == 1.0 else tgt.c_id if b == 0.0 else b * src.c_id + (1 - b) * tgt.c_id.to(src.c_id)
+        if a == 1.0:
+            v_id = src.v_id
+        elif a == 0.0:
+            v_id = tgt.v_id
+        else:
+            v_id = F.normalize(a * src.v_id + (1 - a) * tgt.v_id.to(src.v_id), dim=-1, p=2)
         return Identity(c_id, v_id)
 
 
