@@ -145,6 +145,23 @@ def test_loop_plays_a_file_again(clips):
     assert wraps >= 1  # the numbers start again from 0
 
 
+class Keys(Collect):
+    """An output that presses keys, as the window does: ``o`` after the first frame, ``q`` after the third."""
+
+    def poll(self):
+        return {1: "o", 3: "q"}.get(len(self.frames))
+
+
+def test_hot_keys_toggle_the_overlay_and_quit(clips):
+    out = Keys()
+    report = run_live(file_capture(clips["n12"]), Recorder(), [out])
+    assert report.stopped == "quit" and len(out.frames) == 3
+    h = out.frames[0].shape[0]
+    top = (slice(0, h // 4), slice(0, 30))
+    assert out.frames[0][top].max() < 60  # a flat dark frame: no overlay yet
+    assert out.frames[1][top].max() > 200 and out.frames[2][top].max() > 200  # after 'o': white text in the corner
+
+
 # ---------------------------------------------------------------------------------------------- the visible mark
 def test_the_visible_mark_changes_the_corner_only(clips):
     out = Collect()
@@ -224,6 +241,13 @@ def test_the_mjpeg_stream_and_its_page_over_http(served):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(url + "other", timeout=20)
     assert err.value.code == 404
+    # a page on another name that resolves to 127.0.0.1 (DNS rebinding) cannot read the stream
+    rebound = urllib.request.Request(url + "frame.jpg", headers={"Host": f"evil.example:{served.port}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(rebound, timeout=20)
+    assert err.value.code == 403
+    local = urllib.request.Request(url + "frame.jpg", headers={"Host": f"localhost:{served.port}"})
+    assert urllib.request.urlopen(local, timeout=20).status == 200
 
 
 def test_the_http_output_refuses_a_port_in_use():

@@ -14,7 +14,7 @@ from ..errors import HifiFaceError
 from ..inference.limits import MAX_FRAME_PIXELS
 from ._common import (CONSENT, add_face_args, add_model_args, build_swapper, check_face_args, load_model, model_meta,
                       read_sources)
-from .app import LOCALHOST, _is_loopback
+from .app import LOCALHOST
 
 log = logging.getLogger("hififace")
 
@@ -124,7 +124,7 @@ def open_outputs(plan: list[tuple[str, Any]], args: argparse.Namespace, fps: flo
             elif kind == "virtual":
                 outputs.append(out.VirtualCamera(fps))
             elif kind == "http":
-                if not _is_loopback(args.host):
+                if not out.is_loopback(args.host):
                     log.warning("listening on %s: anyone who can reach this machine on port %d can watch the stream",
                                 args.host, args.port)
                 outputs.append(out.MjpegServer(args.host, args.port))
@@ -209,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
     report = live.run_live(live.Capture(source, reopen, loop=args.loop, retries=args.reconnect), processor, outputs,
                            mark=mark, overlay=args.overlay, on_stats=status)
     status.end()
+    for out in outputs:
+        if getattr(out, "path", None) is not None and getattr(out, "writer", True) is None:
+            log.warning("%s: not written: no frame came out", out.path)
     how = {"interrupted": "stopped (Ctrl-C)", "terminated": "stopped (SIGTERM)", "quit": "stopped",
            "end": "the input ended", "fault": "stopped"}
     log.info("live: %s: %s", how[report.stopped], report.summary())

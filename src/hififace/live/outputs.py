@@ -17,6 +17,7 @@ window, else None) and ``close()``; each fails in one line when what it needs is
 from __future__ import annotations
 
 import html
+import ipaddress
 import logging
 import os
 import re
@@ -63,6 +64,7 @@ class MjpegServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 8765, quality: int = 80, title: str = "hififace live",
                  max_clients: int = MAX_CLIENTS):
         self.host, self.quality, self.max_clients = host, int(quality), int(max_clients)
+        self.loopback = is_loopback(host)
         self.page = PAGE.format(title=html.escape(title)).encode("utf-8")
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
@@ -125,6 +127,20 @@ class MjpegServer:
         return self._closed
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address of this machine only (``127.0.0.1``, ``::1``, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: Host names a loopback server answers to; any other Host header (a DNS rebinding page) is refused.
+_LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
 def encode_jpeg(frame: np.ndarray, quality: int = 80) -> bytes:
     import cv2
 
@@ -148,6 +164,7 @@ def _handler(stream: MjpegServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         server_version = "hififace-live"
         sys_version = ""
+        timeout = 30  # seconds a viewer may stall a write (or the request) before it is dropped
 
         def log_message(self, fmt: str, *args: Any) -> None:  # requests at -v only, never on the user's terminal
             log.debug("http %s: %s", self.client_address[0], printable(fmt % args, 200))
@@ -162,6 +179,12 @@ def _handler(stream: MjpegServer) -> type:
             self.end_headers()
 
         def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+            if stream.loopback:  # a web page that rebinds its own name to 127.0.0.1 must not read the stream
+                host = (self.headers.get("Host") or "").strip().lower()
+                name = host.split("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
+                if name not in _LOCAL_NAMES:
+                    self.send_error(HTTPStatus.FORBIDDEN, "this stream answers to 127.0.0.1 and localhost only")
+                    return
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 self._headers(HTTPStatus.OK, "text/html; charset=utf-8", len(stream.page))
