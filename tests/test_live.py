@@ -116,7 +116,7 @@ def test_a_file_played_as_a_camera_gives_every_frame_in_order_when_the_processor
     assert report.frames_in == 12
     assert report.frames_out == len(out.frames) == report.frames_in - report.dropped
     assert proc.seen == sorted(set(proc.seen)) and proc.seen[-1] == 11  # order kept, the last frame delivered
-    assert report.dropped <= 2  # a trivial processor keeps up with 10 fps (slack for a busy machine)
+    assert report.dropped <= 3  # a trivial processor keeps up with 10 fps (slack for a busy machine)
     assert wall >= 1.0  # played in real time: 12 frames at 10 fps take 1.1 s, not a burst
     for name in ("wait", "process", "draw", "output", "total"):
         assert report.percentile(name, 50) is not None
@@ -457,10 +457,10 @@ def test_ctrl_c_leaves_a_playable_labelled_file(tiny, clips, tmp_path):
 
     out = tmp_path / "rec.mp4"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hififace.cli.main", "live", "--source", str(PHOTOS / "astronaut.png"),
-                             "--input", str(clips["faces"]), "--loop", "--output", str(out), "--weights",
-                             str(tiny)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-                            stdin=subprocess.DEVNULL)
+    argv = ["live", "--source", str(PHOTOS / "astronaut.png"), "--input", str(clips["faces"]), "--loop", "--output",
+            str(out), "--weights", str(tiny)]
+    proc = subprocess.Popen([sys.executable, "-m", "hififace.cli.main", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
     log, deadline = [], time.monotonic() + 120

@@ -73,7 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _live() -> Any:
-    """The live room, imported when the command runs (it pulls the video pipeline in: ``hififace --help`` stays fast)."""
+    """The live room, imported when the command runs (it pulls the video pipeline in; ``hififace --help`` stays
+    fast)."""
     from ..live import outputs, overlay, swapper  # noqa: F401 (loaded: the package then offers them as attributes)
 
     return sys.modules[f"{__package__.rpartition('.')[0]}.live"]
@@ -189,9 +190,10 @@ def run(args: argparse.Namespace) -> int:
             if hasattr(out, "meta"):  # the file's label names the model
                 out.meta = model_meta(model, "live")
         swapper = build_swapper(args, model)
-        processor = live.swapper.build_processor(swapper, sources, match=match, face=args.face, all_faces=args.all_faces,
-                                    detect_every=args.detect_every, smooth=args.smooth, fps=source.fps,
-                                    name=source.name)  # a source photo without a face: one line, now
+        # a source photo without a face: one line, now
+        processor = live.swapper.build_processor(swapper, sources, match=match, face=args.face,
+                                                 all_faces=args.all_faces, detect_every=args.detect_every,
+                                                 smooth=args.smooth, fps=source.fps, name=source.name)
         if args.save_identity:
             swapper.save_identity(args.save_identity, processor.identity, swapper.source_count(*sources))
             log.info("wrote %s", args.save_identity)
