@@ -22,7 +22,7 @@ ELLIPSIS = ("...", "…")
 #: Shell values the docs use -> something of the same kind.
 SHELL = {"$(nproc)": "4", "$SLURM_CPUS_PER_TASK": "8", "$SLURM_ARRAY_TASK_ID": "0"}
 #: Commands cheap enough to run on a tiny model in a sandbox (convert/train/preprocess need real files or time).
-RUNNABLE = ("swap", "grid", "interpolate", "info", "faces", "demo", "video")
+RUNNABLE = ("swap", "grid", "interpolate", "info", "faces", "demo", "video", "live")
 
 
 def _fenced(text: str) -> list[tuple[str, str]]:
@@ -143,7 +143,8 @@ RUNS = _first_of_each(ALL)
 
 
 def test_some_commands_are_run():
-    assert {_tokens(c)[0][0] for _, c in RUNS} >= {"swap", "grid", "interpolate", "info", "faces", "demo", "video"}
+    assert {_tokens(c)[0][0] for _, c in RUNS} >= {"swap", "grid", "interpolate", "info", "faces", "demo", "video",
+                                                   "live"}
 
 
 @pytest.mark.parametrize("where, command", RUNS, ids=[w for w, _ in RUNS])

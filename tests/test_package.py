@@ -25,7 +25,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("converters",),  # issue 20: the converters of foreign weights, above models and losses (not there yet)
     ("data", "face"),
     ("inference", "training"),
-    ("metrics", "export", "app"),
+    ("metrics", "export", "app", "live"),
     ("__init__",),
     ("cli",),
 ]
@@ -54,7 +54,7 @@ KNOWN_CIRCLES = [{"hififace.inference.pipeline", "hififace.inference.video"}]
 #: Import statements of hififace modules inside functions, per room: at most this many (issue 20 brings the rooms
 #: outside cli/ down to a couple of dozen in all; lower a number when you remove some, never raise one).
 FUNCTION_IMPORTS_AT_MOST = {
-    "__init__": 3, "app": 5, "cli": 77, "config": 1, "data": 1, "export": 13, "face": 19, "inference": 48,
+    "__init__": 3, "app": 5, "cli": 77, "config": 1, "data": 1, "export": 12, "face": 19, "inference": 48,
     "losses": 4, "metrics": 48, "models": 13, "training": 17, "utils": 2, "weights": 25,
 }
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from ..errors import HifiFaceError
+from ..export.providers import PROVIDERS, parse_providers
 
 log = logging.getLogger("hififace")
 
@@ -23,6 +24,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="torch (default) or onnx: onnxruntime on the files of 'hififace export onnx' (<weights>/onnx)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (CUDA graphs on CUDA): "
                    "faster per image, but compiling takes a while (minutes on a CPU); pays off for many swaps")
+    add_provider_args(p)
+
+
+def add_provider_args(p: argparse.ArgumentParser) -> None:
+    """``--provider`` and TensorRT's options: onnxruntime's execution providers for ``--engine onnx``."""
+    g = p.add_argument_group("onnxruntime providers (--engine onnx)")
+    g.add_argument("--provider", metavar="LIST", type=_provider_names,
+                   help=f"execution providers in order of preference, comma-separated: {', '.join(PROVIDERS)} "
+                        "(default: tensorrt,cuda when onnxruntime has them, then cpu); "
+                        "missing ones are skipped with a warning; 'hififace info --providers' lists this machine's")
+    g.add_argument("--trt-fp16", action="store_true", help="TensorRT: build fp16 engines (faster, slightly different)")
+    g.add_argument("--trt-cache", metavar="DIR",
+                   help="TensorRT: folder of the built engines (they take minutes to build; default "
+                        "~/.cache/hififace/tensorrt)")
 
 
 def add_watermark_arg(p: argparse.ArgumentParser) -> None:
@@ -70,6 +85,7 @@ def load_model(args: argparse.Namespace):
     """The model folder from ``--weights`` (then $HIFIFACE_HOME, ~/.cache/hififace) on ``--device``/``--dtype``."""
     if getattr(args, "engine", "torch") == "onnx":
         return load_onnx_model(args)
+    check_provider_args(args)
     from ..models.hififace import HifiFace
 
     device = pick_device(getattr(args, "device", None))
@@ -77,6 +93,25 @@ def load_model(args: argparse.Namespace):
     log.debug("model %s on %s (%s)", model.config.variant, device, getattr(args, "dtype", "fp32"))
     _warn_if_random(model)
     return maybe_compile(model, args)
+
+
+def _provider_names(text: str) -> tuple[str, ...]:
+    """``--provider``'s value, checked as the command line is parsed (an unknown name is a usage error)."""
+    try:
+        return parse_providers(text)
+    except HifiFaceError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--provider ")) from None
+
+
+def check_provider_args(args: argparse.Namespace) -> None:
+    """``--provider``/``--trt-*`` without ``--engine onnx``: one error (they would be ignored), before any work."""
+    if getattr(args, "engine", "torch") == "onnx":
+        return
+    given = [o for o, a in (("--provider", "provider"), ("--trt-fp16", "trt_fp16"), ("--trt-cache", "trt_cache"))
+             if getattr(args, a, None)]
+    if given:
+        raise HifiFaceError(f"{', '.join(given)} applies to --engine onnx (onnxruntime); add --engine onnx, or drop "
+                            f"{'it' if len(given) == 1 else 'them'} (--engine torch runs on --device)")
 
 
 def _warn_if_random(model: Any) -> None:
@@ -100,7 +135,10 @@ def load_onnx_model(args: argparse.Namespace):
         raise HifiFaceError(f"--dtype {args.dtype}: the ONNX export is float32; drop --dtype or use --engine torch")
     if getattr(args, "compile", False):
         raise HifiFaceError("--compile applies to --engine torch (onnxruntime optimises its graphs itself); drop one")
-    model = OnnxHifiFace.from_pretrained(getattr(args, "weights", None), device=getattr(args, "device", None))
+    provider = getattr(args, "provider", None)
+    model = OnnxHifiFace.from_pretrained(getattr(args, "weights", None), device=getattr(args, "device", None),
+                                         providers=provider, trt_fp16=getattr(args, "trt_fp16", False),
+                                         trt_cache=getattr(args, "trt_cache", None))
     _warn_if_random(model)
     return model
 
@@ -162,6 +200,7 @@ def add_model_mask_arg(p: Any) -> None:
 
 def check_face_args(args: argparse.Namespace) -> None:
     """Refuse bad values of :func:`add_face_args` options before any work."""
+    check_provider_args(args)
     if args.batch_size < 1:
         raise HifiFaceError(f"--batch-size {args.batch_size}: use 1 or more")
     if args.min_face < 0:

@@ -63,8 +63,9 @@ def load_model_or_random(args: argparse.Namespace):
     random-weight smoke model (:func:`smoke_config`). Returns the model and, for random weights, why (one sentence;
     else "")."""
     from ..weights.resolve import find_model_dir, resolve_model_dir
-    from ._common import load_model, maybe_compile, pick_device
+    from ._common import check_provider_args, load_model, maybe_compile, pick_device
 
+    check_provider_args(args)
     folder = resolve_model_dir(args.weights) if args.weights else find_model_dir(None)
     if folder is None:
         from ..models.hififace import HifiFace, resolve_dtype

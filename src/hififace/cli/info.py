@@ -4,17 +4,25 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import HifiFaceError, MissingDependencyError, WeightsError
+from ..export.providers import PACKAGES, PROVIDERS, short_name
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show the format, config and parameter counts of a model folder")
     p.add_argument("path", nargs="?", help="model folder or restorer folder (default: $HIFIFACE_HOME, then "
                                            "~/.cache/hififace)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--providers", action="store_true",
+                   help="list the execution providers this machine's onnxruntime offers (for --engine onnx --provider)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import WeightsError
+    if args.providers:
+        if args.path is not None:
+            raise HifiFaceError("--providers lists onnxruntime's providers, not a model folder's: drop the folder")
+        return show_providers(args.json)
     from ..models.hififace import read_folder_info
     from ..models.restorers.gfpgan import is_restorer_folder, read_restorer_info
 
@@ -65,3 +73,34 @@ def _print(info: dict) -> None:
         total += f["elements"]
         print(f"  {printable(name):28s} {f['tensors']:5d} tensors {f['elements']:13,d} elements {f['bytes'] / 2**20:9.1f} MiB")
     print(f"  {'total':28s} {'':5s}         {total:13,d} elements")
+
+
+def show_providers(as_json: bool = False) -> int:
+    """``hififace info --providers``: onnxruntime's version, the providers it offers here (by the short names
+    ``--provider`` takes) and, for the known ones it lacks, the package that brings them."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "onnx", "hififace info --providers") from None
+    available = list(ort.get_available_providers())
+    known = {v: k for k, v in PROVIDERS.items()}
+    info = {
+        "onnxruntime": ort.__version__,
+        "available": [{"name": short_name(p), "provider": p, "usable": p in known} for p in available],
+        "missing": [{"name": k, "provider": v, "install": PACKAGES[k]} for k, v in PROVIDERS.items()
+                    if v not in available],
+        "default": [short_name(p) for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+        + ["cpu"],
+    }
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"onnxruntime {info['onnxruntime']}: execution providers on this machine")
+    for p in info["available"]:
+        note = "" if p["usable"] else "  (not used by hififace)"
+        print(f"  {p['name']:10s} {p['provider']}{note}")
+    print("not here (--provider skips them with a warning):")
+    for p in info["missing"]:
+        print(f"  {p['name']:10s} {p['provider']:28s} {p['install']}")
+    print(f"--engine onnx without --provider uses: {','.join(info['default'])}")
+    return 0

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "info": ".info",
     "swap": ".swap",
     "video": ".video",
+    "live": ".live",
     "grid": ".grid",
     "interpolate": ".interpolate",
     "demo": ".demo",
@@ -46,7 +47,7 @@ COMMANDS: dict[str, str] = {
 EXTRAS: dict[str, str] = {
     "cv2": "face", "lightning": "train", "yaml": "train", "tensorboard": "train", "imageio": "video",
     "imageio_ffmpeg": "video", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "gradio": "app",
-    "dlib": "eval", "face_recognition_models": "eval",
+    "dlib": "eval", "face_recognition_models": "eval", "pyvirtualcam": "live",
 }
 
 log = logging.getLogger("hififace")

@@ -11,15 +11,18 @@ images, uint8 arrays, lists; :class:`~hififace.Identity`, :class:`~hififace.Prep
     out = model.swap(source, target)
 
 Providers: the CPU unless onnxruntime offers TensorRT or CUDA (``onnxruntime-gpu``); ``device="cpu"`` forces the
-CPU, ``device="cuda:N"`` a GPU. The exported graphs are float32; ``prepare_target`` keeps no encoder features
-(the generator graph runs whole), so a prepared target saves its ReconNet pass only.
+CPU, ``device="cuda:N"`` a GPU. ``providers=("tensorrt", "cuda", "cpu")`` names them in order of preference
+instead (``--provider``; see :mod:`hififace.export.providers`), with TensorRT's fp16 and engine cache folder as
+``trt_fp16``/``trt_cache``; a named provider this onnxruntime lacks is one warning line. The exported graphs are
+float32; ``prepare_target`` keeps no encoder features (the generator graph runs whole), so a prepared target saves
+its ReconNet pass only.
 """
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -29,44 +32,70 @@ from ..errors import HifiFaceError, WeightsError
 from ..models.generator import GeneratorOutput
 from ..models.hififace import HifiFace, PreparedTarget
 from ..models.identity import Identity, ShapeAwareIdentityExtractor
+from ..weights.resolve import search_roots
 from .exporter import require
 from .graphs import ARCFACE, FORMAT, GENERATOR, GRAPHS, ONNX_DIR, RECON, GraphSpec, fingerprint
+from .providers import CPU, CUDA, TENSORRT, ProviderOptions, missing_line, parse_providers, provider_list
 
 log = logging.getLogger(__name__)
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
+__all__ = ["CPU", "CUDA", "TENSORRT", "OnnxHifiFace", "default_trt_cache", "find_onnx_dir", "select_providers"]
 
 
-def select_providers(device: str | None = "auto") -> list[Any]:
-    """onnxruntime providers for ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``), best first, CPU last."""
+def default_trt_cache() -> Path:
+    """Where TensorRT engines are kept unless ``trt_cache`` says otherwise (they take minutes to build)."""
+    return search_roots()[-1] / "tensorrt"
+
+
+def select_providers(device: str | None = "auto", prefer: Sequence[str] | str | None = None, trt_fp16: bool = False,
+                     trt_cache: str | Path | None = None) -> list[Any]:
+    """onnxruntime providers for ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``), best first, CPU last.
+
+    ``prefer``: provider short names in order of preference (``("tensorrt", "cuda", "cpu")``, see
+    :data:`hififace.export.providers.PROVIDERS`); those this onnxruntime lacks are left out with one warning line.
+    ``device`` then only gives the GPU number (``cuda:N``). ``trt_fp16`` and ``trt_cache`` (default
+    :func:`default_trt_cache`) are TensorRT's options.
+    """
     ort = require("onnxruntime", "--engine onnx")
     available = ort.get_available_providers()
     name = (device or "auto").strip().lower()
+    index = _device_index(name, device)
+    if prefer is not None:
+        names = parse_providers(prefer)
+        if name == "cpu" and any(n != "cpu" for n in names):
+            raise HifiFaceError(f"--device cpu and --provider {','.join(names)} contradict each other: drop one "
+                                "(--provider cpu runs on the CPU)")
+        options = ProviderOptions(index, trt_fp16, Path(trt_cache) if trt_cache else default_trt_cache())
+        providers, missing = provider_list(names, available, options)
+        if missing:
+            log.warning("%s", missing_line(missing, available, providers))
+        return providers
     if name == "cpu":
         return [CPU]
-    index = 0
+    if name == "cuda" or name.startswith("cuda:"):
+        if CUDA not in available:
+            raise HifiFaceError(f"--device {name}: this onnxruntime has no CUDA provider (it has {', '.join(available)}); "
+                                "pip install onnxruntime-gpu, or use --device cpu")
+    providers: list[Any] = []
+    if TENSORRT in available:
+        providers.append((TENSORRT, {"device_id": index, "trt_fp16_enable": bool(trt_fp16),
+                                     "trt_engine_cache_enable": True,
+                                     "trt_engine_cache_path": str(trt_cache or default_trt_cache())}))
+    if CUDA in available:
+        providers.append((CUDA, {"device_id": index}))
+    return providers + [CPU]
+
+
+def _device_index(name: str, device: str | None) -> int:
+    """The GPU number of ``cuda``/``cuda:N`` (0 for ``auto``/``cpu``); anything else is one error."""
+    if name in ("auto", "cpu"):
+        return 0
     if name == "cuda" or name.startswith("cuda:"):
         suffix = name.partition(":")[2]
         if suffix and not suffix.isdigit():
             raise HifiFaceError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
-        index = int(suffix or 0)
-        if CUDA not in available:
-            raise HifiFaceError(f"--device {name}: this onnxruntime has no CUDA provider (it has {', '.join(available)}); "
-                                "pip install onnxruntime-gpu, or use --device cpu")
-    elif name != "auto":
-        raise HifiFaceError(f"unsupported device {device!r} for the onnx engine: use cpu, cuda, cuda:N or auto")
-    providers: list[Any] = []
-    if TENSORRT in available:
-        from ..weights.resolve import search_roots
-
-        cache = search_roots()[-1] / "tensorrt"  # engines take minutes to build: keep them
-        providers.append((TENSORRT, {"device_id": index, "trt_engine_cache_enable": True,
-                                     "trt_engine_cache_path": str(cache)}))
-    if CUDA in available:
-        providers.append((CUDA, {"device_id": index}))
-    return providers + [CPU]
+        return int(suffix or 0)
+    raise HifiFaceError(f"unsupported device {device!r} for the onnx engine: use cpu, cuda, cuda:N or auto")
 
 
 def find_onnx_dir(path: str | Path | None = None) -> tuple[Path, Path | None]:
@@ -97,7 +126,8 @@ class OnnxHifiFace:
     """
 
     def __init__(self, onnx_dir: str | Path, device: str | None = "auto", threads: int | None = None,
-                 model_dir: str | Path | None = None):
+                 model_dir: str | Path | None = None, providers: Sequence[str] | str | None = None,
+                 trt_fp16: bool = False, trt_cache: str | Path | None = None):
         ort = require("onnxruntime", "--engine onnx")
         self.onnx_dir = Path(onnx_dir)
         self.model_dir = Path(model_dir) if model_dir is not None else None
@@ -105,7 +135,10 @@ class OnnxHifiFace:
         options.log_severity_level = 0 if log.isEnabledFor(logging.DEBUG) else 3  # ORT's warnings only at -v
         if threads:
             options.intra_op_num_threads = int(threads)
-        providers = select_providers(device)
+        if providers is None and not trt_fp16 and trt_cache is None:
+            providers = select_providers(device)
+        else:
+            providers = select_providers(device, providers, trt_fp16=trt_fp16, trt_cache=trt_cache)
         self.sessions = {spec.name: self._open(spec, options, providers) for spec in GRAPHS}
         metas = {name: s.get_modelmeta().custom_metadata_map for name, s in self.sessions.items()}
         self.metadata = dict(metas[GENERATOR.name])
@@ -114,15 +147,20 @@ class OnnxHifiFace:
             self._warn_if_stale(self.model_dir, metas)
         self.providers = self.sessions[GENERATOR.name].get_providers()
         if len(providers) > 1 and self.providers[0] == CPU:
-            log.warning("onnxruntime could not start %s; running on the CPU", providers[0][0])
+            first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+            log.warning("onnxruntime could not start %s; running on the CPU", first)
         log.debug("onnx engine %s on %s", self.onnx_dir, ", ".join(self.providers))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str | None = "auto",
-                        threads: int | None = None) -> "OnnxHifiFace":
-        """Load the export of a model folder (``<path>/onnx``) or an ONNX folder; see :func:`find_onnx_dir`."""
+    def from_pretrained(cls, path: str | Path | None = None, device: str | None = "auto", threads: int | None = None,
+                        providers: Sequence[str] | str | None = None, trt_fp16: bool = False,
+                        trt_cache: str | Path | None = None) -> "OnnxHifiFace":
+        """Load the export of a model folder (``<path>/onnx``) or an ONNX folder; see :func:`find_onnx_dir`.
+        ``providers``, ``trt_fp16``, ``trt_cache``: as :func:`select_providers`'s ``prefer``, ``trt_fp16``,
+        ``trt_cache``."""
         onnx_dir, model_dir = find_onnx_dir(path)
-        return cls(onnx_dir, device=device, threads=threads, model_dir=model_dir)
+        return cls(onnx_dir, device=device, threads=threads, model_dir=model_dir, providers=providers,
+                   trt_fp16=trt_fp16, trt_cache=trt_cache)
 
     # ------------------------------------------------------------------ loading
     def _open(self, spec: GraphSpec, options: Any, providers: list[Any]) -> Any:
