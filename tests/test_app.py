@@ -14,7 +14,7 @@ from PIL import Image
 from hififace.app.service import SwapService
 from hififace.errors import ConfigError, InputImageError
 from hififace.inference.images import load_image, read_label
-from inferkit import assert_one_error, isolated_home, run_cli, tiny_model, tiny_weights  # noqa: F401
+from inferkit import assert_one_error, run_cli, tiny_model
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 

@@ -8,7 +8,6 @@ from PIL import Image
 from face_helpers import PHOTOS
 from hififace.inference.images import read_label
 from inferkit import assert_one_error, leftovers, run_cli
-from inferkit import isolated_home, tiny_weights  # noqa: F401 (fixtures)
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.usefixtures("isolated_home")

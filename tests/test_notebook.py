@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from hififace.inference.images import read_label
-from inferkit import isolated_home  # noqa: F401 (fixture)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "quickstart.ipynb"
 

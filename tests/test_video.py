@@ -16,7 +16,6 @@ from PIL import Image
 from face_helpers import PHOTOS
 from hififace.face.detect import Face
 from inferkit import FakeEngine, assert_one_error, leftovers, run_cli
-from inferkit import isolated_home, tiny_weights  # noqa: F401 (fixtures)
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.usefixtures("isolated_home")
