@@ -95,7 +95,7 @@ def bench_stages(raw: Path, limit: int) -> None:
 
     from hififace.face.align import align_crop, estimate_transform, refine_landmarks, transform_points
     from hififace.face.detect import get_detector
-    from hififace.face.io import read_image
+    from hififace.media.images import read_photo
     from hififace.face.palette import save_parsing
     from hififace.face.parse import get_parser
     from hififace.face.preprocess import _save_png
@@ -107,7 +107,7 @@ def bench_stages(raw: Path, limit: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, f in enumerate(files):
             t = time.perf_counter()
-            img = read_image(f)
+            img = read_photo(f).rgb
             t1 = time.perf_counter()
             faces = det.detect(img)
             t2 = time.perf_counter()
@@ -136,7 +136,7 @@ def bench_write(raw: Path, limit: int) -> None:
     """Two PNGs per image as preprocess writes them, durable (fsync of file and folder) vs not."""
     from hififace.face.align import align_crop, estimate_transform, transform_points
     from hififace.face.detect import get_detector
-    from hififace.face.io import read_image
+    from hififace.media.images import read_photo
     from hififace.face.palette import labels_to_image
     from hififace.face.parse import get_parser
     from hififace.face.preprocess import _save_png
@@ -145,7 +145,7 @@ def bench_write(raw: Path, limit: int) -> None:
     det, parser = get_detector("yunet"), get_parser("landmarks")
     items = []
     for f in sorted(raw.rglob("*.jpg"))[:limit]:
-        img = read_image(f)
+        img = read_photo(f).rgb
         faces = det.detect(img)
         if faces:
             face = max(faces, key=lambda x: x.area)

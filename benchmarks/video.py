@@ -38,10 +38,10 @@ def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 25) -
     import cv2
     import numpy as np
 
-    from hififace.face.io import read_image
-    from hififace.inference.ffmpeg import ffmpeg_exe
+    from hififace.media.images import read_photo
+    from hififace.media.video import ffmpeg_exe
 
-    img = read_image(PHOTO)
+    img = read_photo(PHOTO).rgb
     scale = height * 0.9 / img.shape[0]
     face = cv2.resize(img, (int(img.shape[1] * scale), int(img.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     fh, fw = face.shape[:2]

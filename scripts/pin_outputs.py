@@ -225,7 +225,7 @@ def _frames_handed_to_the_encoder(store: list):
     """Record every frame the video pipeline writes (``FrameWriter.write``), where that class is reachable."""
     import importlib
 
-    for name in ("hififace.media.video", "hififace.inference.ffmpeg"):  # after / before issue 20
+    for name in ("hififace.media.video", "hififace.media.video"):  # after / before issue 20
         try:
             FrameWriter = importlib.import_module(name).FrameWriter
             break

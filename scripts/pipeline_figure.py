@@ -48,7 +48,7 @@ def main() -> None:
     from hififace.face.align import transform_points
     from hififace.face.draw import draw_faces
     from hififace.face.palette import face_mask
-    from hififace.inference.photos import read_photo
+    from hififace.media.images import read_photo
     from hififace.inference.pipeline import FaceSwapper
 
     model = HifiFace.from_pretrained(args.weights) if args.weights else HifiFace.random(HifiFaceConfig(), seed=0)
@@ -93,9 +93,9 @@ def main() -> None:
     ImageDraw.Draw(fig).text((4, 6), f"hififace swap on a photo - {note}", fill=(170, 0, 0), font=font)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from hififace.inference.images import save_image
+    from hififace.media.images import write_image
 
-    save_image(out, np.asarray(fig), meta={"hififace:weights": "trained" if args.weights else "random"})
+    write_image(out, np.asarray(fig), meta={"hififace:weights": "trained" if args.weights else "random"})
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 

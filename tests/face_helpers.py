@@ -9,9 +9,9 @@ PHOTOS = Path(__file__).parent / "data" / "photos"
 
 
 def photo(name: str) -> np.ndarray:
-    from hififace.face.io import read_image
+    from hififace.media.images import read_photo
 
-    return read_image(PHOTOS / name)
+    return read_photo(PHOTOS / name).rgb
 
 
 def photo_transform(img: np.ndarray, angle: float = 0.0, scale: float = 1.0, shift: tuple[float, float] = (0, 0),

@@ -67,7 +67,7 @@ def test_an_upload_over_the_limit_is_one_line_naming_it(uploads, tmp_path):
 
 def test_the_video_caps_apply_in_the_app(uploads, tmp_path):
     pytest.importorskip("imageio_ffmpeg")
-    from hififace.inference.ffmpeg import VideoLimits
+    from hififace.media.video import VideoLimits
     from videokit import face_frames, make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", face_frames(3), audio=False)

@@ -19,6 +19,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("_version", "errors"),
     ("utils",),
     ("provenance",),  # the label, watermark and content credentials every writer applies
+    ("media",),  # image and video files in and out (the one decoder, the one writer), in-memory image kinds
     ("nn",),
     ("weights",),  # reading and writing files only, once issue 20 moves the converters out
     ("config", "models"),
@@ -237,7 +238,7 @@ def test_imports_inside_functions_do_not_grow():
 def test_the_reader_sees_imports_of_every_kind():
     """Relative and absolute, module-level, function-level and TYPE_CHECKING imports."""
     video = [(imp.target, imp.in_function, imp.type_only) for imp in IMPORTS["hififace.inference.video"][0]]
-    assert ("hififace.inference.ffmpeg", False, False) in video  # from .ffmpeg import ...
+    assert ("hififace.media.video", False, False) in video  # from .ffmpeg import ...
     assert ("hififace.inference.pipeline", False, True) in video  # under TYPE_CHECKING
     assert ("hififace.face.track", True, False) in video  # from ..face.track import ... inside swap_video
     assert {imp.target for imp in IMPORTS["hififace.nn.blocks"][0]} == {"hififace.nn.fast"}

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 from face_helpers import PHOTOS, crop_disagreement, photo
 from hififace.errors import ConfigError, InputImageError
 from hififace.face.align import template_points, transform_points
-from hififace.inference.photos import read_photo, stored, upright
+from hififace.media.images import read_photo, stored, upright
 from inferkit import FakeEngine, tiny_model
 
 pytest.importorskip("cv2")
@@ -161,7 +161,7 @@ def _rotated_jpeg(path, orientation=6):
 
 
 def test_output_keeps_size_orientation_format_and_exif(swapper, grace, tmp_path):
-    from hififace.inference.images import read_label
+    from hififace.media.images import read_label
 
     src = _rotated_jpeg(tmp_path / "turned.jpg")
     stored_in = np.asarray(Image.open(src).convert("RGB"))
@@ -345,7 +345,7 @@ def test_source_with_several_faces_uses_the_largest_with_a_warning(swapper, capl
     faces = swapper.detect(target.rgb)
     big = int(np.argmax([f.area for f in faces]))
     crop, _ = swapper.align(target.rgb, [faces[big].landmarks])
-    torch.testing.assert_close(got.v_id, swapper.engine.identity(swapper.to_tensor(crop)).v_id)
+    torch.testing.assert_close(got.v_id, swapper.crop_identity(crop).v_id)
 
 
 def test_model_size_images_take_the_aligned_path(swapper, model, caplog):
@@ -365,7 +365,7 @@ def test_model_size_images_take_the_aligned_path(swapper, model, caplog):
 
 def test_swap_image_api_averages_sources_batches_faces_caches_identities_and_writes_labelled(tmp_path):
     import hififace
-    from hififace.inference.images import read_label
+    from hififace.media.images import read_label
     from hififace.inference.pipeline import FaceSwapper
 
     engine = FakeEngine()

@@ -188,18 +188,19 @@ def test_other_options_on_the_same_folder_are_refused(tree, first_run):
 
 
 def test_multi_face_skip_and_filters(tmp_path):
+    from hififace.face.cropper import Skip
     from hififace.face.preprocess import FacePipeline
 
     two = cv2.resize(photo("two_people.jpg"), (563, 330), interpolation=cv2.INTER_AREA)
-    res, reason, _ = FacePipeline(config(multi_face="skip")).analyse(two)
-    assert res is None and reason == "several_faces"
+    res = FacePipeline(config(multi_face="skip")).analyse(two)
+    assert isinstance(res, Skip) and res.reason == "several_faces"
     pipeline = FacePipeline(config())
-    res, reason, _ = pipeline.analyse(two)
-    assert reason is None and res["record"]["faces"] == 2
-    largest = max(pipeline.detector.detect(two), key=lambda f: f.area)  # the largest face is chosen
-    np.testing.assert_allclose(res["record"]["box"], largest.box, atol=0.01)
-    res, reason, _ = FacePipeline(config(min_score=0.99)).analyse(two)
-    assert reason == "low_score"
+    res = pipeline.analyse(two)
+    assert not isinstance(res, Skip) and pipeline.record(two, res)["faces"] == 2
+    largest = max(pipeline.cropper.detector.detect(two), key=lambda f: f.area)  # the largest face is chosen
+    np.testing.assert_allclose(pipeline.record(two, res)["box"], largest.box, atol=0.01)
+    res = FacePipeline(config(min_score=0.99)).analyse(two)
+    assert isinstance(res, Skip) and res.reason == "low_score"
 
 
 def test_list_tasks_reports_unreadable_folders(tmp_path):

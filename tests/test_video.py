@@ -49,7 +49,7 @@ def _run(swapper, clip: Path, out: Path, **kw):
 
 # ------------------------------------------------------------------------------------------------ round trips
 def test_round_trip_keeps_frames_fps_size_audio_and_labels_it(swapper, clips, tmp_path):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     out = tmp_path / "out.mp4"
     report = _run(swapper, clips["main"], out, batch_frames=4)
@@ -70,7 +70,7 @@ def test_round_trip_keeps_frames_fps_size_audio_and_labels_it(swapper, clips, tm
 
 
 def test_portrait_video_with_rotation_metadata_keeps_it(swapper, clips, tmp_path):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     out = tmp_path / "out.mov"
     report = _run(swapper, clips["portrait"], out)
@@ -91,7 +91,7 @@ def test_portrait_video_with_rotation_metadata_keeps_it(swapper, clips, tmp_path
                                                           ("no_face", 2, (192, 224), True, 0)])
 def test_odd_size_one_frame_silent_and_faceless_videos(swapper, clips, tmp_path, caplog, name, frames, size, audio,
                                                        faces):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     out = tmp_path / "out.mkv"
     report = _run(swapper, clips[name], out)
@@ -112,7 +112,7 @@ def test_video_cli_with_the_tiny_model(clips, tmp_path, tiny_weights, capsys):
     assert rc == 0, err
     assert any("2 of 6 frame(s) without a face, passed through" in line for line in err), err
     assert any("wrote" in line and "6 frames" in line and "audio copied" in line for line in err), err
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     meta = probe(tmp_path / "out.mp4").metadata
     assert "hififace:command=video" in meta["comment"] and "hififace:model=reference-256" in meta["comment"]
@@ -177,7 +177,7 @@ def test_bad_videos_give_one_error_line_and_no_output(clips, tmp_path, tiny_weig
 
 
 def test_ctrl_c_leaves_no_output_no_temp_files_and_no_ffmpeg(swapper, clips, tmp_path, monkeypatch):
-    import hififace.inference.ffmpeg as ff
+    import hififace.media.video as ff
 
     started = []
     real_popen = subprocess.Popen
@@ -277,7 +277,7 @@ def test_gpu_paste_path_matches_the_cpu_one(swapper):
     exactly."""
     from hififace.face.align import transform_points
     from hififace.face.blend import paste_into
-    from hififace.inference.photos import read_photo
+    from hififace.media.images import read_photo
     from hififace.inference.video import _paste_torch
 
     rgb = read_photo(PHOTOS / "two_people.jpg").rgb

@@ -10,7 +10,7 @@ their metadata says so and the visible mark is always drawn (and the paste-back 
 the README's pipeline figure does, so the noise a random network makes is plain to see).
 
 What a job may cost is bounded: uploads over ``max_upload_mb`` are refused, videos over the
-:class:`~hififace.inference.ffmpeg.VideoLimits` are refused from their header, and a job running longer than
+:class:`~hififace.media.video.VideoLimits` are refused from their header, and a job running longer than
 ``job_seconds`` stops (a video between two batches of frames). Results are written 0600 (readable by this user
 only, however the process umask is set) and deleted ``result_seconds`` after they were made; :meth:`SwapService.close`
 stops the running job and removes the folder.
@@ -35,9 +35,9 @@ import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
 from ..inference.engine import as_engine, is_random_engine
-from ..inference.ffmpeg import VideoLimits, format_seconds
-from ..inference.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS
-from ..inference.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
+from ..media.video import VideoLimits, format_seconds
+from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS
+from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
 from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper, _label
 from ..utils.atomic import private_files
 
@@ -80,7 +80,7 @@ class SwapService:
         max_upload_mb: largest uploaded file, in megabytes (0 or None: no limit).
         job_seconds: longest job; a video stops between batches of frames (0 or None: no limit).
         result_seconds: results are deleted this long after they were written (0 or None: kept until :meth:`close`).
-        video_limits: caps on target videos (default :class:`~hififace.inference.ffmpeg.VideoLimits`'s).
+        video_limits: caps on target videos (default :class:`~hififace.media.video.VideoLimits`'s).
         options: :class:`~hififace.inference.pipeline.FaceSwapper` options (detector, parsing, min_face, ...).
     """
 
@@ -125,7 +125,7 @@ class SwapService:
         if not target or Path(target).suffix.lower() not in IMAGE_EXTENSIONS:
             return None
         from ..face.draw import draw_faces
-        from ..inference.photos import read_photo
+        from ..media.images import read_photo
 
         names = _Names([target])
         with names:
@@ -184,7 +184,7 @@ class SwapService:
                                     f"({where}): {reason}")
 
         if kind == "video":
-            from ..inference.ffmpeg import probe
+            from ..media.video import probe
 
             say(0.0, "reading the video")
             limits = self.video_limits
@@ -202,7 +202,7 @@ class SwapService:
                 warning = (f"almost nothing of the face was replaced in {report.faces_low_coverage} of "
                            f"{report.faces_swapped} swapped face(s): {_why_low(swapper)}")
         else:
-            from ..inference.photos import read_photo
+            from ..media.images import read_photo
 
             say(0.0, "reading the photo")
             photo = read_photo(target)  # a bad photo is reported before any model work
@@ -333,7 +333,7 @@ class SwapService:
         return swapper.identity(*sources)
 
     def _output_path(self, target: str | Path, kind: str) -> Path:
-        from ..inference.ffmpeg import VIDEO_FORMATS
+        from ..media.video import VIDEO_FORMATS
 
         target = Path(target)
         suffix = target.suffix.lower()

@@ -183,7 +183,7 @@ def check_face_args(args: argparse.Namespace) -> None:
     if args.save_identity and not str(args.save_identity).lower().endswith(".safetensors"):
         raise HifiFaceError(f"--save-identity {args.save_identity}: the file name must end in .safetensors")
     if args.save_identity:  # a folder of that name, or a file in the way, is refused before the model loads
-        from ..inference.images import check_output_path
+        from ..media.images import check_output_path
 
         check_output_path(args.save_identity, {".safetensors": "safetensors"}, getattr(args, "no_clobber", False))
 
@@ -209,7 +209,7 @@ def read_sources(paths: list[str], option: str = "--source") -> list[Any]:
     from pathlib import Path
 
     from ..errors import InputImageError
-    from ..inference.photos import read_photo
+    from ..media.images import read_photo
 
     out: list[Any] = []
     for p in paths:

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..inference.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_QUEUE_SIZE, APP_RESULT_SECONDS
+from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_QUEUE_SIZE, APP_RESULT_SECONDS
 from ._common import CONSENT, add_model_args, add_model_mask_arg
 from .video import add_limit_args, video_limits
 

@@ -42,8 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..inference.images import check_output_path
-    from ..inference.photos import read_photo
+    from ..media.images import check_output_path
+    from ..media.images import read_photo
     from ._common import build_swapper, check_face_args, load_model, model_meta, read_sources
 
     check_face_args(args)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 def plan_folder(folder: Path, out_dir: Path, no_clobber: bool = False) -> list[tuple[Path, Path]]:
     """(input, output) pairs for the photos in ``folder``; other files are skipped and listed."""
     from ..errors import HifiFaceError, InputImageError
-    from ..inference.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, check_output_path
+    from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, check_output_path
 
     if out_dir.exists() and not out_dir.is_dir():
         raise HifiFaceError(f"{out_dir}: is a file; with a folder as --target, -o must be a folder")

@@ -88,13 +88,13 @@ class FacePairDataset(Dataset):
     def _image(self, rel: str) -> torch.Tensor:
         from PIL import Image
 
-        from ..utils.images_pil import pil_to_array
+        from ..media.images import to_rgb
 
         path = self.index.images / rel
         try:
             with Image.open(path) as img:
                 img.load()
-                arr = pil_to_array(img)
+                arr = to_rgb(img)
         except Exception as err:  # PIL raises many kinds on damaged files
             raise UnreadableSample(f"{path}: {err}") from None
         size = self.config.image_size

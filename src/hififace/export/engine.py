@@ -202,7 +202,7 @@ class OnnxHifiFace:
         return [torch.from_numpy(np.ascontiguousarray(y)) for y in self.sessions[spec.name].run(list(spec.outputs), feed)]
 
     def _batch(self, images: Any) -> tuple[torch.Tensor, Any]:
-        from ..utils.imagetypes import as_batch
+        from ..media.tensors import as_batch
 
         batch, kind = as_batch(images, self.config.image_size)
         return batch.to("cpu", torch.float32), kind

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError, WeightsError
-from .io import to_rgb_uint8
+from ..media.images import to_rgb_uint8
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,9 @@ import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
 from ..utils.atomic import TMP_PREFIX, atomic_path, atomic_write_text, storage_error
-from .io import IMAGE_EXTENSIONS, NotAnImageError, read_image
+from ..media.images import IMAGE_EXTENSIONS, NotAnImageError, read_photo
+from .align import transform_points
+from .cropper import FaceCrop, FaceCropper, Skip
 
 log = logging.getLogger(__name__)
 
@@ -190,72 +192,51 @@ def list_tasks(raw_dir: Path) -> list[Task]:
 
 
 class FacePipeline:
-    """Detector, optional 68-point landmarker and parser for one process; :meth:`process` handles one photo."""
+    """The face cropper (detector, refinement, optional 68-point landmarker) and the parser of one process;
+    :func:`process_task` handles one photo with it."""
 
     def __init__(self, config: PreprocessConfig):
-        from .detect import get_detector
         from .landmarks import get_landmarker
         from .parse import get_parser
 
         self.config = config
-        kw: dict[str, Any] = {"model_path": config.detector_model} if config.detector_model else {}
-        self.detector = get_detector(config.detector, **kw)
         if config.recon3d:
-            self.landmarker = get_landmarker("recon", recon_path=config.recon3d, bfm_path=config.bfm,
-                                             device=config.device)
+            landmarker = get_landmarker("recon", recon_path=config.recon3d, bfm_path=config.bfm, device=config.device)
         else:
-            self.landmarker = get_landmarker(config.landmarks68)
+            landmarker = get_landmarker(config.landmarks68)
+        self.cropper = FaceCropper(config.detector, detector_model=config.detector_model, size=config.size,
+                                   template=config.align, refine_passes=config.refine_passes,
+                                   refine_jitter=config.refine_jitter, landmarker=landmarker)
         self.parser = get_parser(config.parsing, config.parsing_weights, device=config.device)
 
-    def analyse(self, image: np.ndarray) -> tuple[dict[str, Any] | None, str | None, str | None]:
-        """Detection, filters, refinement and alignment of one photo: (record fields, skip reason, detail)."""
-        from .align import JITTER_4, align_crop, estimate_transform, refine_landmarks
+    @property
+    def landmarker(self):
+        return self.cropper.landmarker
 
+    def analyse(self, image: np.ndarray) -> FaceCrop | Skip:
+        """The crop of one photo's face (filters, refinement and alignment), or why there is none."""
         cfg = self.config
-        faces = self.detector.detect(image)
-        if not faces:
-            return None, "no_face", "no face detected"
-        scored = [f for f in faces if f.score >= cfg.min_score]
-        if not scored:
-            return None, "low_score", f"best detector score {max(f.score for f in faces):.3f} < {cfg.min_score}"
-        usable = [f for f in scored if f.size >= cfg.min_face]
-        if not usable:
-            return None, "face_too_small", f"largest face {max(f.size for f in scored):.0f} px < {cfg.min_face:g} px"
-        if len(usable) > 1 and cfg.multi_face == "skip":
-            return None, "several_faces", f"{len(usable)} faces"
-        face = max(usable, key=lambda f: f.area)
-        raw5 = face.landmarks.astype(np.float64).copy()
-        lm5 = raw5.copy()
-        if cfg.refine_passes > 0:
-            jitter = JITTER_4 if cfg.refine_jitter else ((0.0, 0.0),)
-            lm5, _ = refine_landmarks(image, lm5, self.detector, passes=cfg.refine_passes, jitter=jitter)
-        lm68 = None
-        if self.landmarker is not None:
-            face.landmarks = lm5.astype(np.float32)
-            try:
-                lm68 = self.landmarker.landmarks68(image, face)
-            except HifiFaceError as err:
-                log.debug("68-point landmarks failed: %s", err)
-        matrix = estimate_transform(lm68 if (cfg.align == "ffhq" and lm68 is not None) else lm5, cfg.align, cfg.size)
-        crop = align_crop(image, matrix, cfg.size)
-        rec = {
+        return self.cropper.best(image, min_score=cfg.min_score, min_face=cfg.min_face, multi_face=cfg.multi_face)
+
+    def parse(self, face: FaceCrop) -> np.ndarray:
+        """The parsing map of a crop, from the parser (the landmark parser draws on the crop's landmarks)."""
+        pts = transform_points(face.landmarks68 if face.landmarks68 is not None else face.landmarks, face.matrix)
+        return self.parser.parse(face.crop, pts)
+
+    def record(self, image: np.ndarray, face: FaceCrop) -> dict[str, Any]:
+        """The index record fields of a cropped face (coordinates rounded to 0.01 px)."""
+        lm68 = face.landmarks68
+        return {
             "photo_size": [int(image.shape[1]), int(image.shape[0])],
-            "faces": len(faces),
-            "box": [round(float(v), 2) for v in face.box],
-            "score": round(float(face.score), 4),
-            "landmarks5": np.round(lm5, 2).tolist(),
-            "landmarks5_detector": np.round(raw5, 2).tolist(),
+            "faces": face.faces_found,
+            "box": [round(float(v), 2) for v in face.face.box],
+            "score": round(float(face.face.score), 4),
+            "landmarks5": np.round(face.landmarks, 2).tolist(),
+            "landmarks5_detector": np.round(face.face.landmarks.astype(np.float64), 2).tolist(),
             "landmarks68": None if lm68 is None else np.round(lm68, 2).tolist(),
             "landmarks68_backend": None if lm68 is None else self.landmarker.name,
-            "matrix": np.round(matrix, 6).tolist(),
+            "matrix": np.round(face.matrix, 6).tolist(),
         }
-        return {"record": rec, "crop": crop, "lm5": lm5, "lm68": lm68, "matrix": matrix}, None, None
-
-    def parse(self, crop: np.ndarray, lm5: np.ndarray, lm68: np.ndarray | None, matrix: np.ndarray) -> np.ndarray:
-        from .align import transform_points
-
-        pts = transform_points(lm68 if lm68 is not None else lm5, matrix)
-        return self.parser.parse(crop, pts)
 
 
 def _tmp_prefix(shard: tuple[int, int]) -> str:
@@ -329,10 +310,10 @@ def process_task(pipeline: FacePipeline, task: Task, out_dir: Path) -> dict[str,
     par_rel = f"parsing/{task.identity}/{task.stem}.png"
     img_path, par_path = out_dir / img_rel, out_dir / par_rel
     try:
-        image = read_image(task.path)  # type: ignore[arg-type]
-        result, reason, detail = pipeline.analyse(image)
-        if result is None:
-            rec.update(reason=reason, detail=detail)
+        image = read_photo(task.path).rgb  # type: ignore[arg-type]
+        face = pipeline.analyse(image)
+        if isinstance(face, Skip):
+            rec.update(reason=face.reason, detail=face.detail)
             return rec
         # outputs of a run killed before it recorded them are kept when complete
         have_img, have_par = png_complete(img_path), png_complete(par_path)
@@ -341,13 +322,13 @@ def process_task(pipeline: FacePipeline, task: Task, out_dir: Path) -> dict[str,
         if not have_par:
             from .palette import labels_to_image
 
-            labels = pipeline.parse(result["crop"], result["lm5"], result["lm68"], result["matrix"])
+            labels = pipeline.parse(face)
             _save_png(par_path, labels_to_image(labels), prefix, compress_level=6)
         if not have_img:
-            _save_png(img_path, result["crop"], prefix, compress_level=1)  # level 1: ~2x faster than 6
+            _save_png(img_path, face.crop, prefix, compress_level=1)  # level 1: ~2x faster than 6
         rec.update(status="ok", reason=None, detail=None, image=img_rel, parsing=par_rel, size=cfg.size, align=cfg.align,
                    parser=parser_name, image_bytes=img_path.stat().st_size, parsing_bytes=par_path.stat().st_size)
-        rec.update(result["record"])
+        rec.update(pipeline.record(image, face))
         return rec
     except NotAnImageError as err:
         rec.update(reason="not_an_image", detail=str(err))

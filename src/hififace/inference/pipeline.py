@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, InputImageError
-from .choice import FaceChoice
+from ..face.choice import FaceChoice
+from ..face.cropper import FaceCropper
 from .engine import SwapEngine, as_engine
-from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
-from .photos import Photo, photo_from_array, read_photo
+from ..media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
+from ..media.images import Photo, photo_from_array, read_photo
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -153,18 +154,11 @@ class FaceSwapper:
             raise ConfigError(f"batch size {batch_size}: use 1 or more")
         if min_face < 0:
             raise ConfigError(f"minimum face size {min_face}: use 0 or more pixels")
-        if isinstance(detector, str):
-            from ..face.detect import get_detector
-
-            kw: dict[str, Any] = {"score_threshold": float(threshold)}
-            if detector_model:
-                kw["model_path"] = detector_model
-            detector = get_detector(detector, **kw)  # now: a missing OpenCV or model file stops before any work
-        self.detector: FaceDetector = detector
+        self.cropper = FaceCropper(detector, size=self.engine.image_size, template=self.engine.align,
+                                   refine_passes=align_passes, threshold=threshold, detector_model=detector_model)
         self._parser_spec = (parsing, parsing_weights)
         self._parser = None
         self.min_face = float(min_face)
-        self.align_passes = int(align_passes)
         self.color_match = bool(color_match)
         self.model_mask = bool(model_mask)
         self.erode = float(erode)
@@ -186,6 +180,10 @@ class FaceSwapper:
         return self.engine.image_size
 
     @property
+    def detector(self) -> "FaceDetector":
+        return self.cropper.detector
+
+    @property
     def parser(self):
         if self._parser is None:
             from ..face.parse import get_parser
@@ -197,23 +195,11 @@ class FaceSwapper:
 
     def detect(self, image: np.ndarray) -> list["Face"]:
         """Faces in an upright RGB image, left to right; landmarks refined ``align_passes`` times."""
-        from ..face.align import refine_landmarks
-
-        faces = self.detector.detect(image)
-        if self.align_passes > 0:
-            for f in faces:
-                lm, _ = refine_landmarks(image, f.landmarks, self.detector, passes=self.align_passes)
-                f.landmarks = lm.astype(np.float32)
-        return faces
+        return self.cropper.detect(image)
 
     def align(self, image: np.ndarray, landmarks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Aligned crops (N x S x S x 3 uint8) and their image -> crop matrices (N x 2 x 3) for 5-point landmarks."""
-        from ..face.align import align_crop, estimate_transform
-
-        if not len(landmarks):
-            return np.zeros((0, self.size, self.size, 3), np.uint8), np.zeros((0, 2, 3))
-        mats = np.stack([estimate_transform(lm, self.engine.align, self.size) for lm in landmarks])
-        return np.stack([align_crop(image, m, self.size) for m in mats]), mats
+        return self.cropper.crops(image, landmarks)
 
     def face_crops(self, image: np.ndarray, choice: FaceChoice | None = None, name: Any = "image",
                    min_face: float | None = None) -> FaceCrops:
@@ -239,22 +225,24 @@ class FaceSwapper:
         found = self.face_crops(image, FaceChoice(), name, min_face=0)
         return ("detected", found.crops[0]) if found.faces else ("no-face", None)
 
-    def to_tensor(self, crops: np.ndarray) -> "torch.Tensor":
-        """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``).
-
-        Built as ``HifiFace.swap`` builds its batches (same values and memory layout, hence the same kernels and
-        bit-identical outputs for the same crops).
-        """
-        from ..utils.imagetypes import as_batch
+    def _batch(self, crops: np.ndarray) -> "torch.Tensor":
+        """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``),
+        through the one converter ``HifiFace.swap`` uses too (same values and memory layout, hence the same kernels
+        and bit-identical outputs for the same crops)."""
+        from ..media.tensors import as_batch
 
         batch, _ = as_batch(crops[0] if len(crops) == 1 else list(crops), self.size)
         return batch.to(self.engine.device)
+
+    def crop_identity(self, crops: np.ndarray) -> "Identity":
+        """The engine's identity of aligned uint8 crops (N x S x S x 3), one per crop."""
+        return self.engine.identity(self._batch(crops))
 
     def swap_crops(self, identity: "Identity", crops: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
         """The engine's (i_r, m_r) for aligned uint8 crops, in batches of ``batch_size``."""
         import torch
 
-        outs = [self.engine.swap(identity, self.to_tensor(crops[i : i + self.batch_size]))
+        outs = [self.engine.swap(identity, self._batch(crops[i : i + self.batch_size]))
                 for i in range(0, len(crops), self.batch_size)]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
@@ -323,7 +311,7 @@ class FaceSwapper:
             out = self.load_identity(source)
         else:
             crop = self._source_crop(_as_photo(source), aligned, role)
-            out = (self.engine.identity(self.to_tensor(crop[None])), 1)
+            out = (self.crop_identity(crop[None]), 1)
         if key is not None:
             self._identities[key] = out
         return out
@@ -349,7 +337,7 @@ class FaceSwapper:
         return bool(aligned) if aligned is not None else rgb.shape[:2] == (self.size, self.size)
 
     def _fit(self, rgb: np.ndarray, name: Any) -> np.ndarray:
-        from .images import fit_to_size
+        from ..media.images import fit_to_size
 
         return fit_to_size(rgb, self.size, name=str(name))
 
@@ -403,30 +391,19 @@ class FaceSwapper:
     # ------------------------------------------------------------------ face choice
     def choose(self, image: np.ndarray, faces: list["Face"], choice: FaceChoice | None = None,
                name: Any = "image") -> list[int]:
-        """Indices of the faces to swap (see :class:`FaceChoice`)."""
+        """Indices of the faces to swap (see :class:`FaceChoice`; ``match`` compares ArcFace embeddings)."""
         choice = choice or FaceChoice()
-        if not faces:
-            return []
-        if choice.all:
-            return list(range(len(faces)))
-        if choice.index is not None:
-            if choice.index >= len(faces):
-                raise InputImageError(f"{name}: no face #{choice.index}: {len(faces)} face(s) found, numbered 0 to "
-                                      f"{len(faces) - 1} left to right (see 'hififace faces {name} -o preview.png')")
-            return [int(choice.index)]
-        if choice.match is not None:
-            sims = self.similarities(image, faces, choice.match)
-            best = int(np.argmax(sims))
-            log.info("%s: face #%d matches the reference best (cosine %.3f; others %s)", name, best, sims[best],
-                     ", ".join(f"#{i} {s:.3f}" for i, s in enumerate(sims) if i != best) or "none")
-            return [best]
-        return [max(range(len(faces)), key=lambda i: faces[i].area)]
+
+        def similarities(image: np.ndarray, faces: Sequence["Face"]) -> np.ndarray:
+            return self.similarities(image, list(faces), choice.match)
+
+        return self.cropper.choose(image, faces, choice, name=name, similarities=similarities)
 
     def similarities(self, image: np.ndarray, faces: list["Face"], reference: Any) -> np.ndarray:
         """Cosine similarity of each face's ArcFace embedding with the reference's (photo, file or Identity)."""
         ref = self.match_identity(reference).v_id
         crops, _ = self.align(image, [f.landmarks for f in faces])
-        embs = [self.engine.identity(self.to_tensor(crops[i : i + self.batch_size])).v_id
+        embs = [self.crop_identity(crops[i : i + self.batch_size]).v_id
                 for i in range(0, len(crops), self.batch_size)]
         import torch
 
@@ -444,7 +421,7 @@ class FaceSwapper:
         name = photo.path or "target image"
         rgb = photo.rgb
         if self._is_aligned(rgb, aligned):
-            from ..utils.imagetypes import to_uint8
+            from ..media.tensors import to_uint8
 
             if choice.index is not None or choice.match is not None:
                 log.warning("%s: taken as an aligned crop (%dx%d, the model size), swapped whole: --face/--match do "
@@ -485,9 +462,9 @@ class FaceSwapper:
                   all_faces: bool = False, match: Any = None, aligned: bool | None = None, watermark: bool = False,
                   meta: Mapping[str, str] | None = None) -> PhotoResult:
         """:meth:`swap` from a photo file to an output file that keeps the photo's properties (see
-        :mod:`hififace.inference.photos`); an aligned crop is written as ``hififace swap`` always did."""
-        from .images import check_output_path, save_image
-        from .photos import write_photo
+        :mod:`hififace.media.images`); an aligned crop is written as ``hififace swap`` always did."""
+        from ..media.images import check_output_path, write_image
+        from ..media.images import write_photo
 
         output = check_output_path(output)
         photo = _as_photo(target)
@@ -497,7 +474,7 @@ class FaceSwapper:
                                   f"lower --min-face to swap it anyway")
         label = dict(meta or {})
         if result.aligned:
-            save_image(output, result.image, watermark=watermark, meta=label)
+            write_image(output, result.image, watermark=watermark, meta=label)
         else:
             write_photo(output, photo, result.image, result.changed, meta=label, watermark=watermark)
         return result

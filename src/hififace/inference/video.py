@@ -1,6 +1,6 @@
 """Face swapping in videos: decode -> detect + track + smooth -> align -> swap (batched) -> paste back -> encode.
 
-Frames are decoded and encoded by ffmpeg in background threads (:mod:`hififace.inference.ffmpeg`) while the main
+Frames are decoded and encoded by ffmpeg in background threads (:mod:`hififace.media.video`) while the main
 thread works on batches of frames. The source identity is computed once. Faces are tracked across frames, so
 ``face=N`` (numbered in the first frame that shows a face) and ``match=REF`` follow the same person throughout; a
 person lost for a moment is picked up again near where they were last seen. Landmarks are smoothed per track so
@@ -11,7 +11,7 @@ metadata kept and the synthetic-content label written to its ``comment`` and ``d
 written to a temporary file renamed at the end: an error or Ctrl-C leaves no output behind. On a CUDA model the
 paste-back runs on the GPU.
 
-A video over the :class:`~hififace.inference.ffmpeg.VideoLimits` (frame size, frame count, length) is refused from
+A video over the :class:`~hififace.media.video.VideoLimits` (frame size, frame count, length) is refused from
 its header before anything is decoded, and stopped when what is decoded passes a cap the header did not show.
 Progress is a tqdm bar on a terminal, else a log line every :data:`LOG_EVERY` seconds.
 """
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ..errors import HifiFaceError
-from .ffmpeg import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, VideoLimits, format_seconds, mux, probe
-from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
-from .choice import FaceChoice
+from ..media.video import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, VideoLimits, format_seconds, mux, probe
+from ..media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
+from ..face.choice import FaceChoice
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..face.detect import Face  # noqa: F401
@@ -123,14 +123,13 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     ``crf``/``preset`` are libx264's. ``paste``: ``torch`` (GPU), ``numpy`` or ``auto`` (torch on CUDA).
 
     ``max_frame_pixels``, ``max_frames`` and ``max_seconds`` cap the video (0 or None: no limit; see
-    :class:`~hififace.inference.ffmpeg.VideoLimits`); over a cap is one
-    :class:`~hififace.inference.ffmpeg.VideoLimitError`. ``should_stop`` is called between batches: a reason
+    :class:`~hififace.media.video.VideoLimits`); over a cap is one
+    :class:`~hififace.media.video.VideoLimitError`. ``should_stop`` is called between batches: a reason
     (text) it returns stops the swap with a :class:`~hififace.errors.HifiFaceError` (the web app's time limit).
     """
     from ..face.track import FaceTracker
     from ..utils.atomic import atomic_path
-    from .images import check_output_path
-    from .watermark import VIDEO_DESCRIPTION, comment_text
+    from ..media.images import check_output_path
 
     if batch_frames < 1:
         raise ValueError("batch_frames must be 1 or more")
@@ -190,7 +189,7 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
                             "has those frames", info.path.name, reader.frames, reader.error)
             writer.close()
             t0 = time.perf_counter()
-            mux(tmp_video, info, tmp_out, comment_text(meta, VIDEO_DESCRIPTION), VIDEO_DESCRIPTION, name=out.name)
+            mux(tmp_video, info, tmp_out, meta, name=out.name)
             report.seconds["mux"] = time.perf_counter() - t0
         except BaseException:
             if writer is not None:
@@ -360,6 +359,6 @@ def _paste_torch(frames: list[np.ndarray], owners: list[int], crops: np.ndarray,
 def _watermark(frame: np.ndarray) -> np.ndarray:
     from PIL import Image
 
-    from .watermark import WATERMARK_TEXT, add_watermark
+    from ..provenance.label import WATERMARK_TEXT, add_watermark
 
     return np.asarray(add_watermark(Image.fromarray(frame), WATERMARK_TEXT))

@@ -117,9 +117,9 @@ class _Image:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    from ..inference.images import load_image
+    from ..media.images import read_crop
 
-    return load_image(path)
+    return read_crop(path)
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:

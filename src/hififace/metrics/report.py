@@ -128,7 +128,7 @@ def _figures(out: Path, result: EvalResult) -> list[str]:
 
 
 def _strips(out: Path, result: EvalResult) -> list[str]:
-    from ..inference.images import save_image
+    from ..media.images import write_image
     from .evaluate import load_rgb
     from .plots import strip
 
@@ -148,7 +148,7 @@ def _strips(out: Path, result: EvalResult) -> list[str]:
                 examples.append((caption, [load_rgb(Path(p)) for p in (s["source"], scored, s["result"])]))
             img = strip(examples, ["source", "target", "result"], f"{label} {len(chosen)} by {TITLES[key]}")
             name = f"{label}_{key}.png"
-            save_image(out / name, np.asarray(img), meta={"hififace:command": "eval"})
+            write_image(out / name, np.asarray(img), meta={"hififace:command": "eval"})
             written.append(name)
     return written
 

@@ -170,11 +170,11 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
     """
     import numpy as np
 
-    from ..inference.images import save_image
-    from ..inference.photos import read_photo
+    from ..media.images import write_image
+    from ..media.images import read_photo
     from ..inference.pipeline import FaceSwapper
     from ..models.identity import Identity
-    from ..utils.imagetypes import to_uint8
+    from ..media.tensors import to_uint8
 
     folder.mkdir(parents=True, exist_ok=True)
     stamp_file = folder / RESULTS_STAMP
@@ -235,17 +235,17 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
                     continue
                 r.crop = "detected" if "detected" in (how_s, how_t) else "aligned"
                 if r.source not in identities:
-                    identities[r.source] = swapper.engine.identity(swapper.to_tensor(src[None]))
+                    identities[r.source] = swapper.crop_identity(src[None])
                 chunk.append(r)
                 ids.append(identities[r.source])
                 targets.append(tgt)
             if chunk:
-                i_r, _ = swapper.engine.swap(Identity.cat(ids), swapper.to_tensor(np.stack(targets)))
+                i_r, _ = swapper.swap_crops(Identity.cat(ids), np.stack(targets))
                 for k, r in enumerate(chunk):
                     if crop_of(r.target)[0] == "detected":  # what the result is scored against
                         r.target_crop = folder / TARGETS_DIR / f"{r.name}.png"
                         _write_crop(r.target_crop, targets[k])
-                    save_image(r.result, to_uint8(i_r[k]), meta=meta)  # as HifiFace.swap writes its outputs
+                    write_image(r.result, to_uint8(i_r[k]), meta=meta)  # as HifiFace.swap writes its outputs
             for r in part:
                 record[r.name] = {"source": str(r.source), "target": str(r.target), "crop": r.crop,
                                   "target_crop": r.target_crop is not None, "skipped": r.skipped}

@@ -108,7 +108,7 @@ class HifiFace(nn.Module):
     @torch.inference_mode()
     def identity(self, source: Any) -> Identity:
         """Encode source face(s) once; pass the result to :meth:`swap` in place of the source image."""
-        from ..utils.imagetypes import as_batch
+        from ..media.tensors import as_batch
 
         batch, _ = as_batch(source, self.config.image_size)
         return self.id_extractor.encode_source(batch.to(self.device, self.dtype))
@@ -116,7 +116,7 @@ class HifiFace(nn.Module):
     @torch.inference_mode()
     def prepare_target(self, target: Any) -> PreparedTarget:
         """Encode target face(s) once; pass the result to :meth:`swap` or :meth:`interpolate` as the target."""
-        from ..utils.imagetypes import as_batch
+        from ..media.tensors import as_batch
 
         tgt, kind = as_batch(target, self.config.image_size)
         tgt = tgt.to(self.device, self.dtype)
@@ -136,7 +136,7 @@ class HifiFace(nn.Module):
         in [0, 1] (float tensors clamped as the 8-bit path is); with ``return_all`` the raw
         :class:`GeneratorOutput` tensors are returned instead (not clamped).
         """
-        from ..utils.imagetypes import restore
+        from ..media.tensors import restore
 
         prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
         ident = source if isinstance(source, Identity) else self.identity(source)
@@ -148,7 +148,7 @@ class HifiFace(nn.Module):
     @torch.inference_mode()
     def interpolate(self, source: Any, source2: Any, target: Any, rate: float, mode: str = "all") -> Any:
         """The reference's interpolation: mix the identity of ``source`` (rate 1) with ``source2`` (rate 0)."""
-        from ..utils.imagetypes import restore
+        from ..media.tensors import restore
 
         if mode not in INTERP_MODES:
             raise ValueError(f"mode must be one of {', '.join(INTERP_MODES)}")
