@@ -2,7 +2,7 @@
 """Dataset preprocessing speed and alignment consistency: one JSON line per measurement.
 
 Cases:
-- ``throughput``: ``hififace.face.preprocess.preprocess`` end to end on a synthetic VGGFace2-like tree (the repo's
+- ``throughput``: ``hififace.data.prepare.preprocess`` end to end on a synthetic VGGFace2-like tree (the repo's
   test photos, rotated/scaled/shifted into 250-400 px photos in identity folders) at 256 with the default detector
   (YuNet) and the fallback (landmark) parser; value = seconds per image (and ``images_per_s``), for each
   ``--align-passes`` setting.
@@ -73,7 +73,7 @@ def make_tree(root: Path, n_images: int, seed: int = 0) -> Path:
 
 
 def bench_throughput(raw: Path, workers: int, passes: int, repeats: int) -> None:
-    from hififace.face.preprocess import PreprocessConfig, preprocess
+    from hififace.data.prepare import PreprocessConfig, preprocess
 
     times, n = [], 0
     for r in range(repeats):
@@ -98,7 +98,7 @@ def bench_stages(raw: Path, limit: int) -> None:
     from hififace.media.images import read_photo
     from hififace.face.palette import save_parsing
     from hififace.face.parse import get_parser
-    from hififace.face.preprocess import _save_png
+    from hififace.data.prepare import _save_png
 
     det = get_detector("yunet")
     parser = get_parser("landmarks")
@@ -139,7 +139,7 @@ def bench_write(raw: Path, limit: int) -> None:
     from hififace.media.images import read_photo
     from hififace.face.palette import labels_to_image
     from hififace.face.parse import get_parser
-    from hififace.face.preprocess import _save_png
+    from hififace.data.prepare import _save_png
     from hififace.utils import atomic
 
     det, parser = get_detector("yunet"), get_parser("landmarks")
@@ -174,7 +174,7 @@ def bench_resume(n: int) -> None:
     """Per-record cost of trusting a finished file on resume: recorded sizes vs PNG end marker vs existence."""
     import json
 
-    from hififace.face.preprocess import PreprocessConfig, _is_done, output_intact, png_complete
+    from hififace.data.prepare import PreprocessConfig, _is_done, output_intact, png_complete
 
     cfg = PreprocessConfig()
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ import pytest
 
 from face_helpers import photo, photo_transform
 from hififace.errors import ConfigError, HifiFaceError
-from hififace.face.preprocess import PreprocessConfig, list_tasks, parse_shard, preprocess, read_index, shard_of
+from hififace.data.prepare import PreprocessConfig, list_tasks, parse_shard, preprocess, read_index, shard_of
 
 cv2 = pytest.importorskip("cv2")
 from PIL import Image  # noqa: E402
@@ -189,17 +189,17 @@ def test_other_options_on_the_same_folder_are_refused(tree, first_run):
 
 def test_multi_face_skip_and_filters(tmp_path):
     from hififace.face.cropper import Skip
-    from hififace.face.preprocess import FacePipeline
+    from hififace.data.prepare import Preparer
 
     two = cv2.resize(photo("two_people.jpg"), (563, 330), interpolation=cv2.INTER_AREA)
-    res = FacePipeline(config(multi_face="skip")).analyse(two)
+    res = Preparer(config(multi_face="skip")).analyse(two)
     assert isinstance(res, Skip) and res.reason == "several_faces"
-    pipeline = FacePipeline(config())
+    pipeline = Preparer(config())
     res = pipeline.analyse(two)
     assert not isinstance(res, Skip) and pipeline.record(two, res)["faces"] == 2
     largest = max(pipeline.cropper.detector.detect(two), key=lambda f: f.area)  # the largest face is chosen
     np.testing.assert_allclose(pipeline.record(two, res)["box"], largest.box, atol=0.01)
-    res = FacePipeline(config(min_score=0.99)).analyse(two)
+    res = Preparer(config(min_score=0.99)).analyse(two)
     assert isinstance(res, Skip) and res.reason == "low_score"
 
 
@@ -313,7 +313,7 @@ def test_a_second_run_on_the_same_folder_is_refused_in_one_line(tree, tmp_path, 
     import subprocess
     import sys
 
-    from hififace.face.preprocess import lock_output
+    from hififace.data.prepare import lock_output
     from inferkit import assert_one_error, run_cli
 
     out = tmp_path / "out"
@@ -335,7 +335,7 @@ def test_a_second_run_on_the_same_folder_is_refused_in_one_line(tree, tmp_path, 
                 with lock_output(out):
                     pass
     # another process holding the lock (and the lock going away with it)
-    code = ("import sys, time; from pathlib import Path; from hififace.face.preprocess import lock_output\n"
+    code = ("import sys, time; from pathlib import Path; from hififace.data.prepare import lock_output\n"
             "with lock_output(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
