@@ -286,6 +286,18 @@ def _tmp_file(name):
     return Path(tempfile.mkdtemp()) / name
 
 
+def test_one_label_builder_names_command_model_and_random_weights():
+    from hififace.provenance.label import RANDOM_WEIGHTS, output_label
+    from inferkit import tiny_model
+
+    assert output_label("eval") == {"hififace:command": "eval"}
+    model = tiny_model()
+    assert output_label("grid", model, sources=2) == {"hififace:command": "grid", "hififace:model": "reference-256",
+                                                      "hififace:weights": RANDOM_WEIGHTS, "hififace:sources": "2"}
+    model.config.notes.pop("weights")
+    assert "hififace:weights" not in output_label("swap", model)
+
+
 @pytest.mark.parametrize("ext", ["png", "jpg", "jpeg", "webp"])
 def test_every_output_carries_the_label(tmp_path, ext):
     p = im.write_image(tmp_path / f"out.{ext}", rgb(), meta={"hififace:command": "test"})

@@ -34,11 +34,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
-from ..inference.engine import as_engine, is_random_engine
+from ..inference.engine import as_engine
 from ..media.video import VideoLimits, format_seconds
 from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS
 from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
-from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper, _label
+from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper
+from ..provenance.label import output_label
 from ..utils.atomic import private_files
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class SwapService:
                  result_seconds: float | None = APP_RESULT_SECONDS, video_limits: VideoLimits | None = None,
                  **options: Any):
         self.engine = as_engine(model)
-        self.random = is_random_engine(self.engine)
+        self.random = bool(getattr(self.engine, "is_random", False))
         self.max_upload_mb = max_upload_mb or 0
         self.job_seconds = job_seconds or 0
         self.result_seconds = result_seconds or 0
@@ -98,7 +99,8 @@ class SwapService:
         if self.random:  # a random network's mask m_r means nothing (and hides its output): paste the face region
             self.options.setdefault("model_mask", False)
         # a bad option or a missing OpenCV is found at start, not at the first click (and before a folder is made)
-        self._meta = _label(FaceSwapper(self.engine, **self.options), "app")
+        FaceSwapper(self.engine, **self.options)
+        self._meta = output_label("app", self.engine)
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="hififace-app-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -105,16 +105,6 @@ def load_onnx_model(args: argparse.Namespace):
     return model
 
 
-def model_meta(model: Any, command: str, **extra: str) -> dict[str, str]:
-    """Extra label fields written into outputs: which command and which kind of model made them."""
-    cfg = model.config
-    meta = {"hififace:command": command, "hififace:model": f"{cfg.variant}-{cfg.image_size}"}
-    if getattr(model, "is_random", False):
-        meta["hififace:weights"] = "random (smoke test; the output means nothing)"
-    meta.update({f"hififace:{k}": str(v) for k, v in extra.items()})
-    return meta
-
-
 def progress(total: int, desc: str):
     """A tqdm bar on stderr (hidden when stderr is not a terminal)."""
     from tqdm import tqdm

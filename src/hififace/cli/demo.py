@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.grid import make_grid, swap_grid
     from ..media.images import check_output_path, read_crop, write_image
     from ..provenance.label import WATERMARK_TEXT
-    from ._common import model_meta, progress
+    from ..provenance.label import output_label
+    from ._common import progress
 
     out = check_output_path(args.output, no_clobber=args.no_clobber)
     files = sample_files()
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     with progress(len(sources) * len(targets), "demo") as bar:
         results = swap_grid(model, sources, targets, progress=bar.update)
     canvas = make_grid(source_names, sources, target_names, targets, results, cell=size)
-    write_image(out, canvas, watermark=args.watermark or random_mode, meta=model_meta(model, "demo"),
+    write_image(out, canvas, watermark=args.watermark or random_mode, meta=output_label("demo", model),
                watermark_text=f"{WATERMARK_TEXT} · {RANDOM_TAG}" if random_mode else None)
     log.info("wrote %s%s", out, " (random weights: a smoke test, not a face swap)" if random_mode else "")
     return 0

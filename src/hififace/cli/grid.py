@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
     from ..inference.grid import make_grid, swap_grid
     from ..media.images import check_output_path, list_images, read_crop, write_image
-    from ._common import load_model, model_config, model_meta, progress
+    from ..provenance.label import output_label
+    from ._common import load_model, model_config, progress
 
     out = check_output_path(args.output, no_clobber=args.no_clobber)
     if args.cell_size is not None and not 16 <= args.cell_size <= 1024:
@@ -58,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
     canvas = make_grid([f.stem for f in source_files], sources, [f.stem for f in target_files], targets, results,
                        cell=args.cell_size or size)
     write_image(out, canvas, watermark=args.watermark,
-               meta=model_meta(model, "grid", sources=str(len(sources)), targets=str(len(targets))))
+               meta=output_label("grid", model, sources=str(len(sources)), targets=str(len(targets))))
     log.info("wrote %s (%d sources x %d targets)", out, len(sources), len(targets))
     return 0

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.interpolate import interpolation_frames
     from ..media.images import read_crop
     from ..media.video import check_animation_path, write_animation
-    from ._common import load_model, model_config, model_meta, progress
+    from ..provenance.label import output_label
+    from ._common import load_model, model_config, progress
 
     out = check_animation_path(args.output, no_clobber=args.no_clobber)
     if not 2 <= args.frames <= 1000:
@@ -53,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
     with progress(args.frames, "interpolate") as bar:
         frames = interpolation_frames(model, source, source2, target, args.mode, args.frames, progress=bar.update)
     write_animation(out, frames, frame_ms=args.frame_ms, watermark=args.watermark,
-                    meta=model_meta(model, "interpolate", mode=args.mode))
+                    meta=output_label("interpolate", model, mode=args.mode))
     log.info("wrote %s (%d frames, mode %s)", out, len(frames), args.mode)
     return 0

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
     from ..media.images import check_output_path
     from ..media.images import read_photo
-    from ._common import build_swapper, check_face_args, load_model, model_meta, read_sources
+    from ..provenance.label import output_label
+    from ._common import build_swapper, check_face_args, load_model, read_sources
 
     check_face_args(args)
     if not args.target and not args.save_identity:
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if target is None:
         return 0
     options = dict(face=args.face, all_faces=args.all_faces, match=match, aligned=aligned, watermark=args.watermark,
-                   meta=model_meta(model, "swap"))
+                   meta=output_label("swap", model))
     if not folder:
         result = swapper.swap_file(identity, photo, out, **options)
         what = "aligned crop" if result.aligned else f"{len(result.swapped)} of {len(result.faces)} face(s) swapped"

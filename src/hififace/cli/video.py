@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
     from ..media.video import VIDEO_FORMATS, probe
     from ..media.images import check_output_path
-    from ._common import build_swapper, check_face_args, load_model, model_meta, read_sources
+    from ..provenance.label import output_label
+    from ._common import build_swapper, check_face_args, load_model, read_sources
 
     check_face_args(args)
     if args.frames_per_batch < 1:
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("wrote %s", args.save_identity)
     report = swapper.swap_video(identity, info.path, out, face=args.face, all_faces=args.all_faces, match=match,
                                 batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
-                                preset=args.preset, watermark=args.watermark, meta=model_meta(model, "video"),
+                                preset=args.preset, watermark=args.watermark, meta=output_label("video", model),
                                 max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
                                 max_seconds=limits.max_seconds)
     w, h = report.size

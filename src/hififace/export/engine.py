@@ -27,7 +27,7 @@ import torch
 from ..config import N_ID_COEFFS, HifiFaceConfig
 from ..errors import HifiFaceError, WeightsError
 from ..models.generator import GeneratorOutput
-from ..models.hififace import HifiFace, PreparedTarget
+from ..models.hififace import HifiFace, PreparedTarget, is_random_config
 from ..models.identity import Identity, ShapeAwareIdentityExtractor
 from .exporter import require
 from .graphs import ARCFACE, FORMAT, GENERATOR, GRAPHS, ONNX_DIR, RECON, GraphSpec, fingerprint
@@ -192,9 +192,7 @@ class OnnxHifiFace:
     def is_random(self) -> bool:
         """True when exported from random weights (:meth:`HifiFace.random`), as :attr:`HifiFace.is_random`: the
         commands then warn and label the outputs 'random weights'."""
-        from ..inference.engine import is_random_engine
-
-        return is_random_engine(self)
+        return is_random_config(self.config)
 
     def run_graph(self, spec: GraphSpec, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Run one exported graph (``graphs.GENERATOR``, ``ARCFACE`` or ``RECON``) on CPU float32 tensors."""

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import ConfigError, InputImageError
 from ..face.choice import FaceChoice
 from ..face.cropper import FaceCropper
+from ..provenance.label import output_label
 from .engine import SwapEngine, as_engine
 from ..media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 from ..media.images import Photo, photo_from_array, read_photo
@@ -505,19 +506,6 @@ def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[
     return FaceSwapper.from_pretrained(weights, device=device, **options)
 
 
-def _label(swapper: FaceSwapper, command: str) -> dict[str, str]:
-    """Extra label fields of an output: the command, the model and, for random weights, that (as the CLI's)."""
-    from .engine import is_random_engine
-
-    cfg = getattr(swapper.engine, "config", None)
-    meta = {"hififace:command": command}
-    if cfg is not None:
-        meta["hififace:model"] = f"{cfg.variant}-{cfg.image_size}"
-    if is_random_engine(swapper.engine):
-        meta["hififace:weights"] = "random (smoke test; the output means nothing)"
-    return meta
-
-
 def swap_image(source: Any, target: Any, output: str | Path | None = None, *, weights: str | Path | None = None,
                model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
                match: Any = None, aligned: bool | None = None, watermark: bool = False, **options: Any) -> PhotoResult:
@@ -533,7 +521,7 @@ def swap_image(source: Any, target: Any, output: str | Path | None = None, *, we
     if output is None:
         return swapper.swap(identity, target, face, all_faces, match, aligned)
     return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
-                             meta=_label(swapper, "swap_image"))
+                             meta=output_label("swap_image", swapper.engine))
 
 
 def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
@@ -551,5 +539,5 @@ def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: 
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
     return swapper.swap_video(identity, target, output, face=face, all_faces=all_faces, match=match,
                               batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
-                              meta=_label(swapper, "swap_video"), progress=progress,
+                              meta=output_label("swap_video", swapper.engine), progress=progress,
                               max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputImageError
+from ..provenance.label import output_label
 from ..utils.atomic import atomic_path, atomic_write_text
 from .evaluate import HIGHER_IS_BETTER, METRICS, PER_SAMPLE, UNITS, EvalResult
 
@@ -148,7 +149,7 @@ def _strips(out: Path, result: EvalResult) -> list[str]:
                 examples.append((caption, [load_rgb(Path(p)) for p in (s["source"], scored, s["result"])]))
             img = strip(examples, ["source", "target", "result"], f"{label} {len(chosen)} by {TITLES[key]}")
             name = f"{label}_{key}.png"
-            write_image(out / name, np.asarray(img), meta={"hififace:command": "eval"})
+            write_image(out / name, np.asarray(img), meta=output_label("eval"))
             written.append(name)
     return written
 

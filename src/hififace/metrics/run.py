@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import ConfigError, HifiFaceError, InputImageError, WeightsError
+from ..provenance.label import output_label
 from .evaluate import EvalOptions, Evaluator, MetricModels
 from .pairs import Row, check_paths, read_pairs, unique_pairs
 
@@ -189,7 +190,6 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
 
             atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
     swapper = FaceSwapper(model, detector=detector, parsing="landmarks", min_face=0, batch_size=batch_size)
-    size = swapper.size
     record_file = folder / RESULTS_RECORD
     record = _read_record(record_file)
     todo = []
@@ -213,7 +213,7 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
             r.target_crop = folder / TARGETS_DIR / f"{r.name}.png" if done.get("target_crop") else None
     if len(todo) < len(unique):
         log.info("%d of %d results already made (resuming)", len(unique) - len(todo), len(unique))
-    meta = {"hififace:command": "eval", "hififace:model": f"{model.config.variant}-{size}"}
+    meta = output_label("eval", model)
     crops: dict[Path, tuple[str, Any]] = {}  # each photo detected once, however many rows use it
     identities: dict[Path, Any] = {}
 

@@ -285,7 +285,7 @@ class HifiFace(nn.Module):
     @property
     def is_random(self) -> bool:
         """True for a model made by :meth:`random` (or loaded from a folder saved from one)."""
-        return str(self.config.notes.get(RANDOM_NOTE_KEY, "")).startswith(RANDOM_NOTE)
+        return is_random_config(self.config)
 
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -294,6 +294,12 @@ class HifiFace(nn.Module):
             "arcface": count(self.id_extractor.arcface),
             "recon3d": count(self.id_extractor.recon),
         }
+
+
+def is_random_config(config: HifiFaceConfig) -> bool:
+    """True when a config records random weights (a model from :meth:`HifiFace.random`, or a folder or export saved
+    from one): what such a model makes is labelled "random weights"."""
+    return str(config.notes.get(RANDOM_NOTE_KEY, "")).startswith(RANDOM_NOTE)
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
