@@ -14,9 +14,10 @@ from hififace.errors import WeightsError
 from hififace.models.frozen.arcface import IResNet
 from hififace.models.frozen.bfm import BFMLandmarks, load_bfm_mat
 from hififace.models.frozen.recon import ReconNet
-from hififace.weights.arcface import build_uninitialised, load_arcface, load_arcface_state
-from hififace.weights.bfm import bfm_from_tensors, bfm_to_tensors, load_bfm
-from hififace.weights.deep3d import load_recon, load_recon_state
+from hififace.converters.arcface import load_arcface, load_arcface_state
+from hififace.converters.keys import build_uninitialised
+from hififace.converters.bfm import bfm_from_tensors, bfm_to_tensors, load_bfm
+from hififace.converters.deep3d import load_recon, load_recon_state
 from hififace.weights.io import save_safetensors
 
 

@@ -58,12 +58,12 @@ def test_recon_backend_maps_crop_points_back_to_the_photo(monkeypatch, tmp_path)
         def forward(self, coeffs):  # Deep3DFaceRecon's frame, y up: (112, 100) is 12 px above the centre
             return torch.tensor([112.0, 100.0]).expand(coeffs.shape[0], 68, 2)
 
-    deep3d = types.ModuleType("hififace.weights.deep3d")
+    deep3d = types.ModuleType("hififace.converters.deep3d")
     deep3d.load_recon = lambda path: FakeRecon()
-    bfm = types.ModuleType("hififace.weights.bfm")
+    bfm = types.ModuleType("hififace.converters.bfm")
     bfm.load_bfm = lambda path: FakeBFM()
-    monkeypatch.setitem(sys.modules, "hififace.weights.deep3d", deep3d)
-    monkeypatch.setitem(sys.modules, "hififace.weights.bfm", bfm)
+    monkeypatch.setitem(sys.modules, "hififace.converters.deep3d", deep3d)
+    monkeypatch.setitem(sys.modules, "hififace.converters.bfm", bfm)
     import hififace.weights as hw
 
     monkeypatch.setattr(hw, "deep3d", deep3d, raising=False)

@@ -131,8 +131,8 @@ def test_metric_networks_name_real_loaders():
 
     from hififace.metrics.identity import IResNetIdentity
     from hififace.metrics.threedmm import ReconCoefficients
-    from hififace.weights.arcface import load_arcface
-    from hififace.weights.deep3d import load_recon
+    from hififace.converters.arcface import load_arcface
+    from hififace.converters.deep3d import load_recon
 
     for cls, fn in ((IResNetIdentity, load_arcface), (ReconCoefficients, load_recon)):
         module, name = cls.loader.split(":")

@@ -24,7 +24,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("weights",),  # reading and writing files only, once issue 20 moves the converters out
     ("config", "models"),
     ("losses",),
-    ("converters",),  # issue 20: the converters of foreign weights, above models and losses (not there yet)
+    ("converters",),  # the converters of foreign weights, above models and losses
     ("data", "face", "restore"),
     ("inference", "training"),
     ("metrics", "export", "app"),
@@ -35,22 +35,6 @@ FLOORS: list[tuple[str, ...]] = [
 #: (importing module, imported module) pairs that break the floors today: weights/ holds converters that build models
 #: and losses (issue 20, point 4).
 KNOWN_BREACHES = {
-    ("hififace.weights.arcface", "hififace.models.frozen.arcface"),
-    ("hififace.weights.bfm", "hififace.models.frozen.bfm"),
-    ("hififace.weights.convert", "hififace.config"),
-    ("hififace.weights.convert", "hififace.models.hififace"),
-    ("hififace.weights.deep3d", "hififace.models.frozen.recon"),
-    ("hififace.weights.reference", "hififace.config"),
-    ("hififace.weights.reference", "hififace.losses.lpips"),
-    ("hififace.weights.reference", "hififace.models.discriminators"),
-    ("hififace.weights.reference", "hififace.models.frozen.arcface"),
-    ("hififace.weights.reference", "hififace.models.hififace"),
-    ("hififace.weights.training", "hififace.config"),
-    ("hififace.weights.training", "hififace.models.hififace"),
-    ("hififace.weights.gfpgan", "hififace.models.restorers.gfpgan"),
-    ("hififace.weights.xuehy", "hififace.config"),
-    ("hififace.weights.xuehy", "hififace.models.frozen.arcface"),
-    ("hififace.weights.xuehy", "hififace.models.hififace"),
     ("hififace.restore.onnx_engine", "hififace.export.engine"),  # the ONNX provider choice lives in export/
     ("hififace.restore.onnx_engine", "hififace.export.exporter"),
 }

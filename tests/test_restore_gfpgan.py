@@ -20,7 +20,7 @@ from hififace.errors import ConfigError, HifiFaceError, InputImageError, Weights
 from hififace.models.restorers import GFPGAN, GFPGANConfig
 from hififace.models.restorers.gfpgan import ModulatedConv2d
 from hififace.restore import FaceRestorer, load_restorer
-from hififace.weights.gfpgan import DROPPED, convert_gfpgan, load_gfpgan, random_release_state
+from hififace.converters.gfpgan import DROPPED, convert_gfpgan, load_gfpgan, random_release_state
 from hififace.weights.io import load_safetensors
 from inferkit import SAMPLES, assert_one_error, run_cli, tiny_model_dir
 

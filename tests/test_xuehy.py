@@ -23,7 +23,7 @@ from hififace import HifiFace, HifiFaceConfig
 from hififace.errors import ConfigError, WeightsError
 from hififace.models.generator import Generator
 from hififace.weights.io import load_safetensors
-from hififace.weights.xuehy import F_3D, F_ID, convert_xuehy_generator, generator_key_map
+from hififace.converters.xuehy import F_3D, F_ID, convert_xuehy_generator, generator_key_map
 from inferkit import SAMPLES, TINY, assert_one_error, leftovers, run_cli, sample
 
 MANIFEST = "xuehy_hififace_generator_keys.tsv"

@@ -45,13 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..weights import convert as conv
+    from ..converters import convert as conv
 
     if args.gfpgan:
         if args.checkpoint or args.arcface or args.recon3d or args.to or args.iteration is not None:
             raise HifiFaceError("--gfpgan converts the restorer on its own: give no checkpoint, --arcface, --recon3d, "
                                 "--to or --iteration with it")
-        from ..weights.gfpgan import convert_gfpgan
+        from ..converters.gfpgan import convert_gfpgan
 
         out = convert_gfpgan(args.gfpgan, args.output, overwrite=args.overwrite)
         log.info("wrote restorer folder %s", out)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise HifiFaceError("--iteration picks generator_N.pth in a xuehy model folder: give that folder as the "
                             "checkpoint (hififace convert FOLDER --iteration N -o OUT)")
     if args.to == "reference":
-        from ..weights.reference import export_reference_checkpoint
+        from ..converters.reference import export_reference_checkpoint
 
         if not args.checkpoint:
             raise HifiFaceError("--to reference needs the model folder to export as first argument")

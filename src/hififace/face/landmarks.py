@@ -82,8 +82,8 @@ class ReconLandmarker(Landmarker):
         import torch
 
         try:
-            from ..weights.bfm import load_bfm
-            from ..weights.deep3d import load_recon
+            from ..converters.bfm import load_bfm
+            from ..converters.deep3d import load_recon
         except ImportError as err:
             raise HifiFaceError(f"the ReconNet landmark backend is not available in this install ({err})") from None
         self.device = torch.device(device)

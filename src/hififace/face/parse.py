@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..converters.parsers import load_parser_state
 from ..errors import ConfigError, WeightsError
-from ..utils.text import printable
 from .palette import BISENET_TO_PSFRGAN, CLASSES
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class BiSeNetParser(_NetParser):
         from ..models.frozen.bisenet import BiSeNet
 
         net = BiSeNet()
-        _load_parser_state(net, weights, f"BiSeNet face parser ({BISENET_FILE})")
+        load_parser_state(net, weights, f"BiSeNet face parser ({BISENET_FILE})")
         super().__init__(net, device, batch_size, input_size)
         self.weights = Path(weights)
 
@@ -169,7 +169,7 @@ class PSFRGANParser(_NetParser):
         from ..models.frozen.psfrgan import ParseNet
 
         net = ParseNet()
-        _load_parser_state(net, weights, f"PSFRGAN ParseNet ({PSFRGAN_FILE})")
+        load_parser_state(net, weights, f"PSFRGAN ParseNet ({PSFRGAN_FILE})")
         super().__init__(net, device, batch_size, input_size)
         self.weights = Path(weights)
 
@@ -178,27 +178,6 @@ class PSFRGANParser(_NetParser):
 
     def _logits(self, x):
         return self.net(x)[0]
-
-
-def _load_parser_state(net, weights: str | Path, what: str) -> None:
-    from ..weights.io import load_into, load_legacy, load_safetensors
-
-    path = Path(weights)
-    state = load_safetensors(path, what) if path.suffix == ".safetensors" else load_legacy(path, what)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state_dict for the {what}, found {printable(type(state).__name__)}")
-    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):  # saved from DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
-    looks_psfrgan = "encoder.0.conv2d.weight" in state
-    looks_bisenet = "cp.resnet.conv1.weight" in state
-    wanted_bisenet = type(net).__name__ == "BiSeNet"
-    if wanted_bisenet and looks_psfrgan:
-        raise WeightsError(f"{path}: this is PSFRGAN's ParseNet file, not BiSeNet's; use --parsing psfrgan")
-    if not wanted_bisenet and looks_bisenet:
-        raise WeightsError(f"{path}: this is BiSeNet's file, not PSFRGAN's ParseNet; use --parsing bisenet")
-    load_into(net, state, path)
 
 
 def find_parser_weights(name: str) -> Path | None:

@@ -68,7 +68,7 @@ class IResNetIdentity(FrozenNet, IdentityModel):
     """insightface IResNet (ArcFace/CosFace) on ArcFace-aligned 112 x 112 crops in [-1, 1]."""
 
     kind = "iresnet"
-    loader = ".weights.arcface:load_arcface"
+    loader = ".converters.arcface:load_arcface"
     label = "insightface IResNet-{arch} ({file})"
 
     @torch.no_grad()

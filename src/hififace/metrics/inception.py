@@ -209,7 +209,7 @@ class FIDInceptionV3(FrozenModule):
 def load_fid_inception(path: str | Path) -> FIDInceptionV3:
     """A frozen :class:`FIDInceptionV3` with the weights of ``pt_inception-2015-12-05-6726825d.pth`` (strict)."""
     from ..errors import WeightsError
-    from ..weights.arcface import build_uninitialised, strip_module_prefix
+    from ..converters.keys import build_uninitialised, strip_module_prefix
     from ..weights.io import load_into, load_legacy, load_safetensors
 
     path = Path(path)

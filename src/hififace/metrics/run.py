@@ -140,7 +140,7 @@ def _warn_if_training_arcface(path: Path, model_dir: Path | None) -> None:
     if model_dir is None:
         return
     from ..models.hififace import ARCFACE_FILE
-    from ..weights.arcface import load_arcface_state
+    from ..converters.arcface import load_arcface_state
     from ..weights.io import load_safetensors
 
     try:

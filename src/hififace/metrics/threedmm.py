@@ -38,7 +38,7 @@ class ReconCoefficients(FrozenNet):
     ``epoch_20.pth`` (or a full-width ReconNet state_dict / ``recon3d.safetensors``)."""
 
     kind = "recon"
-    loader = ".weights.deep3d:load_recon"
+    loader = ".converters.deep3d:load_recon"
     label = "Deep3DFaceRecon ReconNet ({file})"
 
     @classmethod

@@ -1,5 +1,5 @@
 """The ``xuehy`` variant: xuehy/HiFiFace-pytorch's generator (its released ``standard_model`` and
-``with_gaze_and_mouth`` weights convert to it, see :mod:`hififace.weights.xuehy`).
+``with_gaze_and_mouth`` weights convert to it, see :mod:`hififace.converters.xuehy`).
 
 Facts read from its ``models/`` code at commit 0e50b259 (FORMATS.md section 4):
 

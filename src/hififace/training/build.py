@@ -67,11 +67,11 @@ def build_networks(cfg: TrainConfig):
         lpips = LPIPS(width=w.lpips_width)
 
     if w.bfm:
-        from ..weights.bfm import load_bfm
+        from ..converters.bfm import load_bfm
 
         landmarks = load_bfm(w.bfm)  # BFM_model_front.mat or bfm_landmarks.safetensors
     elif init is not None and (init / BFM_FILE).exists():
-        from ..weights.bfm import bfm_from_tensors
+        from ..converters.bfm import bfm_from_tensors
 
         landmarks = bfm_from_tensors(load_safetensors(init / BFM_FILE, "BFM landmarks"), init / BFM_FILE)
     else:
@@ -82,7 +82,7 @@ def build_networks(cfg: TrainConfig):
 
 def save_frozen(run_dir: Path, model: HifiFace, disc, lpips, landmarks) -> str:
     """Write the frozen nets of a run without ``model.init`` once, so checkpoints can be converted later."""
-    from ..weights.bfm import bfm_to_tensors
+    from ..converters.bfm import bfm_to_tensors
 
     folder = run_dir / FROZEN_DIR
     model.save_pretrained(folder, extra_files={LPIPS_FILE: lpips.state_dict(), BFM_FILE: bfm_to_tensors(landmarks)})

@@ -43,7 +43,7 @@ class ExportCallback(L.Callback):
 def export_inference_folder(pl_module, out: str | Path) -> Path:
     """Write the module's generator (its EMA when kept) with the frozen nets as a model folder."""
     from ..models.hififace import BFM_FILE, DISCRIMINATOR_FILE, LPIPS_FILE
-    from ..weights.bfm import bfm_to_tensors
+    from ..converters.bfm import bfm_to_tensors
 
     model = pl_module.model
     gen = pl_module.eval_generator()

@@ -23,7 +23,7 @@ RUN_ENTRIES = ("config.yaml", "checkpoints", "export", "frozen", "tb", "csv", "w
 def read_training_meta(path: str | Path) -> dict[str, Any]:
     """The ``hififace`` entry of a training checkpoint (tensors are memory-mapped, not read)."""
     from ..weights.io import load_legacy
-    from ..weights.training import is_training_checkpoint
+    from ..converters.training import is_training_checkpoint
 
     p = Path(path)
     if not p.is_file():

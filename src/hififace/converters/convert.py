@@ -14,8 +14,16 @@ import torch
 
 from ..config import HifiFaceConfig
 from ..errors import OutputError, WeightsError
+from ..models.hififace import BFM_FILE, CONFIG_FILE, HifiFace
 from ..utils.atomic import TMP_PREFIX, current_umask, fsync_dir, storage_error
-from .resolve import require_file
+from ..weights.io import load_legacy
+from ..weights.resolve import require_file
+from .arcface import load_arcface
+from .bfm import bfm_to_tensors, load_bfm
+from .deep3d import load_recon
+from .reference import GEN, convert_reference_checkpoint, describe_checkpoint
+from .training import convert_training_checkpoint, is_training_checkpoint
+from .xuehy import convert_xuehy_generator, find_generator_file, is_xuehy_discriminator, is_xuehy_state
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +37,6 @@ def atomic_folder(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path
     new one is built beside it, so the swap is a rename) and the link stays. Until the new folder is complete the
     old one is untouched; a failure leaves it as it was.
     """
-    from ..models.hififace import CONFIG_FILE
-
     out = _follow_link(Path(out_dir))
     if out.exists() and not out.is_dir():
         raise WeightsError(f"{out}: exists and is not a folder; choose another -o")
@@ -98,10 +104,6 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
     ``frozen_from`` and ``use_ema`` apply to training checkpoints (which do not hold the frozen networks).
     ``path`` may be a xuehy model folder: ``iteration`` then picks its ``generator_<iteration>.pth``.
     """
-    from .io import load_legacy
-    from .reference import GEN, convert_reference_checkpoint, describe_checkpoint
-    from .xuehy import convert_xuehy_generator, find_generator_file, is_xuehy_discriminator, is_xuehy_state
-
     path = require_existing(path)
     if path.is_dir():
         path = find_generator_file(path, iteration)
@@ -119,11 +121,7 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
             del state
             convert_xuehy_generator(path, tmp, obj=obj)
         else:
-            try:
-                from .training import convert_training_checkpoint, is_training_checkpoint
-            except ImportError:  # training support not installed
-                is_training_checkpoint = None  # type: ignore[assignment]
-            if is_training_checkpoint is not None and is_training_checkpoint(obj):
+            if is_training_checkpoint(obj):
                 del state
                 convert_training_checkpoint(path, tmp, frozen_from=frozen_from, use_ema=use_ema, ckpt=obj)
             elif is_xuehy_discriminator(obj):
@@ -154,16 +152,10 @@ def convert_separate_files(
     overwrite: bool = False,
 ) -> Path:
     """A fresh model (random generator, seeded) with ArcFace, ReconNet and optionally BFM from their own files."""
-    from ..models.hififace import BFM_FILE, HifiFace
-    from .arcface import load_arcface
-    from .deep3d import load_recon
-
     arcface_net = load_arcface(require_file(arcface, "arcface"))
     recon_net = load_recon(require_file(recon3d, "recon3d"))
     extra = {}
     if bfm is not None:
-        from .bfm import bfm_to_tensors, load_bfm
-
         extra[BFM_FILE] = bfm_to_tensors(load_bfm(require_file(bfm, "bfm")))
     config = HifiFaceConfig(image_size=image_size, variant=variant, arcface_arch=arcface_net.arch,
                             notes={"arcface": Path(arcface).name, "recon3d": Path(recon3d).name,
