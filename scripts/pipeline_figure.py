@@ -63,7 +63,8 @@ def main() -> None:
     identity = swapper.identity(src_crop[0])
     i_r, m_r = swapper.swap_crops(identity, crops)
     lms = transform_points(faces[0].landmarks, mats[0])[None]
-    swapped, alphas = swapper.blend_crops(crops, i_r, m_r, lms)
+    blend = swapper.blend_faces(crops, i_r, m_r, lms)
+    swapped, alphas = blend.faces, blend.alphas
     region = face_mask(swapper.parser.parse(crops, lms))[0]
     result = swapper.swap(identity, target).image
 

@@ -139,12 +139,13 @@ def test_model_mask_and_colour_matching_shape_the_alpha(model):
     assert i_r.shape == (1, 3, 256, 256) and m_r.shape == (1, 1, 256, 256)
     assert 0 <= float(i_r.min()) and float(i_r.max()) <= 1 and 0 <= float(m_r.min()) and float(m_r.max()) <= 1
     lms = transform_points(face.landmarks, mats[0])[None]
-    faces, alpha = plain.blend_crops(crops, i_r, m_r, lms)
-    full = FaceSwapper(model, parsing="landmarks", model_mask=False).blend_crops(crops, i_r, m_r, lms)
-    matched = FaceSwapper(model, parsing="landmarks", color_match=True).blend_crops(crops, i_r, m_r, lms)
-    assert (alpha <= full[1] + 1e-6).all() and alpha.sum() < full[1].sum()
-    np.testing.assert_array_equal(matched[1], alpha)
-    assert not np.array_equal(matched[0], faces)
+    blend = plain.blend_faces(crops, i_r, m_r, lms)
+    faces, alpha = blend.faces, blend.alphas
+    full = FaceSwapper(model, parsing="landmarks", model_mask=False).blend_faces(crops, i_r, m_r, lms)
+    matched = FaceSwapper(model, parsing="landmarks", color_match=True).blend_faces(crops, i_r, m_r, lms)
+    assert (alpha <= full.alphas + 1e-6).all() and alpha.sum() < full.alphas.sum()
+    np.testing.assert_array_equal(matched.alphas, alpha)
+    assert not np.array_equal(matched.faces, faces)
     assert alpha[0, 0].max() == 0 and alpha[0, :, 0].max() == 0  # the crop's own edge never shows
 
 

@@ -349,3 +349,16 @@ def test_a_second_run_on_the_same_folder_is_refused_in_one_line(tree, tmp_path, 
         proc.wait()
     with lock_output(out):  # a killed holder leaves no lock behind
         pass
+
+
+def test_skip_reasons_are_the_documented_ones():
+    import re
+
+    from hififace.data.prepare import SKIP_REASONS
+
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "preprocessing.md").read_text(encoding="utf-8")
+    row = next(line for line in docs.splitlines() if line.startswith("| `reason` |"))
+    assert set(re.findall(r"`(\w+)`", row.split("|")[3])) == set(SKIP_REASONS)
+    made = set(re.findall(r'Skip\("(\w+)"', (root / "src/hififace/face/cropper.py").read_text()))
+    assert made == {"no_face", "low_score", "face_too_small", "several_faces"} and made <= set(SKIP_REASONS)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from face_helpers import PHOTOS
 from hififace.face.detect import Face
+from hififace.inference.video import swap_video
 from inferkit import FakeEngine, assert_one_error, leftovers, run_cli
 
 pytest.importorskip("cv2")
@@ -44,7 +45,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 
 def _run(swapper, clip: Path, out: Path, **kw):
-    return swapper.swap_video(PHOTOS / "astronaut.png", clip, out, progress=False, preset="ultrafast", **kw)
+    return swap_video(swapper, PHOTOS / "astronaut.png", clip, out, progress=False, preset="ultrafast", **kw)
 
 
 # ------------------------------------------------------------------------------------------------ round trips
@@ -285,7 +286,8 @@ def test_gpu_paste_path_matches_the_cpu_one(swapper):
     crops, mats = swapper.align(rgb, [f.landmarks for f in faces])
     i_r, m_r = swapper.swap_crops(swapper.identity(crops[0]), crops)
     lms = np.stack([transform_points(f.landmarks, m) for f, m in zip(faces, mats)])
-    swapped, alphas = swapper.blend_crops(crops, i_r, m_r, lms)
+    blend = swapper.blend_faces(crops, i_r, m_r, lms)
+    swapped, alphas = blend.faces, blend.alphas
     ref = rgb.copy()
     for k in range(len(faces)):
         paste_into(ref, swapped[k], mats[k], alphas[k])

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.usefixtures("isolated_home")
 
 from videokit import decode, face_frames, make_clip, make_lying_clip  # noqa: E402
 
+from hififace.inference.video import swap_video  # noqa: E402
+
 SRC = PHOTOS / "grace_hopper.jpg"
 
 
@@ -49,7 +51,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 def _run(swapper, clip: Path, out: Path, **kw):
     kw.setdefault("progress", False)
-    return swapper.swap_video(PHOTOS / "astronaut.png", clip, out, preset="ultrafast", **kw)
+    return swap_video(swapper, PHOTOS / "astronaut.png", clip, out, preset="ultrafast", **kw)
 
 
 def _error_of(call) -> str:

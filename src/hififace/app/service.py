@@ -39,6 +39,7 @@ from ..media.video import VideoLimits, format_seconds
 from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS
 from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
 from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper
+from ..inference.video import swap_video
 from ..provenance.label import output_label
 from ..utils.atomic import private_files
 
@@ -194,10 +195,10 @@ class SwapService:
             limits.check(info)
             identity = self._identity(swapper, sources, say)
             check("encoding the sources")
-            report = swapper.swap_video(identity, info.path, out, face=face, all_faces=all_faces, match=match,
-                                        watermark=watermark, meta=self.meta(), progress=True,
-                                        max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
-                                        max_seconds=limits.max_seconds, should_stop=should_stop)
+            report = swap_video(swapper, identity, info.path, out, face=face, all_faces=all_faces, match=match,
+                                watermark=watermark, meta=self.meta(), progress=True,
+                                max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
+                                max_seconds=limits.max_seconds, should_stop=should_stop)
             message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
                        f"{report.frames_passed} passed through" + (", audio kept" if report.audio else ""))
             if report.faces_low_coverage:

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
     from ..media.video import VIDEO_FORMATS, probe
     from ..media.images import check_output_path
+    from ..inference.video import swap_video
     from ..provenance.label import output_label
     from ._common import build_swapper, check_face_args, load_model, read_sources
 
@@ -96,11 +97,11 @@ def run(args: argparse.Namespace) -> int:
     if args.save_identity:
         swapper.save_identity(args.save_identity, identity, swapper.source_count(*sources))
         log.info("wrote %s", args.save_identity)
-    report = swapper.swap_video(identity, info.path, out, face=args.face, all_faces=args.all_faces, match=match,
-                                batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
-                                preset=args.preset, watermark=args.watermark, meta=output_label("video", model),
-                                max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
-                                max_seconds=limits.max_seconds)
+    report = swap_video(swapper, identity, info.path, out, face=args.face, all_faces=args.all_faces, match=match,
+                        batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
+                        preset=args.preset, watermark=args.watermark, meta=output_label("video", model),
+                        max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
+                        max_seconds=limits.max_seconds)
     w, h = report.size
     if report.coverage is not None:
         log.info("%s: %.0f %% of the face region replaced on average over %d swapped face(s)", out.name,

@@ -44,10 +44,6 @@ DROPPED = {
     LPIPS_ALIAS: "alias of the LPIPS linear heads lin0-4 (same tensors)",
 }
 
-# The reference's Lightning 1.4 checkpoint layout (seed_checkpoint_summary.md).
-CKPT_TOP_KEYS = ("epoch", "global_step", "pytorch-lightning_version", "state_dict", "callbacks", "optimizer_states", "lr_schedulers")
-
-
 # ---------------------------------------------------------------------------------------------- key maps
 def map_layers(m: dict, ours: str, ref: str, pairs: list[tuple[str, str]]) -> None:
     for our_layer, ref_layer in pairs:  # weight then bias of each layer: the reference's state_dict order

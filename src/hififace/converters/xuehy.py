@@ -37,7 +37,6 @@ XUEHY_WHAT = "xuehy/HiFiFace-pytorch generator_<iteration>.pth"
 SOURCE_FORMAT = "xuehy/HiFiFace-pytorch Generator.state_dict (generator_<iteration>.pth)"
 F_ID = "id_extractor.f_id."
 F_3D = "id_extractor.f_3d."
-TRAINED = ("encoder.", "decoder.", "sff_module.")
 #: The two released model folders (FORMATS.md section 4); both hold generators with the same keys.
 MODEL_KINDS = {
     "standard_model": "paper losses",

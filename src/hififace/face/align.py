@@ -16,7 +16,6 @@ the landmark drift that 5-point detectors show under head roll and scale (see ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -274,28 +273,6 @@ def _closest(faces: list["Face"], expected: np.ndarray) -> "Face | None":
     i = int(np.argmin(errs))
     # a face far from where the canonical crop puts it is another face, not this one
     return faces[i] if errs[i] < 0.25 * abs(expected[1, 0] - expected[0, 0]) * 4 else None
-
-
-@dataclass
-class AlignedFace:
-    """A crop and the matrix that made it (image -> crop), with the landmarks used, in the image frame."""
-
-    crop: np.ndarray
-    matrix: np.ndarray
-    landmarks: np.ndarray
-    template: str
-    size: int
-
-    @property
-    def inverse(self) -> np.ndarray:
-        return invert_affine(self.matrix)
-
-
-def align_face(image: np.ndarray, landmarks: np.ndarray, template: str = "arcface", size: int = 256,
-               border: str = "constant") -> AlignedFace:
-    """Crop one face: similarity transform from its landmarks to ``template`` at ``size``."""
-    m = estimate_transform(landmarks, template, size)
-    return AlignedFace(align_crop(image, m, size, border=border), m, np.asarray(landmarks, dtype=np.float64), template, size)
 
 
 # ---------------------------------------------------------------- batched torch version (GPU video)

@@ -148,10 +148,9 @@ class FaceCropper:
     def crop(self, image: np.ndarray, landmarks: np.ndarray, landmarks68: np.ndarray | None = None,
              face: Face | None = None) -> FaceCrop:
         """One face cropped from its 5 landmarks (the ``ffhq`` template uses the 68 points when given)."""
-        lm = np.asarray(landmarks, dtype=np.float64)
-        matrix = estimate_transform(landmarks68 if (self.template == "ffhq" and landmarks68 is not None) else lm,
-                                    self.template, self.size)
-        return FaceCrop(align_crop(image, matrix, self.size), matrix, lm, face, landmarks68)
+        out = crop_face(image, landmarks, self.template, self.size, landmarks68)
+        out.face = face
+        return out
 
     # ------------------------------------------------------------------ one face per image (data, FF++ frames)
     def best(self, image: np.ndarray, *, min_score: float = 0.0, min_face: float = 0.0,
@@ -182,6 +181,15 @@ class FaceCropper:
         out = self.crop(image, lm5, lm68, face)
         out.faces_found = len(faces)
         return out
+
+
+def crop_face(image: np.ndarray, landmarks: np.ndarray, template: str = "arcface", size: int = 256,
+              landmarks68: np.ndarray | None = None) -> FaceCrop:
+    """One face cropped from its landmarks without a detector: the similarity from the 5 points (or, for ``ffhq``,
+    the 68 when given) to ``template`` at ``size``, and the anti-aliased warp."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    matrix = estimate_transform(landmarks68 if (template == "ffhq" and landmarks68 is not None) else lm, template, size)
+    return FaceCrop(align_crop(image, matrix, size), matrix, lm, None, landmarks68)
 
 
 def largest(faces: Sequence[Face]) -> int:

@@ -1,7 +1,8 @@
 """Face swapping on whole photos: detect -> align -> swap (batched over faces) -> paste back.
 
-:class:`FaceSwapper` is the pipeline object behind ``hififace swap`` and ``hififace video`` and the Python API
-(:func:`hififace.swap_image`, :func:`hififace.swap_video`)::
+:class:`FaceSwapper` is the pipeline object behind ``hififace swap``, ``hififace video`` (through
+:mod:`hififace.inference.video`, which takes a swapper; the swapper knows nothing of video) and the Python API
+(:mod:`hififace.api`)::
 
     swapper = FaceSwapper.from_pretrained("weights/hififace-256")
     me = swapper.identity("me.jpg", "me2.jpg")                  # averaged over photos, computed once
@@ -29,20 +30,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
-from ..errors import ConfigError, InputImageError
+from ..config import N_ID_COEFFS
+from ..errors import ConfigError, InputImageError, WeightsError
+from ..face.align import transform_points
+from ..face.blend import match_color, paste_into, soft_mask
 from ..face.choice import FaceChoice
 from ..face.cropper import FaceCropper
-from ..provenance.label import output_label
+from ..face.palette import face_mask
+from ..face.parse import get_parser
+from ..media.images import Photo, check_output_path, fit_to_size, photo_from_array, read_photo, write_image, write_photo
+from ..media.tensors import as_batch, to_uint8
+from ..models.hififace import HifiFace
+from ..models.identity import Identity
+from ..utils.text import printable
+from ..weights.io import read_safetensors, save_safetensors
 from .engine import SwapEngine, as_engine
-from ..media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
-from ..media.images import Photo, photo_from_array, read_photo
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from ..face.detect import Face, FaceDetector
-    from ..models.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +178,6 @@ class FaceSwapper:
     def from_pretrained(cls, weights: str | Path | None = None, device: Any = None, dtype: Any = None,
                         **options: Any) -> "FaceSwapper":
         """Load a model folder (``None``: ``$HIFIFACE_HOME``, then ``~/.cache/hififace``) and build the pipeline."""
-        from ..models.hififace import HifiFace
-
         return cls(HifiFace.from_pretrained(weights, device=device, dtype=dtype), **options)
 
     # ------------------------------------------------------------------ parts
@@ -187,8 +192,6 @@ class FaceSwapper:
     @property
     def parser(self):
         if self._parser is None:
-            from ..face.parse import get_parser
-
             name, weights = self._parser_spec
             self._parser = get_parser(name, weights, device=str(self.engine.device))
             log.debug("face-region parser: %s", self._parser.name)
@@ -230,8 +233,6 @@ class FaceSwapper:
         """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``),
         through the one converter ``HifiFace.swap`` uses too (same values and memory layout, hence the same kernels
         and bit-identical outputs for the same crops)."""
-        from ..media.tensors import as_batch
-
         batch, _ = as_batch(crops[0] if len(crops) == 1 else list(crops), self.size)
         return batch.to(self.engine.device)
 
@@ -241,25 +242,15 @@ class FaceSwapper:
 
     def swap_crops(self, identity: "Identity", crops: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
         """The engine's (i_r, m_r) for aligned uint8 crops, in batches of ``batch_size``."""
-        import torch
-
         outs = [self.engine.swap(identity, self._batch(crops[i : i + self.batch_size]))
                 for i in range(0, len(crops), self.batch_size)]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
-    def blend_crops(self, targets: np.ndarray, i_r: "torch.Tensor", m_r: "torch.Tensor",
-                    landmarks_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Crop-frame paste material: the swapped crops (N x S x S x 3 uint8, colour-matched when asked) and their
-        soft alphas (N x S x S float32): face region x m_r, eroded and feathered."""
-        out = self.blend_faces(targets, i_r, m_r, landmarks_crop)
-        return out.faces, out.alphas
-
     def blend_faces(self, targets: np.ndarray, i_r: "torch.Tensor", m_r: "torch.Tensor",
                     landmarks_crop: np.ndarray) -> Blend:
-        """:meth:`blend_crops` and how much of each face region the alphas replace (their mean over it)."""
-        from ..face.blend import match_color, soft_mask
-        from ..face.palette import face_mask
-
+        """Crop-frame paste material: the swapped crops (N x S x S x 3 uint8, colour-matched when asked), their
+        soft alphas (N x S x S float32: face region x m_r, eroded and feathered) and how much of each face region
+        the alphas replace (their mean over it)."""
         region = face_mask(self.parser.parse(targets, landmarks_crop)).astype(np.float32)
         faces = i_r.detach().float().clamp(0, 1).mul(255).add_(0.5).to("cpu").permute(0, 2, 3, 1).numpy()
         faces = faces.astype(np.uint8)
@@ -281,8 +272,6 @@ class FaceSwapper:
         A source is a photo (path, :class:`Photo`, uint8 array or PIL image), an identity file written by
         :meth:`save_identity`, or an :class:`~hififace.Identity`. Photos are encoded once and cached by this object.
         """
-        from ..models.identity import Identity
-
         if not sources:
             raise ConfigError("give at least one source photo or identity file")
         parts = [self._one_identity(s, aligned) for s in sources]
@@ -300,8 +289,6 @@ class FaceSwapper:
         return self._one_identity(reference, None, role="reference photo (--match)")[0]
 
     def _one_identity(self, source: Any, aligned: bool | None, role: str = "source photo") -> tuple["Identity", int]:
-        from ..models.identity import Identity
-
         if isinstance(source, Identity):
             return (source if len(source) == 1 else source.mean()), len(source)
         path = source.path if isinstance(source, Photo) else Path(source) if isinstance(source, (str, Path)) else None
@@ -338,14 +325,10 @@ class FaceSwapper:
         return bool(aligned) if aligned is not None else rgb.shape[:2] == (self.size, self.size)
 
     def _fit(self, rgb: np.ndarray, name: Any) -> np.ndarray:
-        from ..media.images import fit_to_size
-
         return fit_to_size(rgb, self.size, name=str(name))
 
     def save_identity(self, path: str | Path, identity: "Identity", sources: int = 1) -> Path:
         """Write ``identity`` (one) as a small safetensors file, reusable as a source (``--source FILE``)."""
-        from ..weights.io import save_safetensors
-
         path = Path(path)
         if path.suffix.lower() != IDENTITY_SUFFIX:
             raise ConfigError(f"{path}: an identity file must end in {IDENTITY_SUFFIX}")
@@ -358,13 +341,6 @@ class FaceSwapper:
     def load_identity(self, path: str | Path) -> tuple["Identity", int]:
         """An identity file and the number of photos it was made from; refuses files made with other identity
         networks (their vectors mean nothing to this model)."""
-        import torch
-
-        from ..config import N_ID_COEFFS
-        from ..errors import WeightsError
-        from ..models.identity import Identity
-        from ..utils.text import printable
-        from ..weights.io import read_safetensors
 
         path = Path(path)
         remake = f"make it again: hififace swap --source PHOTO --save-identity {printable(path.name)}"
@@ -406,8 +382,6 @@ class FaceSwapper:
         crops, _ = self.align(image, [f.landmarks for f in faces])
         embs = [self.crop_identity(crops[i : i + self.batch_size]).v_id
                 for i in range(0, len(crops), self.batch_size)]
-        import torch
-
         return (torch.cat(embs).float().cpu() @ ref.float().cpu().reshape(-1, 1)).reshape(-1).numpy()
 
     # ------------------------------------------------------------------ swapping
@@ -422,8 +396,6 @@ class FaceSwapper:
         name = photo.path or "target image"
         rgb = photo.rgb
         if self._is_aligned(rgb, aligned):
-            from ..media.tensors import to_uint8
-
             if choice.index is not None or choice.match is not None:
                 log.warning("%s: taken as an aligned crop (%dx%d, the model size), swapped whole: --face/--match do "
                             "not apply; use --detect to pick a face in it", name, rgb.shape[1], rgb.shape[0])
@@ -441,8 +413,6 @@ class FaceSwapper:
         if not todo:
             return result
         i_r, m_r = self.swap_crops(identity, crops)
-        from ..face.align import transform_points
-        from ..face.blend import paste_into
 
         lms = np.stack([transform_points(faces[i].landmarks, m) for i, m in zip(todo, mats)])
         blend = self.blend_faces(crops, i_r, m_r, lms)
@@ -464,9 +434,6 @@ class FaceSwapper:
                   meta: Mapping[str, str] | None = None) -> PhotoResult:
         """:meth:`swap` from a photo file to an output file that keeps the photo's properties (see
         :mod:`hififace.media.images`); an aligned crop is written as ``hififace swap`` always did."""
-        from ..media.images import check_output_path, write_image
-        from ..media.images import write_photo
-
         output = check_output_path(output)
         photo = _as_photo(target)
         result = self.swap(source, photo, face, all_faces, match, aligned)
@@ -480,12 +447,6 @@ class FaceSwapper:
             write_photo(output, photo, result.image, result.changed, meta=label, watermark=watermark)
         return result
 
-    def swap_video(self, source: Any, target: str | Path, output: str | Path, **options: Any):
-        """Swap faces in a video file; see :func:`hififace.inference.video.swap_video`."""
-        from .video import swap_video
-
-        return swap_video(self, source, target, output, **options)
-
 
 def _as_photo(target: Any) -> Photo:
     if isinstance(target, Photo):
@@ -493,51 +454,3 @@ def _as_photo(target: Any) -> Photo:
     if isinstance(target, (str, Path)):
         return read_photo(target)
     return photo_from_array(target)
-
-
-# ---------------------------------------------------------------------- one-call API (hififace.swap_image / swap_video)
-def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[str, Any]) -> FaceSwapper:
-    if isinstance(model, FaceSwapper):
-        if options:
-            raise TypeError(f"options {', '.join(sorted(options))} go to FaceSwapper(...), not to an existing one")
-        return model
-    if model is not None:
-        return FaceSwapper(model, **options)
-    return FaceSwapper.from_pretrained(weights, device=device, **options)
-
-
-def swap_image(source: Any, target: Any, output: str | Path | None = None, *, weights: str | Path | None = None,
-               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
-               match: Any = None, aligned: bool | None = None, watermark: bool = False, **options: Any) -> PhotoResult:
-    """Swap ``source``'s identity onto face(s) of ``target`` and return a :class:`PhotoResult`; with ``output``
-    also write it (keeping the target file's size, orientation, colour mode and metadata, labelled as synthetic).
-
-    ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
-    ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
-    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ``model_mask``, ...).
-    """
-    swapper = _swapper(model, weights, device, options)
-    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]), aligned=aligned)
-    if output is None:
-        return swapper.swap(identity, target, face, all_faces, match, aligned)
-    return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
-                             meta=output_label("swap_image", swapper.engine))
-
-
-def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
-               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
-               match: Any = None, batch_frames: int = 8, smooth: float = 1.0, crf: int = 18, preset: str = "medium",
-               watermark: bool = False, progress: bool = True, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
-               max_frames: int | None = MAX_FRAMES, max_seconds: float | None = MAX_SECONDS, **options: Any):
-    """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
-    :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
-    :func:`hififace.inference.video.swap_video`; ``max_frame_pixels`` (default 4096 x 4096), ``max_frames``
-    (216,000) and ``max_seconds`` (3600) cap the video, 0 = no limit."""
-    if not isinstance(model, FaceSwapper):  # an existing pipeline keeps its own settings
-        options.setdefault("align_passes", 0)
-    swapper = _swapper(model, weights, device, options)
-    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
-    return swapper.swap_video(identity, target, output, face=face, all_faces=all_faces, match=match,
-                              batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
-                              meta=output_label("swap_video", swapper.engine), progress=progress,
-                              max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)

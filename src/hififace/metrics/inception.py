@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 WEIGHT_NAME = "pt_inception-2015-12-05-6726825d.pth"
 WHAT = f"FID Inception weights ({WEIGHT_NAME})"
 N_CLASSES = 1008
-FEATURE_DIM = 2048
 INPUT_SIZE = 299
 BN_EPS = 0.001
 

@@ -24,12 +24,10 @@ from .nets import FrozenNet
 
 log = logging.getLogger(__name__)
 
+#: Coefficients the errors compare (the 257 layout: docs/formats.md#reconnet-and-the-3dmm).
 ID = slice(0, 80)
 EXP = slice(80, 144)
-TEX = slice(144, 224)
 ANGLES = slice(224, 227)
-GAMMA = slice(227, 254)
-TRANS = slice(254, 257)
 N_COEFFS = 257
 
 
