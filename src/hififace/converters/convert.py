@@ -16,7 +16,7 @@ from ..config import HifiFaceConfig
 from ..errors import OutputError, WeightsError
 from ..models.hififace import BFM_FILE, CONFIG_FILE, HifiFace
 from ..utils.atomic import TMP_PREFIX, current_umask, fsync_dir, storage_error
-from ..weights.io import load_legacy
+from ..weights.io import load_legacy, save_safetensors
 from ..weights.resolve import require_file
 from .arcface import load_arcface
 from .bfm import bfm_to_tensors, load_bfm
@@ -97,13 +97,17 @@ def _raise_mapped(err: OSError, out: Path) -> None:
 
 
 def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = False,
-                       frozen_from: str | Path | None = None, use_ema: bool = True, iteration: int | None = None) -> Path:
+                       frozen_from: str | Path | None = None, use_ema: bool = True, iteration: int | None = None,
+                       bfm: str | Path | None = None) -> Path:
     """A reference Lightning checkpoint, a xuehy/HiFiFace-pytorch generator or one of our training checkpoints ->
     model folder (the kind is detected from the keys).
 
     ``frozen_from`` and ``use_ema`` apply to training checkpoints (which do not hold the frozen networks).
-    ``path`` may be a xuehy model folder: ``iteration`` then picks its ``generator_<iteration>.pth``.
+    ``path`` may be a xuehy model folder: ``iteration`` then picks its ``generator_<iteration>.pth``. ``bfm``
+    (``BFM_model_front.mat`` or ``bfm_landmarks.safetensors``) is written into the folder for the shape loss of
+    training, in place of one the checkpoint's run had.
     """
+    bfm_tensors = read_bfm(bfm)  # a bad BFM file is one error before the checkpoint is read
     path = require_existing(path)
     if path.is_dir():
         path = find_generator_file(path, iteration)
@@ -131,7 +135,16 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
                 raise WeightsError(f"{path}: not a HifiFace checkpoint ({describe_checkpoint(obj)}); give the reference "
                                    "hififace_opensouce_299999.ckpt, a xuehy generator_<iteration>.pth or a 'hififace "
                                    "train' checkpoint")
+        if bfm_tensors is not None:
+            if (tmp / BFM_FILE).exists():
+                log.info("%s: the BFM of --bfm replaces the one the checkpoint's run had", bfm)
+            save_safetensors(bfm_tensors, tmp / BFM_FILE)
     return Path(out_dir)
+
+
+def read_bfm(bfm: str | Path | None) -> dict[str, torch.Tensor] | None:
+    """The BFM tensors a model folder keeps (``bfm_landmarks.safetensors``) from ``--bfm``, or None."""
+    return None if bfm is None else bfm_to_tensors(load_bfm(require_file(bfm, "bfm")))
 
 
 def require_existing(path: str | Path) -> Path:
@@ -154,9 +167,8 @@ def convert_separate_files(
     """A fresh model (random generator, seeded) with ArcFace, ReconNet and optionally BFM from their own files."""
     arcface_net = load_arcface(require_file(arcface, "arcface"))
     recon_net = load_recon(require_file(recon3d, "recon3d"))
-    extra = {}
-    if bfm is not None:
-        extra[BFM_FILE] = bfm_to_tensors(load_bfm(require_file(bfm, "bfm")))
+    bfm_tensors = read_bfm(bfm)
+    extra = {} if bfm_tensors is None else {BFM_FILE: bfm_tensors}
     config = HifiFaceConfig(image_size=image_size, variant=variant, arcface_arch=arcface_net.arch,
                             notes={"arcface": Path(arcface).name, "recon3d": Path(recon3d).name,
                                    "generator": f"random initialisation, seed {seed}"})
