@@ -13,7 +13,8 @@ from PIL import Image
 
 from hififace.app.service import SwapService
 from hififace.errors import ConfigError, InputImageError
-from hififace.media.images import read_crop, read_label
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
 from inferkit import assert_one_error, run_cli, tiny_model
 
 PHOTOS = Path(__file__).parent / "data" / "photos"

@@ -8,7 +8,8 @@ from PIL import Image
 
 from hififace import HifiFaceConfig
 from hififace.cli import demo
-from hififace.media.images import read_crop, read_label
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
 from inferkit import SAMPLES, TINY, leftovers, run_cli, tiny_model_dir
 
 

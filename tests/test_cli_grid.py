@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from hififace import HifiFace
-from hififace.media.images import read_crop, read_label
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
 from inferkit import SAMPLES, assert_one_error, leftovers, run_cli, tiny_model_dir
 
 

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from hififace import HifiFace
-from hififace.media.images import read_crop, read_label
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
 from hififace.inference.interpolate import interpolation_frames
 from inferkit import SAMPLES, assert_one_error, leftovers, run_cli, tiny_model_dir
 

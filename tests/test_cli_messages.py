@@ -11,7 +11,7 @@ import torch
 
 from hififace import HifiFaceConfig
 from hififace.cli import demo
-from hififace.media.images import read_label
+from hififace.media.labels import read_label
 from inferkit import SAMPLES, TINY, assert_one_error, run_cli, tiny_model, tiny_model_dir
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from face_helpers import PHOTOS
-from hififace.media.images import read_label
+from hififace.media.labels import read_label
 from inferkit import assert_one_error, leftovers, run_cli
 
 pytest.importorskip("cv2")

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from hififace import HifiFace
-from hififace.media.images import read_crop, read_label
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
 from inferkit import SAMPLES, assert_one_error, leftovers, png_header_only, run_cli, tiny_model_dir
 
 

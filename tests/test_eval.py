@@ -209,7 +209,7 @@ def test_cli_makes_scores_resumes_and_compares(crops, weights, capsys):
     made = sorted((out / "results").glob("*.png"))
     assert [p.name for p in made] == ["00000_grace_hopper.png", "00001_cameraman.png", "00002_astronaut.png",
                                       "00003_astronaut.png"]
-    from hififace.media.images import read_label
+    from hififace.media.labels import read_label
 
     assert "eval" in json.dumps(read_label(made[0]))  # labelled as synthetic, like every output
     stamps = [p.stat().st_mtime_ns for p in made]

@@ -26,7 +26,8 @@ from hififace import HifiFace, HifiFaceConfig, Identity, PreparedTarget  # noqa:
 from hififace.errors import HifiFaceError, WeightsError  # noqa: E402
 from hififace.export import OnnxHifiFace, export_onnx  # noqa: E402
 from hififace.export.graphs import ARCFACE, GENERATOR, GRAPHS, NOTICE, OPSET, RECON  # noqa: E402
-from hififace.media.images import read_crop, read_label  # noqa: E402
+from hififace.media.images import read_crop  # noqa: E402
+from hififace.media.labels import read_label  # noqa: E402
 from hififace.models.generator import GeneratorOutput  # noqa: E402
 from inferkit import SAMPLES, TINY, assert_one_error, leftovers, run_cli, sample  # noqa: E402
 

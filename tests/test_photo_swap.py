@@ -162,7 +162,7 @@ def _rotated_jpeg(path, orientation=6):
 
 
 def test_output_keeps_size_orientation_format_and_exif(swapper, grace, tmp_path):
-    from hififace.media.images import read_label
+    from hififace.media.labels import read_label
 
     src = _rotated_jpeg(tmp_path / "turned.jpg")
     stored_in = np.asarray(Image.open(src).convert("RGB"))
@@ -366,7 +366,7 @@ def test_model_size_images_take_the_aligned_path(swapper, model, caplog):
 
 def test_swap_image_api_averages_sources_batches_faces_caches_identities_and_writes_labelled(tmp_path):
     import hififace
-    from hififace.media.images import read_label
+    from hififace.media.labels import read_label
     from hififace.inference.pipeline import FaceSwapper
 
     engine = FakeEngine()

@@ -371,7 +371,7 @@ def test_the_onnx_hint_follows_its_documented_rule(tmp_path, monkeypatch, caplog
 
 # ------------------------------------------------------------------------------------------------ 8. labels
 def test_mkv_output_carries_a_video_label_read_label_reads(swapper, clips, tmp_path, tiny_weights, capsys):
-    from hififace.media.images import read_label
+    from hififace.media.labels import read_label
 
     rc, _, err = run_cli(["video", "-s", SRC, "-t", clips["main"], "-o", tmp_path / "out.mkv", "--weights",
                           tiny_weights, "--preset", "ultrafast"], capsys)
@@ -387,7 +387,7 @@ def test_mkv_output_carries_a_video_label_read_label_reads(swapper, clips, tmp_p
 def test_read_label_of_unlabelled_or_damaged_mkv_is_empty_not_an_error(tmp_path):
     from videokit import ffmpeg as ffmpeg_exe
 
-    from hififace.media.images import read_label
+    from hififace.media.labels import read_label
 
     plain = tmp_path / "plain.mkv"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",

@@ -211,7 +211,7 @@ def test_full_size_generator_has_the_released_parameter_count():
     with torch.device("meta"):
         g = Generator(HifiFaceConfig(variant="xuehy"))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    # FORMATS.md section 4: encoder 44 + decoder 70 + sff_module 54 keys, 61,896,584 elements, no buffers
+    # docs/formats.md#xuehy-generator: encoder 44 + decoder 70 + sff_module 54 keys, 61,896,584 elements, no buffers
     assert (count(g.encoder), count(g.decoder), count(g)) == (24_750_464, 29_320_960, 61_896_584)
     assert len(g.state_dict()) == 168
 
@@ -320,7 +320,7 @@ def test_commands_run_with_a_xuehy_folder(tiny_folder, tmp_path, capsys):
     for name, argv in runs.items():
         rc, _, err = run_cli(argv, capsys)
         assert rc == 0, (name, err)
-    from hififace.media.images import read_label
+    from hififace.media.labels import read_label
 
     assert read_label(tmp_path / "swap.png")["hififace:model"] == "xuehy-256"
 

@@ -34,12 +34,13 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
+from ..face.draw import draw_faces
 from ..inference.engine import as_engine
-from ..media.video import VideoLimits, format_seconds
-from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS
-from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
 from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper
 from ..inference.video import swap_video
+from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, read_photo
+from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
+from ..media.video import VIDEO_FORMATS, VideoLimits, format_seconds, probe
 from ..provenance.label import output_label
 from ..utils.atomic import private_files
 
@@ -127,8 +128,6 @@ class SwapService:
         None for no file or a video."""
         if not target or Path(target).suffix.lower() not in IMAGE_EXTENSIONS:
             return None
-        from ..face.draw import draw_faces
-        from ..media.images import read_photo
 
         names = _Names([target])
         with names:
@@ -187,8 +186,6 @@ class SwapService:
                                     f"({where}): {reason}")
 
         if kind == "video":
-            from ..media.video import probe
-
             say(0.0, "reading the video")
             limits = self.video_limits
             info = probe(target, limits.max_frame_pixels)  # a bad or too large video: before any model work
@@ -205,8 +202,6 @@ class SwapService:
                 warning = (f"almost nothing of the face was replaced in {report.faces_low_coverage} of "
                            f"{report.faces_swapped} swapped face(s): {_why_low(swapper)}")
         else:
-            from ..media.images import read_photo
-
             say(0.0, "reading the photo")
             photo = read_photo(target)  # a bad photo is reported before any model work
             identity = self._identity(swapper, sources, say)
@@ -336,8 +331,6 @@ class SwapService:
         return swapper.identity(*sources)
 
     def _output_path(self, target: str | Path, kind: str) -> Path:
-        from ..media.video import VIDEO_FORMATS
-
         target = Path(target)
         suffix = target.suffix.lower()
         if kind == "video":

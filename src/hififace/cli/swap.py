@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     swapper = build_swapper(args, model)
     identity = swapper.identity(*sources, aligned=aligned)
-    if match is not None:  # a reference photo without a face is one error now, not one per target photo
+    if match is not None:  # a reference photo without a face is one error here, not one per target photo
         match = swapper.match_identity(match)
     if args.save_identity:
         swapper.save_identity(args.save_identity, identity, swapper.source_count(*sources))

@@ -1,7 +1,7 @@
 """Strict converter for TencentARC's GFPGAN v1.3 / v1.4 weights (``GFPGANv1.4.pth``) -> our restorer folder.
 
 The released file is a plain ``torch.save`` dict ``{'params_ema': state_dict}`` (upstream takes ``params_ema`` when
-present, otherwise ``params``) of ``GFPGANv1Clean`` (FORMATS.md section 7, manifest
+present, otherwise ``params``) of ``GFPGANv1Clean`` (docs/formats.md#gfpgan-restorer, manifest
 ``tests/data/manifests/gfpgan_v1.4_clean_keys.tsv``: 285 tensors). It is read through
 :func:`~hififace.weights.legacy.load_legacy` (nothing in it is executed). Every key is either loaded into
 :class:`~hififace.models.restorers.GFPGAN` (same names and shapes) or on :data:`DROPPED` with its reason; any other

@@ -4,8 +4,9 @@ Both ways: :func:`convert_reference_checkpoint` turns it into our folder, :func:
 writes our folder back as a checkpoint the reference code loads with a strict ``load_state_dict``.
 
 Every key of the checkpoint is either mapped (generator, its frozen ArcFace/ReconNet, discriminator, LPIPS) or on
-the explicit drop list below; anything else stops the conversion naming the keys. Key names and shapes:
-``tests/data/manifests/seed_lightning_checkpoint_keys.tsv`` (2791 keys).
+the explicit drop list below; anything else stops the conversion naming the keys. The container:
+docs/formats.md#reference-checkpoint; key names and shapes: ``tests/data/manifests/seed_lightning_checkpoint_keys.tsv``
+(2791 keys).
 """
 from __future__ import annotations
 

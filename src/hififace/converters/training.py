@@ -42,7 +42,6 @@ def convert_training_checkpoint(path: str | Path, out_dir: str | Path, frozen_fr
     """
     import torch
 
-
     path, out_dir = Path(path), Path(out_dir)
     if ckpt is None:
         ckpt = load_legacy(path, "hififace training checkpoint")

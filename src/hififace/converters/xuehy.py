@@ -1,7 +1,7 @@
 """xuehy/HiFiFace-pytorch's released generators (``standard_model`` / ``with_gaze_and_mouth``,
 ``generator_<iteration>.pth``) -> our model folder, variant ``xuehy``.
 
-The file is a raw ``Generator.state_dict()`` (no prefix; FORMATS.md section 4, manifest
+The file is a raw ``Generator.state_dict()`` (no prefix; docs/formats.md#xuehy-generator, manifest
 ``tests/data/manifests/xuehy_hififace_generator_keys.tsv``, 1425 keys): the trained ``encoder.*`` (44 keys),
 ``decoder.*`` (70) and ``sff_module.*`` (54), and the frozen identity networks it embeds, ``id_extractor.f_3d.*``
 (Deep3DFaceRecon ReconNet, 332 keys, our ``recon3d.safetensors``) and ``id_extractor.f_id.*`` (ArcFace IResNet-100,
@@ -37,7 +37,7 @@ XUEHY_WHAT = "xuehy/HiFiFace-pytorch generator_<iteration>.pth"
 SOURCE_FORMAT = "xuehy/HiFiFace-pytorch Generator.state_dict (generator_<iteration>.pth)"
 F_ID = "id_extractor.f_id."
 F_3D = "id_extractor.f_3d."
-#: The two released model folders (FORMATS.md section 4); both hold generators with the same keys.
+#: The two released model folders (docs/formats.md#xuehy-generator); both hold generators with the same keys.
 MODEL_KINDS = {
     "standard_model": "paper losses",
     "with_gaze_and_mouth": "paper losses + eye and mouth heat-map losses (HRNet)",

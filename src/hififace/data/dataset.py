@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import ConfigError
+from ..media.images import to_rgb
 from .index import FaceIndex
 from .parsing import mask_from_parsing_image
 
@@ -87,8 +88,6 @@ class FacePairDataset(Dataset):
     # ------------------------------------------------------------------ loading
     def _image(self, rel: str) -> torch.Tensor:
         from PIL import Image
-
-        from ..media.images import to_rgb
 
         path = self.index.images / rel
         try:

@@ -25,48 +25,22 @@ import numpy as np
 import torch
 
 from ..config import N_ID_COEFFS, HifiFaceConfig
-from ..errors import HifiFaceError, WeightsError
+from ..errors import WeightsError
+from ..media.tensors import as_batch
 from ..models.generator import GeneratorOutput
 from ..models.hififace import HifiFace, PreparedTarget, is_random_config
 from ..models.identity import Identity, ShapeAwareIdentityExtractor
-from .exporter import require
+from ..utils.onnxrt import CPU, onnx_providers
+from ..utils.optional import require
+from ..weights.resolve import resolve_model_dir, tensorrt_cache
 from .graphs import ARCFACE, FORMAT, GENERATOR, GRAPHS, ONNX_DIR, RECON, GraphSpec, fingerprint
 
 log = logging.getLogger(__name__)
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
-
-
 def select_providers(device: str | None = "auto") -> list[Any]:
-    """onnxruntime providers for ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``), best first, CPU last."""
-    ort = require("onnxruntime", "--engine onnx")
-    available = ort.get_available_providers()
-    name = (device or "auto").strip().lower()
-    if name == "cpu":
-        return [CPU]
-    index = 0
-    if name == "cuda" or name.startswith("cuda:"):
-        suffix = name.partition(":")[2]
-        if suffix and not suffix.isdigit():
-            raise HifiFaceError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
-        index = int(suffix or 0)
-        if CUDA not in available:
-            raise HifiFaceError(f"--device {name}: this onnxruntime has no CUDA provider (it has {', '.join(available)}); "
-                                "pip install onnxruntime-gpu, or use --device cpu")
-    elif name != "auto":
-        raise HifiFaceError(f"unsupported device {device!r} for the onnx engine: use cpu, cuda, cuda:N or auto")
-    providers: list[Any] = []
-    if TENSORRT in available:
-        from ..weights.resolve import search_roots
-
-        cache = search_roots()[-1] / "tensorrt"  # engines take minutes to build: keep them
-        providers.append((TENSORRT, {"device_id": index, "trt_engine_cache_enable": True,
-                                     "trt_engine_cache_path": str(cache)}))
-    if CUDA in available:
-        providers.append((CUDA, {"device_id": index}))
-    return providers + [CPU]
+    """onnxruntime providers for ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``), best first, CPU last; TensorRT
+    engines are kept in :func:`~hififace.weights.resolve.tensorrt_cache`."""
+    return onnx_providers(device, tensorrt_cache())
 
 
 def find_onnx_dir(path: str | Path | None = None) -> tuple[Path, Path | None]:
@@ -75,8 +49,6 @@ def find_onnx_dir(path: str | Path | None = None) -> tuple[Path, Path | None]:
     ``path`` is a model folder (its ``onnx/`` subfolder is used), an ONNX folder written with ``-o``, or None
     (``$HIFIFACE_HOME``, then ``~/.cache/hififace``).
     """
-    from ..weights.resolve import resolve_model_dir
-
     if path is not None and (Path(path).expanduser() / GENERATOR.file).is_file():
         return Path(path).expanduser(), None
     folder = resolve_model_dir(path)
@@ -200,8 +172,6 @@ class OnnxHifiFace:
         return [torch.from_numpy(np.ascontiguousarray(y)) for y in self.sessions[spec.name].run(list(spec.outputs), feed)]
 
     def _batch(self, images: Any) -> tuple[torch.Tensor, Any]:
-        from ..media.tensors import as_batch
-
         batch, kind = as_batch(images, self.config.image_size)
         return batch.to("cpu", torch.float32), kind
 

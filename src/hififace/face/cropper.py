@@ -90,7 +90,7 @@ class FaceCropper:
             kw: dict[str, Any] = {} if threshold is None else {"score_threshold": float(threshold)}
             if detector_model:
                 kw["model_path"] = detector_model
-            detector = get_detector(detector, **kw)  # now: a missing OpenCV or model file stops before any work
+            detector = get_detector(detector, **kw)  # here: a missing OpenCV or model file stops before any work
         self.detector: FaceDetector = detector
         self.size = int(size)
         self.template = template

@@ -1,7 +1,7 @@
 """Face-parsing label spaces and the colour-coded PNGs the reference's dataset code reads.
 
-The project's label space is PSFRGAN's (CelebAMask-HQ order, FORMATS.md section 5); BiSeNet's own order (section 3)
-is mapped into it. Parsing PNGs are written in PSFRGAN's colours as a palette PNG: lossless, and
+The project's label space is PSFRGAN's (CelebAMask-HQ order,
+docs/formats.md#psfrgan-parser-and-the-parsing-palette); BiSeNet's own order (docs/formats.md#bisenet-face-parser) is mapped into it. Parsing PNGs are written in PSFRGAN's colours as a palette PNG: lossless, and
 ``Image.open(p).convert('RGB')`` (what mindslab-ai/hififace's ``dataset.py`` does) gives the exact colours its
 ``parsing2mask`` matches.
 """

@@ -20,8 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..converters.parsers import load_parser_state
 from ..errors import ConfigError, WeightsError
+from ..weights import resolve  # resolve.search_roots() at call time: one place to point at other folders
+from .outline import outline_points
 from .palette import BISENET_TO_PSFRGAN, CLASSES
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,6 @@ def landmark_labels(hw: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
         return lab
     if lm.shape[0] != 5:
         raise ConfigError(f"the landmark fallback parser needs 5 or 68 points, got {lm.shape[0]}")
-    from .outline import outline_points
 
     # jaw and lifted brows of a 3D outline posed on the 5 points (the points themselves always inside)
     pts = np.concatenate([outline_points(lm), lm])
@@ -145,6 +145,7 @@ class BiSeNetParser(_NetParser):
     name = "bisenet"
 
     def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 8, input_size: int = 512):
+        from ..converters.parsers import load_parser_state  # torch: only when a neural parser is asked for
         from ..models.frozen.bisenet import BiSeNet
 
         net = BiSeNet()
@@ -166,6 +167,7 @@ class PSFRGANParser(_NetParser):
     name = "psfrgan"
 
     def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 4, input_size: int = 512):
+        from ..converters.parsers import load_parser_state  # torch: only when a neural parser is asked for
         from ..models.frozen.psfrgan import ParseNet
 
         net = ParseNet()
@@ -182,10 +184,8 @@ class PSFRGANParser(_NetParser):
 
 def find_parser_weights(name: str) -> Path | None:
     """The parser's file in $HIFIFACE_HOME or ~/.cache/hififace (also under ``face_parsing/``), or None."""
-    from ..weights.resolve import search_roots
-
     fname = {"bisenet": BISENET_FILE, "psfrgan": PSFRGAN_FILE}[name]
-    for root in search_roots():
+    for root in resolve.search_roots():
         for cand in (root / fname, root / "face_parsing" / fname):
             if cand.is_file():
                 return cand

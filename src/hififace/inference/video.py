@@ -345,5 +345,4 @@ def _paste_torch(frames: list[np.ndarray], owners: list[int], crops: np.ndarray,
 def _watermark(frame: np.ndarray) -> np.ndarray:
     from PIL import Image
 
-
     return np.asarray(add_watermark(Image.fromarray(frame), WATERMARK_TEXT))

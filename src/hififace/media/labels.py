@@ -1,5 +1,5 @@
 """What a written file says about itself: the synthetic-content label read back from images (PNG text, EXIF, XMP,
-GIF comment) and videos (MP4/MOV and Matroska container tags, through :func:`hififace.media.video.probe`), for checks,
+GIF comment) and videos (MP4/MOV and Matroska container tags, through :func:`hififace.media.video.read_tags`), for checks,
 ``hififace verify`` and ``info``."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import InputImageError
-from .video import probe
+from .video import read_tags
 
 #: First bytes of a Matroska (EBML) file.
 _EBML = b"\x1a\x45\xdf\xa3"
@@ -47,10 +47,10 @@ def read_label(path: str | Path) -> dict[str, str]:
 
 
 def _container_tags(path: Path) -> dict[str, str]:
-    """The label tags of a video container, as the ffmpeg probe reads them (``video`` extra); a file the probe cannot
-    read (damaged, cut, no video stream) carries none."""
+    """The label tags of a video container, as ffmpeg reads them (``video`` extra); a file ffmpeg cannot open
+    (damaged, cut) carries none."""
     try:
-        info = probe(path)
+        tags = read_tags(path)
     except InputImageError:
         return {}
-    return {label: info.metadata[key] for key, label in _TAGS.items() if key in info.metadata}
+    return {label: tags[key] for key, label in _TAGS.items() if key in tags}

@@ -38,6 +38,7 @@ from ..errors import HifiFaceError, InputImageError, MissingDependencyError
 from ..provenance.label import VIDEO_DESCRIPTION, WATERMARK_TEXT, add_watermark, comment_text
 from ..utils.atomic import atomic_path
 from ..utils.files import require_regular
+from ..utils.optional import require
 from .images import check_output_path, to_pil
 from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 
@@ -141,10 +142,7 @@ def ffmpeg_path(path: str | Path) -> str:
 
 def ffmpeg_exe(feature: str = "video files") -> str:
     """Path of the ffmpeg binary imageio-ffmpeg ships, or a :class:`MissingDependencyError`."""
-    try:
-        import imageio_ffmpeg
-    except ImportError as err:
-        raise MissingDependencyError(err.name or "imageio-ffmpeg", "video", feature) from None
+    imageio_ffmpeg = require("imageio_ffmpeg", feature)
     try:
         return imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError:
@@ -213,6 +211,51 @@ def probe(path: str | Path, max_frame_pixels: int | None = None) -> VideoInfo:
     if demuxer and (demuxer.group(1) == "image2" or demuxer.group(1).endswith("_pipe")):
         raise InputImageError(f"{path}: is a still image, not a video; use 'hififace swap' for photos")
     return info
+
+
+def read_tags(path: str | Path) -> dict[str, str]:
+    """A video's container tags (keys lower case), with their values in full: the text :func:`probe` reads is cut
+    at 255 characters a value, so the tags come from ffmpeg's FFMETADATA output of the same run, and ``encoder``
+    (which that output replaces with the reading ffmpeg's own) from its input dump. A file ffmpeg cannot open is one
+    :class:`InputImageError`."""
+    path = Path(path)
+    require_regular(path, "video", InputImageError)
+    done = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_path(path), "-f", "ffmetadata", "-"])
+    if done.returncode != 0:
+        raise InputImageError(f"{path}: {_probe_failure(done.stderr)}; re-export it (e.g. as H.264 MP4)")
+    tags = parse_ffmetadata(done.stdout)
+    tags.pop("encoder", None)
+    info = parse_probe(done.stderr, path)
+    if info is not None and "encoder" in info.metadata:
+        tags["encoder"] = info.metadata["encoder"]
+    return tags
+
+
+def parse_ffmetadata(text: str) -> dict[str, str]:
+    """The global tags of ffmpeg's FFMETADATA text (``key=value`` lines; ``=``, ``;``, ``#``, ``\\`` and newlines
+    escaped with a backslash; ``;``/``#`` comment lines; sections such as ``[STREAM]`` end the global part)."""
+    out: dict[str, str] = {}
+    key: str | None = None
+    cur: list[str] = []
+    escaped = False
+    for ch in text:
+        if escaped:
+            cur.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "\n":
+            line = "".join(cur)
+            if key is not None:
+                out[key.lower()] = line
+            elif line.startswith("["):
+                break
+            key, cur = None, []
+        elif ch == "=" and key is None and cur and cur[0] not in ";#":
+            key, cur = "".join(cur), []
+        else:
+            cur.append(ch)
+    return out
 
 
 def _probe_failure(text: str) -> str:
@@ -570,10 +613,7 @@ def check_animation_path(path: str | Path, no_clobber: bool = False) -> Path:
 
 def _imageio_ffmpeg() -> str:
     """Path of the ffmpeg binary imageio uses, or a :class:`MissingDependencyError`."""
-    try:
-        import imageio  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("imageio", "video", "MP4 output (or write a .gif)") from None
+    require("imageio", "MP4 output (or write a .gif)")
     return ffmpeg_exe("MP4 output (or write a .gif)")
 
 

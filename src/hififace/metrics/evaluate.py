@@ -24,10 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..media.images import read_crop
 from .cache import FeatureCache, file_hash
 from .faces import FaceLocator, FaceSpot
 from .identity import IdentityModel, cosine, retrieval
+from .image import psnr, ssim
 from .pairs import Row
+from .realism import fid, kid
 from .threedmm import ReconCoefficients, expression_error, pose_error, shape_error
 
 log = logging.getLogger(__name__)
@@ -117,8 +120,6 @@ class _Image:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    from ..media.images import read_crop
-
     return read_crop(path)
 
 
@@ -218,8 +219,6 @@ class Evaluator:
 
     # ------------------------------------------------------------------ pixels
     def _pixel_metrics(self, row: Row) -> dict[str, float]:
-        from .image import psnr, ssim
-
         result, target = load_rgb(row.result), load_rgb(row.scored_target)
         if result.shape != target.shape:
             from PIL import Image
@@ -370,7 +369,6 @@ class Evaluator:
     def _realism(self, main_rows, images, metrics, details, skipped, notes) -> None:
         if self.incep_cache is None:
             return
-        from .realism import fid, kid
 
         results = {r.result: images[r.result].inception for r in main_rows}
         targets = {r.scored_target: images[r.scored_target].inception for r in main_rows}

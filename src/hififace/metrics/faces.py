@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..face.align import template_points
 from ..face.cropper import FaceCropper
 
 FACE_MODES = ("detect", "template")
@@ -43,8 +44,6 @@ class FaceLocator:
 
     def locate(self, image: np.ndarray) -> FaceSpot | None:
         if self.mode == "template":
-            from ..face.align import template_points
-
             h, w = image.shape[:2]
             pts = template_points("arcface", w) * np.array([1.0, h / w])
             return FaceSpot(pts)

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputImageError
 from ..face.cropper import FaceCropper, Skip
+from ..media.images import IMAGE_EXTENSIONS, read_photo
 from ..utils.atomic import atomic_path, atomic_write_text
 from .pairs import Row
 
@@ -144,8 +145,6 @@ def find_layout(root: str | Path, compression: str = "c23", split: str = "all") 
 def read_video_frames(path: Path, k: int = FRAMES_PER_VIDEO) -> tuple[int, list[tuple[int, np.ndarray]]]:
     """(frame count, [(index, RGB frame)]) of the sampled frames of a video file or a folder of frames."""
     if path.is_dir():
-        from ..media.images import IMAGE_EXTENSIONS, read_photo
-
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
         return len(files), [(i, read_photo(files[i]).rgb) for i in sample_indices(len(files), k)]
     import cv2

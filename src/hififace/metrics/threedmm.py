@@ -20,6 +20,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..config import HifiFaceConfig
+from ..face.landmarks import deep3d_crop
+from ..models.frozen.recon import ReconNet
+from ..models.hififace import CONFIG_FILE, RECON_FILE, assign_state
+from ..weights.io import load_safetensors
+from .cache import file_fingerprint
 from .nets import FrozenNet
 
 log = logging.getLogger(__name__)
@@ -42,12 +48,6 @@ class ReconCoefficients(FrozenNet):
     @classmethod
     def from_model_dir(cls, folder: str | Path, device: str | torch.device = "cpu") -> "ReconCoefficients":
         """The ReconNet of a hififace model folder (``recon3d.safetensors``, at the width its config.json says)."""
-        from ..config import HifiFaceConfig
-        from ..models.frozen.recon import ReconNet
-        from ..models.hififace import CONFIG_FILE, RECON_FILE, assign_state
-        from ..weights.io import load_safetensors
-        from .cache import file_fingerprint
-
         folder = Path(folder)
         config = HifiFaceConfig.load(folder / CONFIG_FILE)
         file = folder / RECON_FILE
@@ -59,8 +59,6 @@ class ReconCoefficients(FrozenNet):
     @torch.no_grad()
     def coefficients(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
         """N x 257 float64 coefficients."""
-        from ..face.landmarks import deep3d_crop
-
         if not images:
             return np.zeros((0, N_COEFFS))
         crops = np.stack([deep3d_crop(img, lm)[0] for img, lm in zip(images, landmarks)])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import InputImageError
-from . import credentials as cr
+from . import credentials as cr, watermark as wm
 
 VERDICTS = {
     "tampered": "a C2PA manifest is present but does not validate (changed after signing)",
@@ -58,7 +58,7 @@ class FileReport:
 
 
 def has_label(fields: Mapping[str, str]) -> bool:
-    """Whether metadata fields (as :func:`hififace.media.images.read_label` returns them) label the file as
+    """Whether metadata fields (as :func:`hififace.media.labels.read_label` returns them) label the file as
     synthetic."""
     if any(str(fields.get(k, "")).strip() for k in _LABEL_KEYS):
         return True
@@ -82,8 +82,6 @@ def inspect(path: str | Path, label_reader: Callable[[Path], Mapping[str, str]] 
             frames: int = VIDEO_FRAMES) -> FileReport:
     """Check one file. Raises :class:`~hififace.errors.InputImageError` (one line) when it is missing or neither
     an image nor a video that can be decoded."""
-    from . import watermark as wm
-
     path = Path(path)
     if not path.exists():
         raise InputImageError(f"{path}: file not found; check the path")

@@ -6,7 +6,7 @@ scale/shift maps; a StyleGAN2 decoder renders the face from the style codes whil
 features at every resolution (SFT, spatial feature transform).
 
 Facts used (TencentARC/GFPGAN 7552a77, ``gfpgan/archs/gfpganv1_clean_arch.py`` and ``stylegan2_clean_arch.py``, read
-for op order, constants and shapes; no code taken), also summarised in FORMATS.md section 7:
+for op order, constants and shapes; no code taken), also summarised in docs/formats.md#gfpgan-restorer:
 
 - widths: StyleGAN2's table (512 up to 32 px, then 16384 * channel_multiplier / resolution), times ``narrow``; the
   U-Net uses half of each (``narrow * 0.5``);
