@@ -63,19 +63,26 @@ def map_adain_block(m: dict, ours: str, ref: str) -> None:
                            ("conv1", "main_path1.1"), ("conv2", "main_path2.1"), ("skip", "side_path.0")])
 
 
-def generator_key_map(generator: torch.nn.Module) -> "OrderedDict[str, str]":
-    """Our generator key -> the reference's key (without the ``generator.`` prefix), for the reference variant."""
-    cfg = generator.config
-    if cfg.variant != "reference" or cfg.image_size != 256:
-        raise WeightsError(f"only the 256 reference variant has a reference checkpoint layout (this is {cfg.image_size} {cfg.variant})")
+def map_encoder_decoder(generator: torch.nn.Module) -> "OrderedDict[str, str]":
+    """The keys of the encoder and decoder and of the SFF's sigma block, which the reference and xuehy's generator
+    name alike (their SFF heads differ)."""
     m: OrderedDict[str, str] = OrderedDict()
     map_layers(m, "encoder", "encoder", [("stem", "conv_first")])
     for i, blk in enumerate(generator.encoder.blocks):
         map_resblock(m, f"encoder.blocks.{i}", f"encoder.block_list.{i}", blk.resample != "none")
     for i, _ in enumerate(generator.decoder.blocks):
         map_adain_block(m, f"decoder.blocks.{i}", f"decoder.block_list.{i}")
-    sff = generator.sff
     map_resblock(m, "sff.sigma", "sff_module.sigma", False)
+    return m
+
+
+def generator_key_map(generator: torch.nn.Module) -> "OrderedDict[str, str]":
+    """Our generator key -> the reference's key (without the ``generator.`` prefix), for the reference variant."""
+    cfg = generator.config
+    if cfg.variant != "reference" or cfg.image_size != 256:
+        raise WeightsError(f"only the 256 reference variant has a reference checkpoint layout (this is {cfg.image_size} {cfg.variant})")
+    m = map_encoder_decoder(generator)
+    sff = generator.sff
     map_resblock(m, "sff.mask_low", "sff_module.low_mask_predict", False)
     map_adain_block(m, "sff.fuse", "sff_module.z_fuse_block")
     for i, blk in enumerate(sff.up):

@@ -29,7 +29,7 @@ from ..models.frozen.arcface import arcface_arch_from_state_dict
 from ..models.hififace import HifiFace, assign_state
 from ..weights.io import describe_keys, load_legacy, tensors_only
 from .keys import looks_like, strip_module_prefix
-from .reference import map_adain_block, map_layers, map_resblock
+from .reference import map_adain_block, map_encoder_decoder, map_layers, map_resblock
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,7 @@ def generator_key_map(generator: torch.nn.Module) -> "OrderedDict[str, str]":
     cfg = generator.config
     if cfg.variant != "xuehy":
         raise WeightsError(f"only the xuehy variant has xuehy/HiFiFace-pytorch's layout (this is {cfg.variant})")
-    m: OrderedDict[str, str] = OrderedDict()
-    map_layers(m, "encoder", "encoder", [("stem", "conv_first")])
-    for i, blk in enumerate(generator.encoder.blocks):
-        map_resblock(m, f"encoder.blocks.{i}", f"encoder.block_list.{i}", blk.resample != "none")
-    for i, _ in enumerate(generator.decoder.blocks):
-        map_adain_block(m, f"decoder.blocks.{i}", f"decoder.block_list.{i}")
-    map_resblock(m, "sff.sigma", "sff_module.sigma", False)
+    m = map_encoder_decoder(generator)
     map_layers(m, "sff", "sff_module", [("mask_low", "low_mask_predict.0")])
     map_adain_block(m, "sff.fuse.0", "sff_module.z_fuse_block_1")
     map_adain_block(m, "sff.fuse.1", "sff_module.z_fuse_block_2")

@@ -102,15 +102,26 @@ def landmark_labels(hw: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
 
 
 class _NetParser(FaceParser):
-    """Runs a network at ``input_size`` (512, as both were trained) on crops of any size; labels in PSFRGAN order."""
+    """Runs a network at ``input_size`` (512, as both were trained) on crops of any size; labels in PSFRGAN order.
+    Subclasses build their network (:meth:`_network`) and name its released file (``what``)."""
 
-    def __init__(self, net, device: str = "cpu", batch_size: int = 8, input_size: int = 512):
+    what = ""
+
+    def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 8, input_size: int = 512):
         import torch
 
+        from ..converters.parsers import load_parser_state  # torch: only when a neural parser is asked for
+
+        net = self._network()
+        load_parser_state(net, weights, self.what)
+        self.weights = Path(weights)
         self.input_size = int(input_size)
         self.device = torch.device(device)
         self.net = net.to(self.device)
         self.batch_size = int(batch_size)
+
+    def _network(self):  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def _prepare(self, x01):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -143,15 +154,12 @@ class _NetParser(FaceParser):
 
 class BiSeNetParser(_NetParser):
     name = "bisenet"
+    what = f"BiSeNet face parser ({BISENET_FILE})"
 
-    def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 8, input_size: int = 512):
-        from ..converters.parsers import load_parser_state  # torch: only when a neural parser is asked for
+    def _network(self):
         from ..models.frozen.bisenet import BiSeNet
 
-        net = BiSeNet()
-        load_parser_state(net, weights, f"BiSeNet face parser ({BISENET_FILE})")
-        super().__init__(net, device, batch_size, input_size)
-        self.weights = Path(weights)
+        return BiSeNet()
 
     def _prepare(self, x01):
         return self.net.normalize(x01)
@@ -165,15 +173,15 @@ class BiSeNetParser(_NetParser):
 
 class PSFRGANParser(_NetParser):
     name = "psfrgan"
+    what = f"PSFRGAN ParseNet ({PSFRGAN_FILE})"
 
     def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 4, input_size: int = 512):
-        from ..converters.parsers import load_parser_state  # torch: only when a neural parser is asked for
+        super().__init__(weights, device, batch_size, input_size)
+
+    def _network(self):
         from ..models.frozen.psfrgan import ParseNet
 
-        net = ParseNet()
-        load_parser_state(net, weights, f"PSFRGAN ParseNet ({PSFRGAN_FILE})")
-        super().__init__(net, device, batch_size, input_size)
-        self.weights = Path(weights)
+        return ParseNet()
 
     def _prepare(self, x01):
         return x01 * 2.0 - 1.0
