@@ -36,9 +36,9 @@ SAMPLES = Path(__file__).resolve().parents[1] / "src" / "hififace" / "assets" / 
 
 def crops(n: int, seed: int = 0) -> list[np.ndarray]:
     """n distinct 256 face crops: the bundled samples, jittered (shift, brightness, noise) so no two are equal."""
-    from hififace.inference.images import load_image
+    from hififace.media.images import read_crop
 
-    base = [load_image(p) for p in sorted(SAMPLES.glob("*.png"))]
+    base = [read_crop(p) for p in sorted(SAMPLES.glob("*.png"))]
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):

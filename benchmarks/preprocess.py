@@ -2,7 +2,7 @@
 """Dataset preprocessing speed and alignment consistency: one JSON line per measurement.
 
 Cases:
-- ``throughput``: ``hififace.face.preprocess.preprocess`` end to end on a synthetic VGGFace2-like tree (the repo's
+- ``throughput``: ``hififace.data.prepare.preprocess`` end to end on a synthetic VGGFace2-like tree (the repo's
   test photos, rotated/scaled/shifted into 250-400 px photos in identity folders) at 256 with the default detector
   (YuNet) and the fallback (landmark) parser; value = seconds per image (and ``images_per_s``), for each
   ``--align-passes`` setting.
@@ -73,7 +73,7 @@ def make_tree(root: Path, n_images: int, seed: int = 0) -> Path:
 
 
 def bench_throughput(raw: Path, workers: int, passes: int, repeats: int) -> None:
-    from hififace.face.preprocess import PreprocessConfig, preprocess
+    from hififace.data.prepare import PreprocessConfig, preprocess
 
     times, n = [], 0
     for r in range(repeats):
@@ -95,10 +95,10 @@ def bench_stages(raw: Path, limit: int) -> None:
 
     from hififace.face.align import align_crop, estimate_transform, refine_landmarks, transform_points
     from hififace.face.detect import get_detector
-    from hififace.face.io import read_image
+    from hififace.media.images import read_photo
     from hififace.face.palette import save_parsing
     from hififace.face.parse import get_parser
-    from hififace.face.preprocess import _save_png
+    from hififace.data.prepare import _save_png
 
     det = get_detector("yunet")
     parser = get_parser("landmarks")
@@ -107,7 +107,7 @@ def bench_stages(raw: Path, limit: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, f in enumerate(files):
             t = time.perf_counter()
-            img = read_image(f)
+            img = read_photo(f).rgb
             t1 = time.perf_counter()
             faces = det.detect(img)
             t2 = time.perf_counter()
@@ -136,16 +136,16 @@ def bench_write(raw: Path, limit: int) -> None:
     """Two PNGs per image as preprocess writes them, durable (fsync of file and folder) vs not."""
     from hififace.face.align import align_crop, estimate_transform, transform_points
     from hififace.face.detect import get_detector
-    from hififace.face.io import read_image
+    from hififace.media.images import read_photo
     from hififace.face.palette import labels_to_image
     from hififace.face.parse import get_parser
-    from hififace.face.preprocess import _save_png
+    from hififace.data.prepare import _save_png
     from hififace.utils import atomic
 
     det, parser = get_detector("yunet"), get_parser("landmarks")
     items = []
     for f in sorted(raw.rglob("*.jpg"))[:limit]:
-        img = read_image(f)
+        img = read_photo(f).rgb
         faces = det.detect(img)
         if faces:
             face = max(faces, key=lambda x: x.area)
@@ -174,7 +174,7 @@ def bench_resume(n: int) -> None:
     """Per-record cost of trusting a finished file on resume: recorded sizes vs PNG end marker vs existence."""
     import json
 
-    from hififace.face.preprocess import PreprocessConfig, _is_done, output_intact, png_complete
+    from hififace.data.prepare import PreprocessConfig, _is_done, output_intact, png_complete
 
     cfg = PreprocessConfig()
     with tempfile.TemporaryDirectory() as tmp:

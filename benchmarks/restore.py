@@ -35,7 +35,7 @@ BENCH = "restore"
 def random_folder(root: Path) -> Path:
     import torch
 
-    from hififace.weights.gfpgan import convert_gfpgan, random_release_state
+    from hififace.converters.gfpgan import convert_gfpgan, random_release_state
 
     src = root / "GFPGANv1.4-random.pth"
     torch.save({"params_ema": random_release_state(seed=0)}, src)

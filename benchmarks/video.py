@@ -38,10 +38,10 @@ def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 25) -
     import cv2
     import numpy as np
 
-    from hififace.face.io import read_image
-    from hififace.inference.ffmpeg import ffmpeg_exe
+    from hififace.media.images import read_photo
+    from hififace.media.video import ffmpeg_exe
 
-    img = read_image(PHOTO)
+    img = read_photo(PHOTO).rgb
     scale = height * 0.9 / img.shape[0]
     face = cv2.resize(img, (int(img.shape[1] * scale), int(img.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     fh, fw = face.shape[:2]
@@ -80,6 +80,7 @@ def main() -> int:
 
     from hififace import HifiFace, HifiFaceConfig
     from hififace.inference.pipeline import FaceSwapper
+    from hififace.inference.video import swap_video
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,8 +97,8 @@ def main() -> int:
         swapper = FaceSwapper(model, parsing="landmarks", align_passes=0)
         clip = make_clip(tmp / "clip.mp4", width, height, frames)
         warm = make_clip(tmp / "warm.mp4", width, height, batch)
-        swapper.swap_video(PHOTO, warm, tmp / "warm_out.mp4", batch_frames=batch, progress=False, preset=args.preset)
-        report = swapper.swap_video(PHOTO, clip, tmp / "out.mp4", batch_frames=batch, progress=False,
+        swap_video(swapper, PHOTO, warm, tmp / "warm_out.mp4", batch_frames=batch, progress=False, preset=args.preset)
+        report = swap_video(swapper, PHOTO, clip, tmp / "out.mp4", batch_frames=batch, progress=False,
                                     preset=args.preset)
     n = max(report.frames, 1)
     common = dict(batch=batch, size=f"{width}x{height}", device=args.device, dtype=args.dtype, frames=report.frames,

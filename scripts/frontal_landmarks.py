@@ -56,7 +56,7 @@ def main() -> int:
     from hififace.errors import HifiFaceError
     from hififace.face.align import estimate_transform, reduce68to5, refine_landmarks, template_points, transform_points
     from hififace.face.detect import get_detector
-    from hififace.inference.images import load_image
+    from hififace.media.images import read_crop
 
     det = get_detector("yunet", score_threshold=0.6)
     try:
@@ -69,7 +69,7 @@ def main() -> int:
     tpl = template_points(args.template, args.size)
     rows = []
     for file in PHOTOS:
-        image = load_image(ROOT / "tests" / "data" / "photos" / file)
+        image = read_crop(ROOT / "tests" / "data" / "photos" / file)
         for k, face in enumerate(det.detect(image)):
             raw = face.landmarks.astype(np.float64)
             refined, _ = refine_landmarks(image, raw, det, passes=2)

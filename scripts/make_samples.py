@@ -4,7 +4,7 @@ Run from the repository root with the three photos in a folder (see README.md he
     python scripts/make_samples.py PHOTO_DIR
 YuNet (src/hififace/assets/face_detection_yunet_2023mar.onnx) finds the 5 landmarks; a least-squares
 similarity transform maps them onto insightface's ArcFace 112 template scaled to 256 (x 256/128 and shifted right
-by 8 * 256/128, FORMATS.md section 6); the photo is warped with bilinear sampling and a black border.
+by 8 * 256/128, docs/formats.md#alignment-templates); the photo is warped with bilinear sampling and a black border.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ the clamped outputs, and of the uint8 images (pass: <= 1 grey level). One JSON l
 the ``scaled`` images differ by more than one grey level.
 
 ``--golden tests/data/gfpgan_tiny_golden.json`` (re)writes the CI test's reference values: the upstream
-GFPGANv1Clean built at a reduced width (64 px, narrow 1/32) with :func:`hififace.weights.gfpgan.random_release_state`
+GFPGANv1Clean built at a reduced width (64 px, narrow 1/32) with :func:`hififace.converters.gfpgan.random_release_state`
 weights, run on a seeded random input; ``tests/test_restore_gfpgan.py`` checks our model against them.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def scaled_random_file(path: Path, seed: int) -> Path:
     inside [-1, 1]."""
     import torch
 
-    from hififace.weights.gfpgan import random_release_state
+    from hififace.converters.gfpgan import random_release_state
 
     state = random_release_state(seed=seed)
     manifest = [line.split("\t")[0] for line in MANIFEST.read_text().splitlines()]
@@ -111,7 +111,7 @@ def write_golden(args: argparse.Namespace) -> None:
     import torch
 
     from hififace.models.restorers import GFPGAN, GFPGANConfig
-    from hififace.weights.gfpgan import random_release_state
+    from hififace.converters.gfpgan import random_release_state
 
     spec = importlib.util.spec_from_file_location("upstream_gfpgan", args.upstream)
     runner = importlib.util.module_from_spec(spec)
@@ -134,7 +134,7 @@ def write_golden(args: argparse.Namespace) -> None:
     sub = y[0, :, :: g["stride"], :: g["stride"]]
     body = {"what": "TencentARC/GFPGAN GFPGANv1Clean (gfpgan/archs/gfpganv1_clean_arch.py) at out_size "
                     f"{g['out_size']}, narrow {g['narrow']}, channel_multiplier 2, sft_half, different_w, "
-                    "input_is_latent; randomize_noise=False; weights hififace.weights.gfpgan.random_release_state; "
+                    "input_is_latent; randomize_noise=False; weights hififace.converters.gfpgan.random_release_state; "
                     "made by scripts/parity_gfpgan.py --golden",
             **g, "shape": list(sub.shape), "mean": float(y.mean()), "std": float(y.std()),
             "values": [float(f"{v:.7g}") for v in sub.flatten().tolist()]}

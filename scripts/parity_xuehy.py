@@ -95,14 +95,14 @@ def aligned_crops(model, work: Path, n_random: int, seed: int) -> list[tuple[str
     """256x256 uint8 PNG crops: the test photos aligned by our pipeline with the model's template, then random."""
     from PIL import Image
 
-    from hififace.inference.images import load_image
+    from hififace.media.images import read_crop
     from hififace.inference.pipeline import FaceSwapper
 
     swapper = FaceSwapper(model, parsing="landmarks")
     crops = []
     for file in PHOTOS:
         name = file.split(".")[0]
-        image = load_image(ROOT / "tests" / "data" / "photos" / file)
+        image = read_crop(ROOT / "tests" / "data" / "photos" / file)
         faces = swapper.detect(image)
         if not faces:
             print(json.dumps({"note": f"no face found in {file}"}))
@@ -160,7 +160,7 @@ def main() -> int:
 
     from hififace import HifiFace
     from hififace.cli.main import main as cli
-    from hififace.utils.imagetypes import to_uint8
+    from hififace.media.tensors import to_uint8
 
     args.work.mkdir(parents=True, exist_ok=True)
     tree, commit = upstream_tree(args.mirror.resolve(), args.work)

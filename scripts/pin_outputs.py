@@ -3,7 +3,8 @@
 
 Writes into a folder the outputs of the commands on fixed inputs, with a tiny random-weight model made here from
 fixed seeds: ``hififace swap`` on whole photos (largest face, ``--face``, ``--all-faces``, ``--match``,
-``--color-match``, a JPEG output) and on a model-size crop; ``hififace video`` (the encoded file, its frames decoded
+``--color-match``, ``--no-model-mask``, a JPEG output) and on a model-size crop, and ``hififace verify`` of the
+results; ``hififace video`` (the encoded file, its frames decoded
 by the ffmpeg binary itself, and the frames handed to the encoder); ``hififace preprocess`` (crops, masks, index);
 ``hififace faces`` (detections, refined landmarks, preview); ``hififace eval`` on crops, on photos (face
 detection) and on a tiny FaceForensics++ folder (metrics, per-sample rows, the swapped results). Then compares two
@@ -145,6 +146,7 @@ def case_swap(r: Recorder) -> None:
         "all_faces.png": ["--source", src, "--target", two, "--all-faces"],
         "match.png": ["--source", PHOTOS / "astronaut.png", "--target", two, "--match", PHOTOS / "obama_crop.jpg"],
         "color_match_no_refine.png": ["--source", src, "--target", two, "--color-match", "--align-passes", "0"],
+        "no_model_mask.png": ["--source", src, "--target", two, "--all-faces", "--no-model-mask"],
         "two_sources.png": ["--source", src, "--source", PHOTOS / "astronaut.png", "--target", PHOTOS / "obama2_crop.jpg"],
         "model_size_crop.png": ["--source", SAMPLES / "astronaut.png", "--target", SAMPLES / "cameraman.png"],
         "crop_detected.png": ["--source", SAMPLES / "astronaut.png", "--target", SAMPLES / "grace_hopper.png", "--detect"],
@@ -153,6 +155,8 @@ def case_swap(r: Recorder) -> None:
         r.cli("swap", base + args + ["-o", out / name])
     r.cli("swap", base + ["--source", src, "--source", PHOTOS / "astronaut.png", "--save-identity",
                           out / "identity.safetensors"])
+    r.cli("swap", ["verify", "--json", out / "largest_face.png", out / "largest_face.jpg"],
+          stdout_name="verify.json")
 
 
 def _face_frames(n: int, size: tuple[int, int], name: str, step: int, blank: tuple[int, ...] = ()) -> list[np.ndarray]:
@@ -219,9 +223,15 @@ def _decode_with_ffmpeg(path: Path) -> np.ndarray:
 @contextlib.contextmanager
 def _frames_handed_to_the_encoder(store: list):
     """Record every frame the video pipeline writes (``FrameWriter.write``), where that class is reachable."""
-    try:
-        from hififace.inference.ffmpeg import FrameWriter
-    except ImportError:
+    import importlib
+
+    for name in ("hififace.media.video", "hififace.media.video"):  # after / before issue 20
+        try:
+            FrameWriter = importlib.import_module(name).FrameWriter
+            break
+        except (ImportError, AttributeError):
+            continue
+    else:
         yield False
         return
     real = FrameWriter.write
@@ -256,6 +266,7 @@ def case_video(r: Recorder) -> None:
         if reachable:
             np.save(out / f"{name}.encoder_frames.npy", np.stack(frames))
         np.save(out / f"{name}.decoded_frames.npy", _decode_with_ffmpeg(out / f"{name}.mp4"))
+    r.cli("video", ["verify", "--json", "--frames", "4", out / "drift.mp4"], stdout_name="verify.json")
 
 
 def case_preprocess(r: Recorder) -> None:
@@ -277,6 +288,7 @@ def case_preprocess(r: Recorder) -> None:
         dst = r.outputs / "preprocess" / name
         r.cli("preprocess", ["preprocess", raw, dst, "--parsing", "landmarks", "--landmarks68", "none",
                              "--no-progress", "--json", *extra], stdout_name=f"{name}.summary.json")
+        shutil.rmtree(dst / ".locks", ignore_errors=True)  # the lock holds the process id: not an output
         r.normalise_texts(dst)
 
 

@@ -48,7 +48,7 @@ def main() -> None:
     from hififace.face.align import transform_points
     from hififace.face.draw import draw_faces
     from hififace.face.palette import face_mask
-    from hififace.inference.photos import read_photo
+    from hififace.media.images import read_photo
     from hififace.inference.pipeline import FaceSwapper
 
     model = HifiFace.from_pretrained(args.weights) if args.weights else HifiFace.random(HifiFaceConfig(), seed=0)
@@ -63,7 +63,8 @@ def main() -> None:
     identity = swapper.identity(src_crop[0])
     i_r, m_r = swapper.swap_crops(identity, crops)
     lms = transform_points(faces[0].landmarks, mats[0])[None]
-    swapped, alphas = swapper.blend_crops(crops, i_r, m_r, lms)
+    blend = swapper.blend_faces(crops, i_r, m_r, lms)
+    swapped, alphas = blend.faces, blend.alphas
     region = face_mask(swapper.parser.parse(crops, lms))[0]
     result = swapper.swap(identity, target).image
 
@@ -93,9 +94,9 @@ def main() -> None:
     ImageDraw.Draw(fig).text((4, 6), f"hififace swap on a photo - {note}", fill=(170, 0, 0), font=font)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from hififace.inference.images import save_image
+    from hififace.media.images import write_image
 
-    save_image(out, np.asarray(fig), meta={"hififace:weights": "trained" if args.weights else "random"})
+    write_image(out, np.asarray(fig), meta={"hififace:weights": "trained" if args.weights else "random"})
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 

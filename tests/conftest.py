@@ -10,3 +10,5 @@ import tempfile
 # user switching the variable) run the compile tests in any order.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{os.environ.get('ATEN_CPU_CAPABILITY', 'native')}"))
+
+from inferkit import isolated_home, tiny_weights  # noqa: E402,F401 (fixtures for every test module)

@@ -4,14 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from hififace.face.palette import FACE_CLASSES, PALETTE
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 
 
 def photo(name: str) -> np.ndarray:
-    from hififace.face.io import read_image
+    from hififace.media.images import read_photo
 
-    return read_image(PHOTOS / name)
+    return read_photo(PHOTOS / name).rgb
 
 
 def photo_transform(img: np.ndarray, angle: float = 0.0, scale: float = 1.0, shift: tuple[float, float] = (0, 0),
@@ -47,3 +50,39 @@ def crop_disagreement(m_a: np.ndarray, m_b: np.ndarray, photo_t: np.ndarray, siz
     ys, xs = np.mgrid[0:size:4, 0:size:4]
     p = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
     return float(np.linalg.norm(transform_points(p, f) - p, axis=1).mean())
+
+
+# ---------------------------------------------------------------------------------------------- parsing maps
+def labels_to_color(labels: np.ndarray) -> np.ndarray:
+    """H x W labels (PSFRGAN order) -> H x W x 3 uint8 RGB in PSFRGAN's colours."""
+    lab = np.asarray(labels)
+    if lab.size and (lab.min() < 0 or lab.max() >= len(PALETTE)):
+        raise ValueError(f"labels outside 0..{len(PALETTE) - 1}")
+    return PALETTE[lab.astype(np.intp)]
+
+
+def color_to_labels(color: np.ndarray) -> np.ndarray:
+    """H x W x 3 RGB parsing image -> H x W uint8 labels; colours not in the palette become background (0)."""
+    c = np.asarray(color)[..., :3].astype(np.int32)
+    code = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    keys = (PALETTE[:, 0].astype(np.int32) << 16) | (PALETTE[:, 1].astype(np.int32) << 8) | PALETTE[:, 2]
+    out = np.zeros(code.shape, dtype=np.uint8)
+    for label, key in enumerate(keys):
+        if label:
+            out[code == key] = label
+    return out
+
+
+def face_mask_from_color(color: np.ndarray) -> np.ndarray:
+    """The reference's ``parsing2mask`` on an RGB parsing image: exact colour matches of the face classes."""
+    c = np.asarray(color)[..., :3]
+    mask = np.zeros(c.shape[:2], dtype=bool)
+    for label in FACE_CLASSES:
+        mask |= np.all(c == PALETTE[label], axis=-1)
+    return mask
+
+
+def read_parsing(path: str | Path) -> np.ndarray:
+    """Labels from a parsing PNG written by :func:`save_parsing` or by PSFRGAN (any RGB/palette PNG)."""
+    with Image.open(path) as img:
+        return color_to_labels(np.asarray(img.convert("RGB")))

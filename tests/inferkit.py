@@ -43,9 +43,9 @@ def isolated_home(monkeypatch, tmp_path_factory):
 
 
 def sample(name: str) -> np.ndarray:
-    from hififace.inference.images import load_image
+    from hififace.media.images import read_crop
 
-    return load_image(SAMPLES / f"{name}.png")
+    return read_crop(SAMPLES / f"{name}.png")
 
 
 def run_cli(argv, capsys) -> tuple[int, str, list[str]]:

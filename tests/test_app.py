@@ -13,8 +13,9 @@ from PIL import Image
 
 from hififace.app.service import SwapService
 from hififace.errors import ConfigError, InputImageError
-from hififace.inference.images import load_image, read_label
-from inferkit import assert_one_error, isolated_home, run_cli, tiny_model, tiny_weights  # noqa: F401
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
+from inferkit import assert_one_error, run_cli, tiny_model
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 
@@ -61,7 +62,7 @@ def test_photo_swap_writes_a_labelled_output(model, uploads, tmp_path):
         assert img.format == "JPEG"
     label = label_text(out.path)
     assert "AI-Generated=true" in label and "hififace:command=app" in label and "hififace:weights" not in label
-    before, after = load_image(PHOTOS / "two_people.jpg"), load_image(out.path)
+    before, after = read_crop(PHOTOS / "two_people.jpg"), read_crop(out.path)
     assert before.shape == after.shape and np.abs(before.astype(int) - after).max() > 40  # faces replaced
     assert steps[0] == 0.0 and steps[-1] == 1.0 and steps == sorted(steps)
 
@@ -71,7 +72,7 @@ def test_face_choice_by_number_swaps_one_face(model, uploads, tmp_path):
     out = service.run([uploads("astronaut.png")], uploads("two_people.jpg"), "index", 1.0)
     assert out.message == "1 of 2 face(s) swapped"
     preview = service.faces_preview(uploads("two_people.jpg"))
-    assert preview.shape == load_image(PHOTOS / "two_people.jpg").shape
+    assert preview.shape == read_crop(PHOTOS / "two_people.jpg").shape
     assert service.faces_preview(uploads("clip.mp4", data=b"x")) is None
 
 
@@ -83,7 +84,7 @@ def test_random_weights_are_said_everywhere(uploads, tmp_path):
     assert "hififace:weights=random" in label_text(out.path)
     # the visible mark is drawn even though it was not asked for: white text in the bottom-right corner, far from
     # the face (the rest of that corner's rows stays as it was, up to JPEG noise)
-    before, after = load_image(PHOTOS / "grace_hopper.jpg").astype(int), load_image(out.path).astype(int)
+    before, after = read_crop(PHOTOS / "grace_hopper.jpg").astype(int), read_crop(out.path).astype(int)
     h, w = after.shape[:2]
     rows = slice(h - h // 20, h - 4)
     assert (after[rows, w - w // 4 : w - 4] > 200).mean() > 0.05 > (before[rows, w - w // 4 : w - 4] > 200).mean()

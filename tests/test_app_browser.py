@@ -158,7 +158,7 @@ def test_swap_in_the_browser(app_url, driver, artifacts):
     # what the page shows is the labelled file: fetch it as the browser does
     shown = artifacts / "app_result.jpg"
     shown.write_bytes(urllib.request.urlopen(img.get_attribute("src"), timeout=30).read())
-    from hififace.inference.images import read_label
+    from hififace.media.labels import read_label
 
     label = " ".join(f"{k}={v}" for k, v in read_label(shown).items())
     assert "AI-Generated=true" in label and "hififace:weights=random" in label

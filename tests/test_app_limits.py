@@ -67,7 +67,7 @@ def test_an_upload_over_the_limit_is_one_line_naming_it(uploads, tmp_path):
 
 def test_the_video_caps_apply_in_the_app(uploads, tmp_path):
     pytest.importorskip("imageio_ffmpeg")
-    from hififace.inference.ffmpeg import VideoLimits
+    from hififace.media.video import VideoLimits
     from videokit import face_frames, make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", face_frames(3), audio=False)
@@ -93,6 +93,7 @@ def test_a_video_job_stops_between_batches(tmp_path):
     """What the app's time limit (and its shutdown) use: ``should_stop`` is asked before every batch."""
     pytest.importorskip("imageio_ffmpeg")
     from hififace.inference.pipeline import FaceSwapper
+    from hififace.inference.video import swap_video
     from videokit import face_frames, make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", face_frames(10))
@@ -100,8 +101,9 @@ def test_a_video_job_stops_between_batches(tmp_path):
     asked = []
     out = tmp_path / "out" / "o.mp4"
     with pytest.raises(HifiFaceError) as info:
-        FaceSwapper(engine, parsing="landmarks", align_passes=0).swap_video(
-            PHOTOS / "astronaut.png", clip, out, batch_frames=4, progress=False, preset="ultrafast",
+        swap_video(
+            FaceSwapper(engine, parsing="landmarks", align_passes=0), PHOTOS / "astronaut.png", clip, out, batch_frames=4,
+            progress=False, preset="ultrafast",
             should_stop=lambda: asked.append(1) or ("over the time limit" if len(asked) > 1 else None))
     assert str(info.value).startswith(f"{clip}: stopped after ")
     assert str(info.value).endswith(", 4 of about 10 frames done: over the time limit")

@@ -12,7 +12,7 @@ from PIL import Image
 from hififace.errors import OutputError, WeightsError
 from hififace.utils import atomic
 from hififace.utils.atomic import TMP_PREFIX, atomic_path, atomic_write_text, storage_error
-from hififace.weights import convert as conv
+from hififace.converters import convert as conv
 from inferkit import SAMPLES, assert_one_error, run_cli, tiny_model, tiny_model_dir
 
 ALIGNED = SAMPLES / "grace_hopper.png"  # 256 x 256: the tiny model's size, so swap takes it as an aligned crop
@@ -122,7 +122,7 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path, capsys):
 @pytest.fixture
 def fake_reference(monkeypatch):
     """`convert` of a reference checkpoint without one: the loader and the converter write a tiny model."""
-    from hififace.weights import io, reference
+    from hififace.converters import reference
 
     calls = {"fail": None}
 
@@ -131,8 +131,8 @@ def fake_reference(monkeypatch):
         if calls["fail"] is not None:
             raise OSError(calls["fail"], os.strerror(calls["fail"]))
 
-    monkeypatch.setattr(io, "load_legacy", lambda path, expected: {"state_dict": {reference.GEN + "id_extractor.x": 0}})
-    monkeypatch.setattr(reference, "convert_reference_checkpoint", convert_reference_checkpoint)
+    monkeypatch.setattr(conv, "load_legacy", lambda path, expected: {"state_dict": {reference.GEN + "id_extractor.x": 0}})
+    monkeypatch.setattr(conv, "convert_reference_checkpoint", convert_reference_checkpoint)
     return calls
 
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from hififace import HifiFaceConfig
 from hififace.cli import demo
-from hififace.inference.images import load_image, read_label
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
 from inferkit import SAMPLES, TINY, leftovers, run_cli, tiny_model_dir
 
 
@@ -40,7 +41,7 @@ def test_demo_with_weights(tmp_path, isolated, capsys):
     assert rc == 0, err
     out = isolated / "demo_out.png"
     assert out.exists() and not any("random" in line for line in err)
-    g = load_image(out)
+    g = read_crop(out)
     assert g.shape == (2 + 2 * (256 + 21 + 2), 2 + 3 * (256 + 2), 3)  # 1 source x 2 targets plus headers
     label = read_label(out)
     assert label["hififace:command"] == "demo" and "hififace:weights" not in label
@@ -67,7 +68,7 @@ def test_demo_without_weights_is_a_labelled_smoke_run(isolated, monkeypatch, cap
     assert label["hififace:weights"].startswith("random")
     # the visible mark is always drawn in this mode: its dark box covers the (otherwise white) caption band of the
     # bottom-right result cell
-    band = load_image(out)[-18:-9, -150:-12]
+    band = read_crop(out)[-18:-9, -150:-12]
     assert (band < 160).mean() > 0.5 and (band > 200).any()  # box and white text
     assert leftovers(isolated) == []
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from hififace import HifiFace
-from hififace.inference.images import load_image, read_label
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
 from inferkit import SAMPLES, assert_one_error, leftovers, run_cli, tiny_model_dir
 
 
@@ -39,10 +40,10 @@ def test_grid_every_source_on_every_target(faces, weights, capsys, monkeypatch):
     rc, _, err = run_cli(["grid", faces, "-o", out, "--weights", weights, "--batch-size", "2"], capsys)
     assert rc == 0, err
     assert len(calls) == 2  # one identity per source, reused for every target
-    g = load_image(out)
+    g = read_crop(out)
     band = 256 // 12
     assert g.shape == (2 + 3 * (256 + band + 2), 2 + 3 * (256 + 2), 3)
-    a, c = load_image(faces / "astronaut.png"), load_image(faces / "cameraman.png")
+    a, c = read_crop(faces / "astronaut.png"), read_crop(faces / "cameraman.png")
     np.testing.assert_array_equal(cell(g, 0, 1), a)  # header row: targets in file order
     np.testing.assert_array_equal(cell(g, 0, 2), c)
     np.testing.assert_array_equal(cell(g, 2, 0), c)  # first column: sources
@@ -63,7 +64,7 @@ def test_grid_separate_targets_and_cell_size(faces, weights, tmp_path, capsys):
     rc, _, err = run_cli(["grid", faces, "--targets", targets, "-o", out, "--weights", weights, "--cell-size", "64"],
                          capsys)
     assert rc == 0, err
-    assert load_image(out).shape == (2 + 3 * (64 + 12 + 2), 2 + 2 * (64 + 2), 3)
+    assert read_crop(out).shape == (2 + 3 * (64 + 12 + 2), 2 + 2 * (64 + 2), 3)
     assert "Synthetic image" in read_label(out)["ImageDescription"]
 
 

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from hififace import HifiFace
-from hififace.inference.images import load_image, read_label
+from hififace.media.images import read_crop
+from hififace.media.labels import read_label
 from hififace.inference.interpolate import interpolation_frames
 from inferkit import SAMPLES, assert_one_error, leftovers, run_cli, tiny_model_dir
 
@@ -24,7 +25,7 @@ def model(weights):
     return HifiFace.from_pretrained(weights)
 
 
-A, B, C = (load_image(SAMPLES / f"{n}.png") for n in ("astronaut", "grace_hopper", "cameraman"))
+A, B, C = (read_crop(SAMPLES / f"{n}.png") for n in ("astronaut", "grace_hopper", "cameraman"))
 
 
 def test_frames_go_from_source2_to_source(model):

@@ -11,7 +11,7 @@ import torch
 
 from hififace import HifiFaceConfig
 from hififace.cli import demo
-from hififace.inference.images import read_label
+from hififace.media.labels import read_label
 from inferkit import SAMPLES, TINY, assert_one_error, run_cli, tiny_model, tiny_model_dir
 
 
@@ -96,15 +96,15 @@ def test_swap_of_float_tensors_is_clamped_and_raw_values_stay_available():
 
 def test_read_label_reads_mp4_tags_and_reports_xmp_once(tmp_path):
     pytest.importorskip("imageio_ffmpeg")
-    from hififace.inference.images import save_image
-    from hififace.inference.interpolate import save_animation
+    from hififace.media.images import write_image
+    from hififace.media.video import write_animation
 
     frames = [np.full((32, 32, 3), v, np.uint8) for v in (0, 128, 255)]
-    save_animation(tmp_path / "a.mp4", frames, meta={"hififace:command": "test"})
+    write_animation(tmp_path / "a.mp4", frames, meta={"hififace:command": "test"})
     label = read_label(tmp_path / "a.mp4")
     assert "AI-Generated=true" in label["Comment"] and "hififace:command=test" in label["Comment"]
     assert label["Description"]
-    save_image(tmp_path / "a.png", frames[1])
+    write_image(tmp_path / "a.png", frames[1])
     label = read_label(tmp_path / "a.png")
     assert "trainedAlgorithmicMedia" in label["XMP"] and "XML:com.adobe.xmp" not in label
     shutil.copy(tmp_path / "a.png", tmp_path / "b.png")
@@ -112,8 +112,8 @@ def test_read_label_reads_mp4_tags_and_reports_xmp_once(tmp_path):
 
 
 def test_outputs_are_replaced_atomically_unless_no_clobber(home, capsys):
-    from hififace.inference.images import check_output_path
-    from hififace.inference.interpolate import check_video_path
+    from hififace.media.images import check_output_path
+    from hififace.media.video import check_animation_path
 
     folder = tiny_model_dir(home / "m")
     out = home / "work" / "out.png"
@@ -130,8 +130,8 @@ def test_outputs_are_replaced_atomically_unless_no_clobber(home, capsys):
     gif = home / "work" / "a.gif"
     gif.write_bytes(b"old")
     with pytest.raises(Exception, match="already exists"):
-        check_video_path(gif, no_clobber=True)
-    assert check_video_path(gif) == gif and check_output_path(out) == out
+        check_animation_path(gif, no_clobber=True)
+    assert check_animation_path(gif) == gif and check_output_path(out) == out
 
 
 def test_opencv_ffmpeg_says_nothing_about_a_bad_video(tmp_path):

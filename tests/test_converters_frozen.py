@@ -14,9 +14,10 @@ from hififace.errors import WeightsError
 from hififace.models.frozen.arcface import IResNet
 from hififace.models.frozen.bfm import BFMLandmarks, load_bfm_mat
 from hififace.models.frozen.recon import ReconNet
-from hififace.weights.arcface import build_uninitialised, load_arcface, load_arcface_state
-from hififace.weights.bfm import bfm_from_tensors, bfm_to_tensors, load_bfm
-from hififace.weights.deep3d import load_recon, load_recon_state
+from hififace.converters.arcface import load_arcface, load_arcface_state
+from hififace.converters.keys import build_uninitialised
+from hififace.converters.bfm import bfm_from_tensors, bfm_to_tensors, load_bfm
+from hififace.converters.deep3d import load_recon, load_recon_state
 from hififace.weights.io import save_safetensors
 
 
@@ -217,3 +218,31 @@ def test_bfm_missing_unreadable_incomplete(tmp_path):
                                   "exBase": np.zeros((30, 64)), "keypoints": np.arange(1, 69).reshape(1, -1)})
     _raises_with_path(wrong, load_bfm, "keypoints outside 1..10")
     _raises_with_path(tmp_path, load_bfm_mat, "folder")
+
+
+def test_convert_checkpoint_writes_the_bfm_it_is_given(tmp_path, monkeypatch, capsys):
+    """'hififace convert CHECKPOINT --bfm FILE': the folder holds that BFM (it used to be dropped without a word), the
+    same tensors the separate-files path writes; a bad --bfm is one error line before the checkpoint is read."""
+    from hififace.cli.main import main as cli
+    from hififace.converters import convert as conv
+    from hififace.converters import reference
+    from hififace.weights.io import load_safetensors
+    from inferkit import tiny_model
+
+    mat = write_bfm_mat(tmp_path / "BFM_model_front.mat", n_vertices=300, seed=1)
+    (tmp_path / "ref.ckpt").write_bytes(b"stand-in")
+    read = []
+    monkeypatch.setattr(conv, "load_legacy", lambda path, what: read.append(path) or {
+        "state_dict": {reference.GEN + "id_extractor.x": 0}})
+    monkeypatch.setattr(conv, "convert_reference_checkpoint", lambda path, out, obj=None: tiny_model().save_pretrained(out))
+    assert cli(["convert", str(tmp_path / "ref.ckpt"), "--bfm", str(mat), "-o", str(tmp_path / "out")]) == 0
+    got = load_safetensors(tmp_path / "out" / "bfm_landmarks.safetensors")
+    want = bfm_to_tensors(load_bfm(mat))
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    (tmp_path / "bad.mat").write_bytes(b"not a mat file")
+    read.clear()
+    capsys.readouterr()
+    assert cli(["convert", str(tmp_path / "ref.ckpt"), "--bfm", str(tmp_path / "bad.mat"), "-o", str(tmp_path / "o2")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "bad.mat" in err[0]
+    assert read == [] and not (tmp_path / "o2").exists()

@@ -209,7 +209,7 @@ def test_cli_makes_scores_resumes_and_compares(crops, weights, capsys):
     made = sorted((out / "results").glob("*.png"))
     assert [p.name for p in made] == ["00000_grace_hopper.png", "00001_cameraman.png", "00002_astronaut.png",
                                       "00003_astronaut.png"]
-    from hififace.inference.images import read_label
+    from hififace.media.labels import read_label
 
     assert "eval" in json.dumps(read_label(made[0]))  # labelled as synthetic, like every output
     stamps = [p.stat().st_mtime_ns for p in made]
@@ -436,7 +436,7 @@ def test_cli_detects_and_aligns_whole_photos_and_skips_rows_without_a_face(tmp_p
     each row says what was done (aligned, detected, no-face); a row without a face is listed, not scored."""
     pytest.importorskip("cv2")
     from hififace import HifiFace
-    from hififace.inference.photos import read_photo
+    from hififace.media.images import read_photo
     from hififace.inference.pipeline import FaceSwapper
 
     shutil.copy(SAMPLES / "astronaut.png", tmp_path / "astronaut.png")  # a 256 aligned crop

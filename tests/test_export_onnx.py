@@ -26,7 +26,8 @@ from hififace import HifiFace, HifiFaceConfig, Identity, PreparedTarget  # noqa:
 from hififace.errors import HifiFaceError, WeightsError  # noqa: E402
 from hififace.export import OnnxHifiFace, export_onnx  # noqa: E402
 from hififace.export.graphs import ARCFACE, GENERATOR, GRAPHS, NOTICE, OPSET, RECON  # noqa: E402
-from hififace.inference.images import load_image, read_label  # noqa: E402
+from hififace.media.images import read_crop  # noqa: E402
+from hififace.media.labels import read_label  # noqa: E402
 from hififace.models.generator import GeneratorOutput  # noqa: E402
 from inferkit import SAMPLES, TINY, assert_one_error, leftovers, run_cli, sample  # noqa: E402
 
@@ -369,7 +370,7 @@ def test_cli_swap_with_the_onnx_engine(exported256, folder256, torch_pair, tmp_p
     args = ["swap", "-s", SAMPLES / "astronaut.png", "-t", SAMPLES / "grace_hopper.png", "--weights", folder256]
     rc, _, err = run_cli(args + ["-o", tmp_path / "onnx.png", "--engine", "onnx", "--device", "cpu"], capsys)
     assert rc == 0 and err[-1] == f"hififace: wrote {tmp_path / 'onnx.png'} (aligned crop)", err
-    got = load_image(tmp_path / "onnx.png")
+    got = read_crop(tmp_path / "onnx.png")
     assert got.shape == (256, 256, 3) and np.abs(got.astype(int) - torch_pair.astype(int)).max() <= 1
     # folder256 holds HifiFace.random weights: said and labelled as with --engine torch
     assert len(err) == 2 and "RANDOM weights" in err[0]
@@ -395,7 +396,7 @@ def test_photo_swap_and_identity_files_work_across_engines(exported256, folder25
     # a random network's m_r means nothing (it may be ~0 everywhere): blend with the face region alone
     results = [FaceSwapper(m, model_mask=False).swap(ident, photo) for m in (torch256, engine256)]
     a, b = (r.image.astype(int) for r in results)
-    original = load_image(photo).astype(int)
+    original = read_crop(photo).astype(int)
     assert results[0].swapped == results[1].swapped == [0]
     assert (a != original).any() and np.abs(a - b).max() <= 2  # the same swap and paste-back, within rounding
     rc, _, err = run_cli(["swap", "-s", ident, "-t", photo, "-o", tmp_path / "o.png", "--weights", folder256,
@@ -410,7 +411,7 @@ def test_cli_grid_and_interpolate_run_on_the_onnx_engine(exported256, folder256,
         shutil.copy(SAMPLES / f"{name}.png", faces)
     rc, _, err = run_cli(["grid", faces, "-o", tmp_path / "grid.png", "--weights", folder256, "--engine", "onnx"], capsys)
     assert rc == 0, err
-    assert load_image(tmp_path / "grid.png").shape[0] > 256
+    assert read_crop(tmp_path / "grid.png").shape[0] > 256
     rc, _, err = run_cli(["interpolate", "--source", faces / "astronaut.png", "--target", faces / "grace_hopper.png",
                           "--frames", 3, "-o", tmp_path / "i.gif", "--weights", folder256, "--engine", "onnx"], capsys)
     assert rc == 0, err

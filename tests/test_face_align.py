@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from face_helpers import crop_disagreement, photo, photo_transform
-from hififace.face.align import (ARCFACE_112, align_crop, align_face, compose, estimate_transform, ffhq_quad,
-                                 invert_affine, refine_landmarks, template_points, transform_points, umeyama,
-                                 unwarp_faces_torch, warp_face, warp_faces_torch)
+from hififace.face.align import (ARCFACE_112, align_crop, compose, estimate_transform, ffhq_quad, invert_affine,
+                                 refine_landmarks, template_points, transform_points, umeyama, unwarp_faces_torch,
+                                 warp_face, warp_faces_torch)
+from hififace.face.cropper import crop_face
 
 pytest.importorskip("cv2")
 
@@ -76,7 +77,7 @@ def test_align_then_inverse_round_trip_within_one_pixel():
     lm = np.array([[227.1, 193.3], [307.8, 195.4], [266.5, 240.0], [228.5, 267.9], [302.2, 269.6]])
     for template in ("arcface", "ffhq"):
         for size in (256, 512):
-            a = align_face(img, lm, template, size)
+            a = crop_face(img, lm, template, size)
             inv = a.inverse
             # points: crop -> photo -> crop
             pts = np.array([[10.0, 20.0], [size / 2, size / 2], [size - 5.0, size - 9.0]])
@@ -98,7 +99,7 @@ def test_paste_back_round_trip_pixels():
 
     img = photo("grace_hopper.jpg")
     lm = np.array([[227.1, 193.3], [307.8, 195.4], [266.5, 240.0], [228.5, 267.9], [302.2, 269.6]])
-    a = align_face(img, lm, "arcface", 512)  # upsampling crop: the way back loses almost nothing
+    a = crop_face(img, lm, "arcface", 512)  # upsampling crop: the way back loses almost nothing
     out = paste_back(img, a.crop, a.matrix, erode=0.0, blur=0.0)
     face = (slice(200, 260), slice(235, 300))
     assert np.median(np.abs(out[face].astype(int) - img[face].astype(int))) <= 1

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from face_helpers import photo
-from hififace.face.align import align_face
+from hififace.face.cropper import crop_face
 from hififace.face.blend import match_color, paste_back, paste_back_torch, soft_mask
 
 pytest.importorskip("cv2")
@@ -27,7 +27,7 @@ def test_soft_mask_shape_range_and_relative_size():
 
 def test_paste_unchanged_crop_keeps_photo_and_zero_mask_changes_nothing():
     img = photo("grace_hopper.jpg")
-    a = align_face(img, LM, "arcface", 512)
+    a = crop_face(img, LM, "arcface", 512)
     out = paste_back(img, a.crop, a.matrix)
     diff = np.abs(out.astype(int) - img.astype(int))
     assert np.median(diff[150:300, 200:330]) <= 1
@@ -49,7 +49,7 @@ def test_color_matching_moves_statistics():
 
 def test_torch_paste_matches_numpy_version():
     img = photo("grace_hopper.jpg")
-    a = align_face(img, LM, "arcface", 256)
+    a = crop_face(img, LM, "arcface", 256)
     crop = np.zeros_like(a.crop)
     ref = paste_back(img, crop, a.matrix).astype(np.float32) / 255
     frames = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255

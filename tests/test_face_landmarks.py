@@ -1,8 +1,6 @@
 """68-point landmark plumbing: 68 -> 5 reduction, Deep3DFaceRecon's 224 alignment, the ReconNet backend's frames."""
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -58,16 +56,11 @@ def test_recon_backend_maps_crop_points_back_to_the_photo(monkeypatch, tmp_path)
         def forward(self, coeffs):  # Deep3DFaceRecon's frame, y up: (112, 100) is 12 px above the centre
             return torch.tensor([112.0, 100.0]).expand(coeffs.shape[0], 68, 2)
 
-    deep3d = types.ModuleType("hififace.weights.deep3d")
-    deep3d.load_recon = lambda path: FakeRecon()
-    bfm = types.ModuleType("hififace.weights.bfm")
-    bfm.load_bfm = lambda path: FakeBFM()
-    monkeypatch.setitem(sys.modules, "hififace.weights.deep3d", deep3d)
-    monkeypatch.setitem(sys.modules, "hififace.weights.bfm", bfm)
-    import hififace.weights as hw
+    import hififace.converters.bfm as bfm
+    import hififace.converters.deep3d as deep3d
 
-    monkeypatch.setattr(hw, "deep3d", deep3d, raising=False)
-    monkeypatch.setattr(hw, "bfm", bfm, raising=False)
+    monkeypatch.setattr(deep3d, "load_recon", lambda path: FakeRecon())
+    monkeypatch.setattr(bfm, "load_bfm", lambda path: FakeBFM())
 
     lmk = get_landmarker("recon", recon_path=tmp_path / "epoch_20.pth", bfm_path=tmp_path / "BFM_model_front.mat")
     img = np.zeros((300, 260, 3), np.uint8)

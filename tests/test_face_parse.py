@@ -8,8 +8,8 @@ import torch
 from fakes import fake_state, read_manifest
 from hififace.errors import ConfigError, WeightsError
 from hififace.face.align import template_points
-from hififace.face.palette import (BISENET_CLASSES, BISENET_TO_PSFRGAN, CLASSES, FACE_CLASSES, PALETTE, color_to_labels,
-                                   face_mask, face_mask_from_color, labels_to_color, read_parsing, save_parsing)
+from face_helpers import color_to_labels, face_mask_from_color, labels_to_color, read_parsing
+from hififace.face.palette import BISENET_CLASSES, BISENET_TO_PSFRGAN, CLASSES, FACE_CLASSES, PALETTE, face_mask, save_parsing
 from hififace.face.parse import get_parser, landmark_labels
 
 pytest.importorskip("cv2")
@@ -29,7 +29,7 @@ def test_palette_matches_psfrgan_table():
 def test_bisenet_mapping_by_name():
     for b, p in enumerate(BISENET_TO_PSFRGAN):
         assert BISENET_CLASSES[b] == CLASSES[p]
-    # FORMATS.md: the face region in BiSeNet indices is {1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13}
+    # docs/formats.md#bisenet-face-parser: the face region in BiSeNet indices is {1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13}
     assert sorted(np.nonzero(np.isin(BISENET_TO_PSFRGAN, FACE_CLASSES))[0].tolist()) == [1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13]
 
 

@@ -187,7 +187,7 @@ def test_files_that_are_not_checkpoints_say_what_they_are(tmp_path, capsys, cont
 
 
 def test_non_tensor_state_dict_entries_are_refused(tmp_path):
-    from hififace.weights.reference import read_reference_state
+    from hififace.converters.reference import read_reference_state
 
     path = _save({"state_dict": {**STATE, "generator.y.weight": [1, 2, 3]}}, tmp_path / "odd.ckpt")
     with pytest.raises(WeightsError, match="not tensors.*generator.y.weight"):

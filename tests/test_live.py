@@ -326,7 +326,7 @@ def test_no_camera_is_one_line_before_the_model_loads(tiny, tmp_path, capsys):
 
 def test_a_camera_that_vanishes_mid_run_leaves_a_playable_file_and_one_error_line(tiny, tmp_path, capsys,
                                                                                    monkeypatch):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     monkeypatch.setattr(capture_mod, "CAMERA_GONE_SECONDS", 0.2)
     frames = face_frames(4, size=(192, 224))
@@ -427,7 +427,7 @@ def _corner(frame: np.ndarray) -> np.ndarray:
 
 
 def test_live_to_a_file_is_labelled_and_marked_and_the_mark_can_be_turned_off(tiny, clips, tmp_path, capsys):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     src = decode(clips["faces"])
     marked, plain = tmp_path / "marked.mp4", tmp_path / "plain.mp4"
@@ -453,7 +453,7 @@ def test_live_to_a_file_is_labelled_and_marked_and_the_mark_can_be_turned_off(ti
 
 
 def test_ctrl_c_leaves_a_playable_labelled_file(tiny, clips, tmp_path):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     out = tmp_path / "rec.mp4"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

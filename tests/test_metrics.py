@@ -79,7 +79,7 @@ def test_fid_known_answers():
         if dead:  # a feature that never varies: a singular covariance (Cholesky fails, QR takes over)
             x[:, 3] = 0.0
         assert realism.fid(x, y) == pytest.approx(
-            realism.frechet_distance(realism.feature_stats(x), realism.feature_stats(y)), rel=1e-6)
+            realism.frechet_distance(feature_stats(x), feature_stats(y)), rel=1e-6)
         # (not closer: with N < D the statistics route takes square roots of eigenvalues that are zero up to rounding)
     # rank-deficient covariances (fewer samples than dimensions) stay finite and >= 0
     few = rng.normal(size=(5, 64))
@@ -131,8 +131,8 @@ def test_metric_networks_name_real_loaders():
 
     from hififace.metrics.identity import IResNetIdentity
     from hififace.metrics.threedmm import ReconCoefficients
-    from hififace.weights.arcface import load_arcface
-    from hififace.weights.deep3d import load_recon
+    from hififace.converters.arcface import load_arcface
+    from hififace.converters.deep3d import load_recon
 
     for cls, fn in ((IResNetIdentity, load_arcface), (ReconCoefficients, load_recon)):
         module, name = cls.loader.split(":")
@@ -271,3 +271,10 @@ def test_ffpp_reads_the_sampled_video_frames(tmp_path):
     assert n == 25 and [i for i, _ in frames] == sample_indices(25)
     for i, f in frames:
         assert f.shape == (48, 64, 3) and abs(float(f.mean()) - (8 * i + 10)) < 4  # the frame we asked for (neighbours are 8 apart)
+
+
+def feature_stats(features: np.ndarray) -> realism.Gaussian:
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors (N x D), got shape {f.shape}")
+    return realism.Gaussian(f.mean(axis=0), np.cov(f, rowvar=False), f.shape[0])

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hififace.inference.images import read_label
-from inferkit import isolated_home  # noqa: F401 (fixture)
+from hififace.media.labels import read_label
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "quickstart.ipynb"
 

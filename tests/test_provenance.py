@@ -306,12 +306,12 @@ def test_verify_on_a_non_image_says_so_in_one_line(home, capsys):
 
 @needs_c2pa
 def test_verify_json_schema_and_verdicts(home, capsys, marked, photo):
-    from hififace.inference.images import save_image
+    from hififace.media.images import write_image
 
     Image.fromarray(marked).save(home / "marked.jpg", quality=90)
     cr.sign_file(home / "marked.jpg", home / "signed.jpg", cr.Facts(fingerprint=FINGERPRINT))
     Image.fromarray(photo).save(home / "plain.png")
-    save_image(home / "labelled.png", photo)  # today's metadata label only
+    write_image(home / "labelled.png", photo)  # today's metadata label only
     _jpeg_stripped = _jpeg(_rgb(home / "signed.jpg"), 75)  # metadata stripped, re-encoded
     Image.fromarray(_jpeg_stripped).save(home / "stripped.jpg", quality=95)
     files = ["signed.jpg", "stripped.jpg", "plain.png", "labelled.png"]

@@ -10,8 +10,8 @@ from fakes import read_manifest, reference_state, write_reference_ckpt
 from hififace import HifiFace
 from hififace.cli.main import main as cli
 from hififace.errors import WeightsError
-from hififace.weights.convert import convert_checkpoint
-from hififace.weights.reference import build_reference_state, convert_reference_checkpoint
+from hififace.converters.convert import convert_checkpoint
+from hififace.converters.reference import build_reference_state, convert_reference_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from hififace.errors import ConfigError, HifiFaceError, InputImageError, Weights
 from hififace.models.restorers import GFPGAN, GFPGANConfig
 from hififace.models.restorers.gfpgan import ModulatedConv2d
 from hififace.restore import FaceRestorer, load_restorer
-from hififace.weights.gfpgan import DROPPED, convert_gfpgan, load_gfpgan, random_release_state
+from hififace.converters.gfpgan import DROPPED, convert_gfpgan, load_gfpgan, random_release_state
 from hififace.weights.io import load_safetensors
 from inferkit import SAMPLES, assert_one_error, run_cli, tiny_model_dir
 
@@ -64,7 +64,7 @@ def _faces(n: int, size: int, seed: int = 0) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ architecture
 def test_full_size_model_has_every_kept_manifest_key_in_order_with_its_shape():
     rows = read_manifest(MANIFEST)
-    assert len(rows) == 285 and sum(math.prod(s) for _, s, _ in rows) == 87_143_276  # FORMATS.md section 7
+    assert len(rows) == 285 and sum(math.prod(s) for _, s, _ in rows) == 87_143_276  # docs/formats.md#gfpgan-restorer
     with torch.device("meta"):
         model = GFPGAN()
     own = model.state_dict()
@@ -85,8 +85,8 @@ def test_config_rejects_widths_without_a_half_for_sft():
 
 
 def test_modulated_conv_equals_the_per_sample_weight_form():
-    """StyleGAN2's definition (FORMATS.md section 7 / upstream): weight * style per sample, demodulated, grouped conv
-    after the bilinear upsampling; ours scales the activations instead."""
+    """StyleGAN2's definition (docs/formats.md#gfpgan-restorer / upstream): weight * style per sample, demodulated,
+    grouped conv after the bilinear upsampling; ours scales the activations instead."""
     torch.manual_seed(0)
     for upsample, demod in ((True, True), (False, True), (False, False)):
         conv = ModulatedConv2d(6, 5, 3 if demod else 1, 8, demodulate=demod, upsample=upsample)

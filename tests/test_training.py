@@ -12,7 +12,7 @@ from hififace.training.build import fit
 from hififace.training.config import load_config
 from hififace.training.module import FROZEN_PREFIXES
 from hififace.weights.io import load_legacy
-from hififace.weights.training import convert_training_checkpoint, is_training_checkpoint
+from hififace.converters.training import convert_training_checkpoint, is_training_checkpoint
 from trainkit import CONFIG, make_dataset, tiny_overrides
 
 STEPS = 10

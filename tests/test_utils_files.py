@@ -34,15 +34,13 @@ def _outcome(fn, fifo, seconds: float = 30.0) -> BaseException | None:
 
 def _readers():
     from hififace.config import HifiFaceConfig
-    from hififace.face.io import read_image
-    from hififace.inference.images import load_image
-    from hififace.inference.photos import read_photo
+    from hififace.media.images import read_crop, read_photo
     from hififace.models.frozen.bfm import load_bfm_mat
     from hififace.weights.io import load_legacy, load_safetensors, read_safetensors_header
 
     return {"weights.safetensors": load_safetensors, "header.safetensors": read_safetensors_header,
-            "config.json": HifiFaceConfig.load, "backbone.pth": load_legacy, "face.png": read_image,
-            "crop.png": load_image, "photo.jpg": read_photo, "BFM_model_front.mat": load_bfm_mat}
+            "config.json": HifiFaceConfig.load, "backbone.pth": load_legacy,
+            "crop.png": read_crop, "photo.jpg": read_photo, "BFM_model_front.mat": load_bfm_mat}
 
 
 @pytest.mark.parametrize("name", list(_readers()))
@@ -55,7 +53,7 @@ def test_a_fifo_in_place_of_a_user_file_is_one_line(tmp_path, name):
 
 
 def test_a_fifo_video_is_refused_before_ffmpeg_sees_it(tmp_path):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     fifo = tmp_path / "clip.mp4"
     os.mkfifo(fifo)

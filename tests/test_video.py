@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 from face_helpers import PHOTOS
+from hififace.errors import InputImageError
 from hififace.face.detect import Face
+from hififace.inference.video import swap_video
 from inferkit import FakeEngine, assert_one_error, leftovers, run_cli
-from inferkit import isolated_home, tiny_weights  # noqa: F401 (fixtures)
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.usefixtures("isolated_home")
@@ -45,12 +46,12 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 
 def _run(swapper, clip: Path, out: Path, **kw):
-    return swapper.swap_video(PHOTOS / "astronaut.png", clip, out, progress=False, preset="ultrafast", **kw)
+    return swap_video(swapper, PHOTOS / "astronaut.png", clip, out, progress=False, preset="ultrafast", **kw)
 
 
 # ------------------------------------------------------------------------------------------------ round trips
 def test_round_trip_keeps_frames_fps_size_audio_and_labels_it(swapper, clips, tmp_path):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     out = tmp_path / "out.mp4"
     report = _run(swapper, clips["main"], out, batch_frames=4)
@@ -71,7 +72,7 @@ def test_round_trip_keeps_frames_fps_size_audio_and_labels_it(swapper, clips, tm
 
 
 def test_portrait_video_with_rotation_metadata_keeps_it(swapper, clips, tmp_path):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     out = tmp_path / "out.mov"
     report = _run(swapper, clips["portrait"], out)
@@ -92,7 +93,7 @@ def test_portrait_video_with_rotation_metadata_keeps_it(swapper, clips, tmp_path
                                                           ("no_face", 2, (192, 224), True, 0)])
 def test_odd_size_one_frame_silent_and_faceless_videos(swapper, clips, tmp_path, caplog, name, frames, size, audio,
                                                        faces):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     out = tmp_path / "out.mkv"
     report = _run(swapper, clips[name], out)
@@ -113,7 +114,7 @@ def test_video_cli_with_the_tiny_model(clips, tmp_path, tiny_weights, capsys):
     assert rc == 0, err
     assert any("2 of 6 frame(s) without a face, passed through" in line for line in err), err
     assert any("wrote" in line and "6 frames" in line and "audio copied" in line for line in err), err
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     meta = probe(tmp_path / "out.mp4").metadata
     assert "hififace:command=video" in meta["comment"] and "hififace:model=reference-256" in meta["comment"]
@@ -178,7 +179,7 @@ def test_bad_videos_give_one_error_line_and_no_output(clips, tmp_path, tiny_weig
 
 
 def test_ctrl_c_leaves_no_output_no_temp_files_and_no_ffmpeg(swapper, clips, tmp_path, monkeypatch):
-    import hififace.inference.ffmpeg as ff
+    import hififace.media.video as ff
 
     started = []
     real_popen = subprocess.Popen
@@ -278,7 +279,7 @@ def test_gpu_paste_path_matches_the_cpu_one(swapper):
     exactly."""
     from hififace.face.align import transform_points
     from hififace.face.blend import paste_into
-    from hififace.inference.photos import read_photo
+    from hififace.media.images import read_photo
     from hififace.inference.video import _paste_torch
 
     rgb = read_photo(PHOTOS / "two_people.jpg").rgb
@@ -286,7 +287,8 @@ def test_gpu_paste_path_matches_the_cpu_one(swapper):
     crops, mats = swapper.align(rgb, [f.landmarks for f in faces])
     i_r, m_r = swapper.swap_crops(swapper.identity(crops[0]), crops)
     lms = np.stack([transform_points(f.landmarks, m) for f, m in zip(faces, mats)])
-    swapped, alphas = swapper.blend_crops(crops, i_r, m_r, lms)
+    blend = swapper.blend_faces(crops, i_r, m_r, lms)
+    swapped, alphas = blend.faces, blend.alphas
     ref = rgb.copy()
     for k in range(len(faces)):
         paste_into(ref, swapped[k], mats[k], alphas[k])
@@ -329,3 +331,67 @@ def test_report_says_how_much_of_the_faces_was_replaced(swapper, clips, tmp_path
     assert report.faces_swapped == 1 and report.coverage == 0.0 and report.faces_low_coverage == 1
     assert any("almost nothing replaced in 1 of 1" in r.getMessage() and "--no-model-mask" in r.getMessage()
                for r in caplog.records), caplog.text
+
+
+# ------------------------------------------------------------------------------------------------ the one probe
+@pytest.fixture(scope="module")
+def containers(clips, swapper, tmp_path_factory):
+    """Every kind of file the suite hands ffmpeg: the test clips, the other display rotations, the outputs in each
+    container, and files that are not videos (name: (path, expected facts or the words of the error))."""
+    d = tmp_path_factory.mktemp("containers")
+    frames = face_frames(3, size=(96, 64))
+    cases = {name: (path, None) for name, path in clips.items()}
+    for r in (180, 270):
+        cases[f"rotation_{r}"] = (make_clip(d / f"rot{r}.mp4", frames, rotation=r, audio=False), None)
+    for ext in ("mp4", "mov", "mkv"):
+        cases[f"output_{ext}"] = (_run(swapper, clips["main"], d / f"out.{ext}", meta=LONG).output, None)
+    (d / "notes.mp4").write_text("not a video\n" * 40)
+    (d / "cut.mp4").write_bytes(clips["main"].read_bytes()[:600])
+    Image.fromarray(frames[0]).save(d / "still.png")
+    (d / "still.mp4").write_bytes((d / "still.png").read_bytes())
+    cases.update(notes=(d / "notes.mp4", "cannot read the video"), cut=(d / "cut.mp4", "cannot read the video"),
+                 still=(d / "still.mp4", "is a still image"))
+    return cases
+
+
+LONG = {"hififace:note": "x" * 200}  # a label longer than the 255 characters ffmpeg's text dump shows of a value
+EXPECTED = {  # name: (stored width, height, rotation, rate, audio codecs)
+    "main": (192, 224, 0, "25", ["aac"]), "portrait": (224, 160, 90, "25", ["aac"]),
+    "odd": (853, 480, 0, "30000/1001", ["aac"]), "one_frame_silent": (192, 224, 0, "25", []),
+    "no_face": (192, 224, 0, "25", ["aac"]), "rotation_180": (96, 64, 180, "25", []),
+    "rotation_270": (64, 96, 270, "25", []), "output_mp4": (192, 224, 0, "25", ["aac"]),
+    "output_mov": (192, 224, 0, "25", ["aac"]), "output_mkv": (192, 224, 0, "25", ["aac"]),
+}
+
+
+@pytest.mark.parametrize("name", [*EXPECTED, "notes", "cut", "still"])
+def test_probe_facts_on_every_container(containers, name):
+    """One probe (ffmpeg's own reading of the header) for every container: size, rotation, exact rate, audio, the
+    frame count it estimates against the frames decoded, and our label's tags in full (FFMETADATA: the text dump
+    cuts values at 255 characters, and ours are longer)."""
+    from hififace.media.video import probe, read_tags
+
+    path, error = containers[name]
+    if error is not None:
+        with pytest.raises(InputImageError, match=error):
+            probe(path)
+        return
+    info = probe(path)
+    assert (info.width, info.height, info.rotation, info.rate, info.audio) == EXPECTED[name]
+    assert info.size == ((info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height))
+    assert abs(info.frames_estimate - len(decode(path))) <= 1
+    tags = read_tags(path)
+    if name.startswith("output_"):
+        assert tags["comment"].startswith("Synthetic video generated by hififace")
+        assert len(tags["comment"]) > 255 and tags["comment"].endswith("; hififace:note=" + "x" * 200)
+        if name != "output_mov":  # MOV has no description tag
+            assert tags["description"] == "Synthetic video generated by hififace face swapping"
+    else:
+        assert "comment" not in tags
+
+
+def test_ffmetadata_escapes():
+    from hififace.media.video import parse_ffmetadata
+
+    text = ";FFMETADATA1\ntitle=a\\=b\\;c\\#d\\\\e\nCOMMENT=line one\\\nline two\n;x=comment\n[STREAM]\ntitle=stream\n"
+    assert parse_ffmetadata(text) == {"title": "a=b;c#d\\e", "comment": "line one\nline two"}

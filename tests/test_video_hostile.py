@@ -27,6 +27,8 @@ pytestmark = pytest.mark.usefixtures("isolated_home")
 
 from videokit import decode, face_frames, make_clip, make_lying_clip  # noqa: E402
 
+from hififace.inference.video import swap_video  # noqa: E402
+
 SRC = PHOTOS / "grace_hopper.jpg"
 
 
@@ -49,7 +51,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 def _run(swapper, clip: Path, out: Path, **kw):
     kw.setdefault("progress", False)
-    return swapper.swap_video(PHOTOS / "astronaut.png", clip, out, preset="ultrafast", **kw)
+    return swap_video(swapper, PHOTOS / "astronaut.png", clip, out, preset="ultrafast", **kw)
 
 
 def _error_of(call) -> str:
@@ -64,7 +66,7 @@ def _error_of(call) -> str:
 
 # ------------------------------------------------------------------------------------------------ 1. caps
 def test_default_caps_take_4k_60fps_clips_and_refuse_8k_and_pixel_bombs(tmp_path):
-    from hififace.inference.ffmpeg import VideoInfo, VideoLimitError, VideoLimits
+    from hififace.media.video import VideoInfo, VideoLimitError, VideoLimits
 
     def info(w, h, fps=60.0, seconds=300.0):
         return VideoInfo(tmp_path / "v.mp4", w, h, fps, str(int(fps)), seconds, "h264", "yuv420p")
@@ -92,7 +94,7 @@ def test_default_caps_take_4k_60fps_clips_and_refuse_8k_and_pixel_bombs(tmp_path
 ])
 def test_video_over_a_cap_is_refused_from_its_header_in_one_line(clips, tmp_path, tiny_weights, capsys, monkeypatch,
                                                                  option, value, needles):
-    from hififace.inference import ffmpeg
+    from hififace.media import video as ffmpeg
 
     readers = []
     monkeypatch.setattr(ffmpeg.FrameReader, "__init__", lambda *a, **k: readers.append(a))  # never decoded
@@ -103,7 +105,7 @@ def test_video_over_a_cap_is_refused_from_its_header_in_one_line(clips, tmp_path
 
 
 def test_caps_in_the_python_api_and_0_means_no_limit(swapper, clips, tmp_path):
-    from hififace.inference.ffmpeg import VideoLimitError
+    from hififace.media.video import VideoLimitError
 
     with pytest.raises(VideoLimitError, match="192x224 frames are too large"):
         _run(swapper, clips["main"], tmp_path / "out.mp4", max_frame_pixels=192 * 224 - 1)
@@ -119,7 +121,7 @@ def test_caps_in_the_python_api_and_0_means_no_limit(swapper, clips, tmp_path):
 def test_a_header_that_lies_about_the_frame_size_is_stopped_by_the_decoder(swapper, clips, tmp_path):
     """The probe sees 64x64 frames; 512x512 ones follow. The decoder refuses them (nothing that size is decoded)
     and the run stops with the cap's message, leaving nothing behind."""
-    from hififace.inference.ffmpeg import VideoLimitError, probe
+    from hififace.media.video import VideoLimitError, probe
 
     info = probe(clips["lying"])
     assert (info.width, info.height) == (64, 64)
@@ -135,7 +137,7 @@ def test_a_header_that_lies_about_the_frame_size_is_stopped_by_the_decoder(swapp
 
 def test_a_header_that_understates_the_length_is_stopped_while_decoding(swapper, clips, tmp_path, monkeypatch):
     from hififace.inference import video
-    from hififace.inference.ffmpeg import VideoLimitError, probe
+    from hififace.media.video import VideoLimitError, probe
 
     monkeypatch.setattr(video, "probe", lambda path, cap=None: _shorter(probe(path, cap)))
     with pytest.raises(VideoLimitError, match=r"more than 3 frames decoded \(the header said about 1\) are too many"):
@@ -220,7 +222,7 @@ def test_sigterm_mid_run_leaves_no_output_no_temporaries_and_no_ffmpeg(tmp_path,
 
 # ------------------------------------------------------------------------------------------------ 5. names
 def test_names_with_a_colon_or_a_protocol_are_files_for_ffmpeg(swapper, clips, tmp_path, monkeypatch):
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     colon = tmp_path / "12:30 clip.mp4"
     colon.write_bytes(clips["main"].read_bytes())
@@ -248,20 +250,20 @@ def _fake_run(results: list[tuple[int, str]], calls: list):
 
 
 def _audio_info(tmp_path: Path):
-    from hififace.inference.ffmpeg import VideoInfo
+    from hififace.media.video import VideoInfo
 
     return VideoInfo(tmp_path / "in.mkv", 64, 64, 25.0, "25", 1.0, "h264", "yuv420p", audio=["opus"])
 
 
 def test_mux_on_a_full_disk_says_so_and_does_not_retry(tmp_path, monkeypatch):
     from hififace.errors import HifiFaceError
-    from hififace.inference import ffmpeg
+    from hififace.media import video as ffmpeg
 
     calls: list = []
     full = "[out#0/mov @ 0x1] Could not write header (incorrect codec parameters ?): No space left on device\n"
     monkeypatch.setattr(ffmpeg, "_run", _fake_run([(228, full)], calls))
     with pytest.raises(HifiFaceError) as info:
-        ffmpeg.mux(tmp_path / "v.mp4", _audio_info(tmp_path), tmp_path / ".out.mov.tmp.mov", "c", "d", name="out.mov")
+        ffmpeg.mux(tmp_path / "v.mp4", _audio_info(tmp_path), tmp_path / ".out.mov.tmp.mov", name="out.mov")
     assert len(calls) == 1  # no AAC retry: the disk is full, not the audio the wrong kind
     assert str(info.value) == (f"out.mov: no space left on {tmp_path}; free some space there or write the output "
                                f"elsewhere (-o)")
@@ -269,27 +271,27 @@ def test_mux_on_a_full_disk_says_so_and_does_not_retry(tmp_path, monkeypatch):
 
 def test_mux_retries_with_aac_only_for_audio_the_container_cannot_hold(tmp_path, monkeypatch, caplog):
     from hififace.errors import HifiFaceError
-    from hififace.inference import ffmpeg
+    from hififace.media import video as ffmpeg
 
     opus = "[mov @ 0x1] opus only supported in MP4.\n[out#0/mov @ 0x2] Could not write header (incorrect codec " \
            "parameters ?): Invalid argument\n"
     calls: list = []
     monkeypatch.setattr(ffmpeg, "_run", _fake_run([(234, opus), (0, "")], calls))
     with caplog.at_level("INFO", logger="hififace"):
-        ffmpeg.mux(tmp_path / "v.mp4", _audio_info(tmp_path), tmp_path / "out.mov", "c", "d")
+        ffmpeg.mux(tmp_path / "v.mp4", _audio_info(tmp_path), tmp_path / "out.mov")
     assert len(calls) == 2 and "aac" not in calls[0] and calls[1][calls[1].index("-c:a") + 1] == "aac"
     assert "opus only supported in MP4" in caplog.text
     calls.clear()  # any other failure: one line with ffmpeg's reason, no retry
     monkeypatch.setattr(ffmpeg, "_run", _fake_run([(1, "out.mov: Permission denied\n")], calls))
     with pytest.raises(HifiFaceError, match=r"^out.mov: writing the video failed \(out.mov: Permission denied\)$"):
-        ffmpeg.mux(tmp_path / "v.mp4", _audio_info(tmp_path), tmp_path / "out.mov", "c", "d")
+        ffmpeg.mux(tmp_path / "v.mp4", _audio_info(tmp_path), tmp_path / "out.mov")
     assert len(calls) == 1
 
 
 def test_opus_audio_into_mov_is_reencoded_for_real(swapper, tmp_path):
     from videokit import ffmpeg as ffmpeg_exe
 
-    from hififace.inference.ffmpeg import probe
+    from hififace.media.video import probe
 
     clip = tmp_path / "opus.mkv"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(make_clip(
@@ -301,7 +303,7 @@ def test_opus_audio_into_mov_is_reencoded_for_real(swapper, tmp_path):
 
 def test_encoder_on_a_full_disk_names_the_output_and_the_folder(clips):
     from hififace.errors import HifiFaceError
-    from hififace.inference.ffmpeg import FrameWriter, probe
+    from hififace.media.video import FrameWriter, probe
 
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
@@ -369,7 +371,7 @@ def test_the_onnx_hint_follows_its_documented_rule(tmp_path, monkeypatch, caplog
 
 # ------------------------------------------------------------------------------------------------ 8. labels
 def test_mkv_output_carries_a_video_label_read_label_reads(swapper, clips, tmp_path, tiny_weights, capsys):
-    from hififace.inference.images import read_label
+    from hififace.media.labels import read_label
 
     rc, _, err = run_cli(["video", "-s", SRC, "-t", clips["main"], "-o", tmp_path / "out.mkv", "--weights",
                           tiny_weights, "--preset", "ultrafast"], capsys)
@@ -385,7 +387,7 @@ def test_mkv_output_carries_a_video_label_read_label_reads(swapper, clips, tmp_p
 def test_read_label_of_unlabelled_or_damaged_mkv_is_empty_not_an_error(tmp_path):
     from videokit import ffmpeg as ffmpeg_exe
 
-    from hififace.inference.images import read_label
+    from hififace.media.labels import read_label
 
     plain = tmp_path / "plain.mkv"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",

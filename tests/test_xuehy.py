@@ -23,7 +23,7 @@ from hififace import HifiFace, HifiFaceConfig
 from hififace.errors import ConfigError, WeightsError
 from hififace.models.generator import Generator
 from hififace.weights.io import load_safetensors
-from hififace.weights.xuehy import F_3D, F_ID, convert_xuehy_generator, generator_key_map
+from hififace.converters.xuehy import F_3D, F_ID, convert_xuehy_generator, generator_key_map
 from inferkit import SAMPLES, TINY, assert_one_error, leftovers, run_cli, sample
 
 MANIFEST = "xuehy_hififace_generator_keys.tsv"
@@ -211,7 +211,7 @@ def test_full_size_generator_has_the_released_parameter_count():
     with torch.device("meta"):
         g = Generator(HifiFaceConfig(variant="xuehy"))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    # FORMATS.md section 4: encoder 44 + decoder 70 + sff_module 54 keys, 61,896,584 elements, no buffers
+    # docs/formats.md#xuehy-generator: encoder 44 + decoder 70 + sff_module 54 keys, 61,896,584 elements, no buffers
     assert (count(g.encoder), count(g.decoder), count(g)) == (24_750_464, 29_320_960, 61_896_584)
     assert len(g.state_dict()) == 168
 
@@ -288,12 +288,12 @@ def test_save_load_round_trip_is_bit_exact(tiny, tiny_folder):
 # ---------------------------------------------------------------------------------------------- the pipelines
 def test_pipeline_aligns_with_the_frontal_template_of_the_folder(tiny_folder):
     from hififace.face.align import estimate_transform, template_points, transform_points
-    from hififace.inference.images import load_image
+    from hififace.media.images import read_crop
     from hififace.inference.pipeline import FaceSwapper
 
     sw = FaceSwapper.from_pretrained(tiny_folder, parsing="landmarks", align_passes=0)
     assert sw.engine.align == "frontal"
-    image = load_image(PHOTOS / "astronaut.png")  # the 512x512 photo (the samples are 256 crops already)
+    image = read_crop(PHOTOS / "astronaut.png")  # the 512x512 photo (the samples are 256 crops already)
     face = sw.detect(image)[0]
     _, m = sw.align(image, [face.landmarks])
     np.testing.assert_allclose(m[0], estimate_transform(face.landmarks, "frontal", 256))
@@ -320,7 +320,7 @@ def test_commands_run_with_a_xuehy_folder(tiny_folder, tmp_path, capsys):
     for name, argv in runs.items():
         rc, _, err = run_cli(argv, capsys)
         assert rc == 0, (name, err)
-    from hififace.inference.images import read_label
+    from hififace.media.labels import read_label
 
     assert read_label(tmp_path / "swap.png")["hififace:model"] == "xuehy-256"
 

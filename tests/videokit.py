@@ -66,7 +66,7 @@ def make_clip(path: Path, frames: list[np.ndarray], rate: str = "25", audio: boo
 
 def decode(path: Path) -> list[np.ndarray]:
     """Every frame of a video, upright (ffmpeg applies the display rotation)."""
-    from hififace.inference.ffmpeg import FrameReader, probe
+    from hififace.media.video import FrameReader, probe
 
     with FrameReader(probe(path)) as reader:
         return [f.copy() for f in reader]

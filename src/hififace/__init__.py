@@ -47,9 +47,9 @@ def __getattr__(name: str):  # lazy: `import hififace` stays cheap for the CLI
 
         return getattr(_m, name)
     if name in ("FaceSwapper", "swap_image", "swap_video"):
-        from .inference import pipeline as _p
+        from . import api
 
-        return getattr(_p, name)
+        return getattr(api, name)
     if name == "create_generator":
         from .models.generator import create_generator
 

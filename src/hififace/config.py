@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .utils.atomic import atomic_write_text
+from .utils.files import open_regular
 from .utils.text import printable, printable_list
 
 VARIANTS = ("reference", "paper", "xuehy")
@@ -26,7 +28,8 @@ ARCFACE_ARCHS = ("r18", "r34", "r50", "r100")
 #: Face alignment templates (see :mod:`hififace.face.align`): how the training crops were cut from photos.
 ALIGN_TEMPLATES = ("arcface", "ffhq", "frontal")
 
-#: 3DMM coefficient layout of Deep3DFaceRecon (FORMATS.md section 2): id, exp, tex, angles, gamma, trans.
+#: 3DMM coefficient layout of Deep3DFaceRecon (docs/formats.md#reconnet-and-the-3dmm): id, exp, tex, angles, gamma,
+#: trans.
 COEFF_DIMS = {"id": 80, "exp": 64, "tex": 80, "angle": 3, "gamma": 27, "trans": 3}
 N_COEFFS = sum(COEFF_DIMS.values())  # 257
 N_ID_COEFFS = COEFF_DIMS["id"]  # 80
@@ -144,14 +147,10 @@ class HifiFaceConfig:
             raise ConfigError(f"{source}: {err}") from None
 
     def save(self, path: str | Path) -> None:
-        from .utils.atomic import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps({"_class": "HifiFaceConfig", **self.to_dict()}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "HifiFaceConfig":
-        from .utils.files import open_regular
-
         path = Path(path)
         try:
             with open_regular(path, "config.json", ConfigError) as f:

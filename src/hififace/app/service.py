@@ -10,7 +10,7 @@ their metadata says so and the visible mark is always drawn (and the paste-back 
 the README's pipeline figure does, so the noise a random network makes is plain to see).
 
 What a job may cost is bounded: uploads over ``max_upload_mb`` are refused, videos over the
-:class:`~hififace.inference.ffmpeg.VideoLimits` are refused from their header, and a job running longer than
+:class:`~hififace.media.video.VideoLimits` are refused from their header, and a job running longer than
 ``job_seconds`` stops (a video between two batches of frames). Results are written 0600 (readable by this user
 only, however the process umask is set) and deleted ``result_seconds`` after they were made; :meth:`SwapService.close`
 stops the running job and removes the folder.
@@ -34,11 +34,14 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
-from ..inference.engine import as_engine, is_random_engine
-from ..inference.ffmpeg import VideoLimits, format_seconds
-from ..inference.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS
-from ..inference.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
-from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper, _label
+from ..face.draw import draw_faces
+from ..inference.engine import as_engine
+from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper
+from ..inference.video import swap_video
+from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, read_photo
+from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
+from ..media.video import VIDEO_FORMATS, VideoLimits, format_seconds, probe
+from ..provenance.label import output_label
 from ..utils.atomic import private_files
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ class SwapService:
         max_upload_mb: largest uploaded file, in megabytes (0 or None: no limit).
         job_seconds: longest job; a video stops between batches of frames (0 or None: no limit).
         result_seconds: results are deleted this long after they were written (0 or None: kept until :meth:`close`).
-        video_limits: caps on target videos (default :class:`~hififace.inference.ffmpeg.VideoLimits`'s).
+        video_limits: caps on target videos (default :class:`~hififace.media.video.VideoLimits`'s).
         options: :class:`~hififace.inference.pipeline.FaceSwapper` options (detector, parsing, min_face, ...).
     """
 
@@ -89,7 +92,7 @@ class SwapService:
                  result_seconds: float | None = APP_RESULT_SECONDS, video_limits: VideoLimits | None = None,
                  **options: Any):
         self.engine = as_engine(model)
-        self.random = is_random_engine(self.engine)
+        self.random = bool(getattr(self.engine, "is_random", False))
         self.max_upload_mb = max_upload_mb or 0
         self.job_seconds = job_seconds or 0
         self.result_seconds = result_seconds or 0
@@ -98,7 +101,8 @@ class SwapService:
         if self.random:  # a random network's mask m_r means nothing (and hides its output): paste the face region
             self.options.setdefault("model_mask", False)
         # a bad option or a missing OpenCV is found at start, not at the first click (and before a folder is made)
-        self._meta = _label(FaceSwapper(self.engine, **self.options), "app")
+        FaceSwapper(self.engine, **self.options)
+        self._meta = output_label("app", self.engine)
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="hififace-app-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -124,8 +128,6 @@ class SwapService:
         None for no file or a video."""
         if not target or Path(target).suffix.lower() not in IMAGE_EXTENSIONS:
             return None
-        from ..face.draw import draw_faces
-        from ..inference.photos import read_photo
 
         names = _Names([target])
         with names:
@@ -184,26 +186,22 @@ class SwapService:
                                     f"({where}): {reason}")
 
         if kind == "video":
-            from ..inference.ffmpeg import probe
-
             say(0.0, "reading the video")
             limits = self.video_limits
             info = probe(target, limits.max_frame_pixels)  # a bad or too large video: before any model work
             limits.check(info)
             identity = self._identity(swapper, sources, say)
             check("encoding the sources")
-            report = swapper.swap_video(identity, info.path, out, face=face, all_faces=all_faces, match=match,
-                                        watermark=watermark, meta=self.meta(), progress=True,
-                                        max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
-                                        max_seconds=limits.max_seconds, should_stop=should_stop)
+            report = swap_video(swapper, identity, info.path, out, face=face, all_faces=all_faces, match=match,
+                                watermark=watermark, meta=self.meta(), progress=True,
+                                max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
+                                max_seconds=limits.max_seconds, should_stop=should_stop)
             message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
                        f"{report.frames_passed} passed through" + (", audio kept" if report.audio else ""))
             if report.faces_low_coverage:
                 warning = (f"almost nothing of the face was replaced in {report.faces_low_coverage} of "
                            f"{report.faces_swapped} swapped face(s): {_why_low(swapper)}")
         else:
-            from ..inference.photos import read_photo
-
             say(0.0, "reading the photo")
             photo = read_photo(target)  # a bad photo is reported before any model work
             identity = self._identity(swapper, sources, say)
@@ -333,8 +331,6 @@ class SwapService:
         return swapper.identity(*sources)
 
     def _output_path(self, target: str | Path, kind: str) -> Path:
-        from ..inference.ffmpeg import VIDEO_FORMATS
-
         target = Path(target)
         suffix = target.suffix.lower()
         if kind == "video":

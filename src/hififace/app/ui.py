@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from ..errors import HifiFaceError
-from ..inference.images import IMAGE_EXTENSIONS
+from ..media.images import IMAGE_EXTENSIONS
 from .service import FACE_MODES, VIDEO_EXTENSIONS, SwapService
 
 log = logging.getLogger(__name__)

@@ -143,16 +143,6 @@ def load_onnx_model(args: argparse.Namespace):
     return model
 
 
-def model_meta(model: Any, command: str, **extra: str) -> dict[str, str]:
-    """Extra label fields written into outputs: which command and which kind of model made them."""
-    cfg = model.config
-    meta = {"hififace:command": command, "hififace:model": f"{cfg.variant}-{cfg.image_size}"}
-    if getattr(model, "is_random", False):
-        meta["hififace:weights"] = "random (smoke test; the output means nothing)"
-    meta.update({f"hififace:{k}": str(v) for k, v in extra.items()})
-    return meta
-
-
 def progress(total: int, desc: str):
     """A tqdm bar on stderr (hidden when stderr is not a terminal)."""
     from tqdm import tqdm
@@ -222,7 +212,7 @@ def check_face_args(args: argparse.Namespace) -> None:
     if args.save_identity and not str(args.save_identity).lower().endswith(".safetensors"):
         raise HifiFaceError(f"--save-identity {args.save_identity}: the file name must end in .safetensors")
     if args.save_identity:  # a folder of that name, or a file in the way, is refused before the model loads
-        from ..inference.images import check_output_path
+        from ..media.images import check_output_path
 
         check_output_path(args.save_identity, {".safetensors": "safetensors"}, getattr(args, "no_clobber", False))
 
@@ -248,7 +238,7 @@ def read_sources(paths: list[str], option: str = "--source") -> list[Any]:
     from pathlib import Path
 
     from ..errors import InputImageError
-    from ..inference.photos import read_photo
+    from ..media.images import read_photo
 
     out: list[Any] = []
     for p in paths:

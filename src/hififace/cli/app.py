@@ -9,7 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..inference.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_QUEUE_SIZE, APP_RESULT_SECONDS
+from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_QUEUE_SIZE, APP_RESULT_SECONDS
+from ..utils.optional import require
 from ._common import CONSENT, add_model_args, add_model_mask_arg
 from .video import add_limit_args, video_limits
 
@@ -77,12 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, root: Path, limits) -> int:
-    from ..errors import MissingDependencyError
-
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("gradio", "app", "hififace app") from None
+    require("gradio", "hififace app")
     if not _is_loopback(args.host):
         log.warning("listening on %s: anyone who can reach this machine on port %d can use the app", args.host,
                     args.port)

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output model folder (or .ckpt file with --to reference)")
     p.add_argument("--arcface", help="insightface ArcFace backbone.pth (fresh model from separate files)")
     p.add_argument("--recon3d", help="Deep3DFaceRecon epoch_20.pth (fresh model from separate files)")
-    p.add_argument("--bfm", help="BFM_model_front.mat (optional: needed for the shape loss in training)")
+    p.add_argument("--bfm", help="BFM_model_front.mat (shape loss in training; with a checkpoint or separate files)")
     p.add_argument("--gfpgan", metavar="FILE",
                    help="GFPGANv1.3.pth / GFPGANv1.4.pth: convert the face restorer into a restorer folder")
     p.add_argument("--size", type=int, default=256, choices=(256, 512), help="image size of a fresh model")
@@ -45,13 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..weights import convert as conv
+    from ..converters import convert as conv
 
     if args.gfpgan:
         if args.checkpoint or args.arcface or args.recon3d or args.to or args.iteration is not None:
             raise HifiFaceError("--gfpgan converts the restorer on its own: give no checkpoint, --arcface, --recon3d, "
                                 "--to or --iteration with it")
-        from ..weights.gfpgan import convert_gfpgan
+        from ..converters.gfpgan import convert_gfpgan
 
         out = convert_gfpgan(args.gfpgan, args.output, overwrite=args.overwrite)
         log.info("wrote restorer folder %s", out)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise HifiFaceError("--iteration picks generator_N.pth in a xuehy model folder: give that folder as the "
                             "checkpoint (hififace convert FOLDER --iteration N -o OUT)")
     if args.to == "reference":
-        from ..weights.reference import export_reference_checkpoint
+        from ..converters.reference import export_reference_checkpoint
 
         if not args.checkpoint:
             raise HifiFaceError("--to reference needs the model folder to export as first argument")
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise HifiFaceError("give either a checkpoint or --arcface/--recon3d files, not both")
     if args.checkpoint:
         out = conv.convert_checkpoint(args.checkpoint, args.output, overwrite=args.overwrite,
-                                      frozen_from=args.frozen_from, use_ema=not args.no_ema, iteration=args.iteration)
+                                      frozen_from=args.frozen_from, use_ema=not args.no_ema, iteration=args.iteration,
+                                      bfm=args.bfm)
     elif args.arcface or args.recon3d:
         out = conv.convert_separate_files(args.output, args.arcface, args.recon3d, args.bfm, args.size, args.variant,
                                           args.seed, overwrite=args.overwrite)

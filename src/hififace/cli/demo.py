@@ -82,9 +82,10 @@ def load_model_or_random(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.grid import make_grid, swap_grid
-    from ..inference.images import check_output_path, load_image, save_image
-    from ..inference.watermark import WATERMARK_TEXT
-    from ._common import model_meta, progress
+    from ..media.images import check_output_path, read_crop, write_image
+    from ..provenance.label import WATERMARK_TEXT
+    from ..provenance.label import output_label
+    from ._common import progress
 
     out = check_output_path(args.output, no_clobber=args.no_clobber)
     files = sample_files()
@@ -99,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
         source_names = [DEFAULT_SOURCE if DEFAULT_SOURCE in files else next(iter(files))]
         target_names = [n for n in DEFAULT_TARGETS if n in files] or [n for n in files if n not in source_names]
         target_names = target_names or source_names
-    images = {name: load_image(files[name], size) for name in dict.fromkeys(source_names + target_names)}
+    images = {name: read_crop(files[name], size) for name in dict.fromkeys(source_names + target_names)}
     sources = [images[n] for n in source_names]
     targets = [images[n] for n in target_names]
     with progress(len(sources) * len(targets), "demo") as bar:
         results = swap_grid(model, sources, targets, progress=bar.update)
     canvas = make_grid(source_names, sources, target_names, targets, results, cell=size)
-    save_image(out, canvas, watermark=args.watermark or random_mode, meta=model_meta(model, "demo"),
+    write_image(out, canvas, watermark=args.watermark or random_mode, meta=output_label("demo", model),
                watermark_text=f"{WATERMARK_TEXT} · {RANDOM_TAG}" if random_mode else None)
     log.info("wrote %s%s", out, " (random weights: a smoke test, not a face swap)" if random_mode else "")
     return 0

@@ -32,33 +32,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..face.align import refine_landmarks
-    from ..face.detect import get_detector
-    from ..face.io import read_image
+    from ..face.cropper import FaceCropper
     from ..face.landmarks import get_landmarker
-    from ..inference.images import check_output_path
+    from ..media.images import check_output_path, read_photo, write_image
 
     from ._common import check_threshold
 
     check_threshold(args.threshold)
     if args.output:  # before any work: an output we cannot write is one error line, not a traceback at the end
         check_output_path(args.output)
-    image = read_image(args.image)
-    kw = {"score_threshold": args.threshold}
-    if args.detector_model:
-        kw["model_path"] = args.detector_model
-    detector = get_detector(args.detector, **kw)
-    faces = detector.detect(image)
-    if args.refine:
-        for f in faces:
-            lm, _ = refine_landmarks(image, f.landmarks, detector)
-            f.landmarks = lm.astype(np.float32)
-    landmarker = get_landmarker(args.landmarks68)
-    if landmarker is not None:
-        for f in faces:
-            f.landmarks68 = landmarker.landmarks68(image, f)
+    image = read_photo(args.image).rgb
+    cropper = FaceCropper(args.detector, threshold=args.threshold, detector_model=args.detector_model,
+                          refine_passes=2 if args.refine else 0, landmarker=get_landmarker(args.landmarks68))
+    faces = cropper.detect(image)
     if args.json:
         print(json.dumps({"image": str(args.image), "size": [int(image.shape[1]), int(image.shape[0])],
                           "faces": [dict(index=i, **f.to_dict()) for i, f in enumerate(faces)]}, indent=2))
@@ -72,12 +58,7 @@ def run(args: argparse.Namespace) -> int:
                   + ("the preview shows the numbers" if args.output else "-o preview.png draws the numbers"))
     if args.output:
         from ..face.draw import draw_faces
-        from ..utils.atomic import atomic_path
 
-        preview = draw_faces(image, faces)
-        from PIL import Image
-
-        with atomic_path(args.output) as tmp:
-            Image.fromarray(preview).save(tmp)
+        write_image(args.output, draw_faces(image, faces), labelled=False)
         log.info("wrote %s", args.output)
     return 0

@@ -36,8 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
     from ..inference.grid import make_grid, swap_grid
-    from ..inference.images import check_output_path, list_images, load_image, save_image
-    from ._common import load_model, model_config, model_meta, progress
+    from ..media.images import check_output_path, list_images, read_crop, write_image
+    from ..provenance.label import output_label
+    from ._common import load_model, model_config, progress
 
     out = check_output_path(args.output, no_clobber=args.no_clobber)
     if args.cell_size is not None and not 16 <= args.cell_size <= 1024:
@@ -50,14 +51,14 @@ def run(args: argparse.Namespace) -> int:
     if max(len(source_files), len(target_files)) > MAX_FACES_WARN:
         log.warning("%d sources x %d targets: a large grid (%d swaps)", len(source_files), len(target_files),
                     len(source_files) * len(target_files))
-    sources = [load_image(f, size) for f in source_files]
-    targets = sources if target_files is source_files else [load_image(f, size) for f in target_files]
+    sources = [read_crop(f, size) for f in source_files]
+    targets = sources if target_files is source_files else [read_crop(f, size) for f in target_files]
     model = load_model(args)
     with progress(len(sources) * len(targets), "grid") as bar:
         results = swap_grid(model, sources, targets, args.batch_size, progress=bar.update)
     canvas = make_grid([f.stem for f in source_files], sources, [f.stem for f in target_files], targets, results,
                        cell=args.cell_size or size)
-    save_image(out, canvas, watermark=args.watermark,
-               meta=model_meta(model, "grid", sources=str(len(sources)), targets=str(len(targets))))
+    write_image(out, canvas, watermark=args.watermark,
+               meta=output_label("grid", model, sources=str(len(sources)), targets=str(len(targets))))
     log.info("wrote %s (%d sources x %d targets)", out, len(sources), len(targets))
     return 0

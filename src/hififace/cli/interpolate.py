@@ -35,23 +35,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..inference.images import load_image
-    from ..inference.interpolate import check_video_path, interpolation_frames, save_animation
-    from ._common import load_model, model_config, model_meta, progress
+    from ..inference.interpolate import interpolation_frames
+    from ..media.images import read_crop
+    from ..media.video import check_animation_path, write_animation
+    from ..provenance.label import output_label
+    from ._common import load_model, model_config, progress
 
-    out = check_video_path(args.output, no_clobber=args.no_clobber)
+    out = check_animation_path(args.output, no_clobber=args.no_clobber)
     if not 2 <= args.frames <= 1000:
         raise HifiFaceError(f"--frames {args.frames}: use between 2 and 1000")
     if not 10 <= args.frame_ms <= 60_000:
         raise HifiFaceError(f"--frame-ms {args.frame_ms}: use between 10 and 60000")
     size = model_config(args).image_size
-    source = load_image(args.source, size)
-    target = load_image(args.target, size)
-    source2 = load_image(args.source2, size) if args.source2 else target  # as the reference
+    source = read_crop(args.source, size)
+    target = read_crop(args.target, size)
+    source2 = read_crop(args.source2, size) if args.source2 else target  # as the reference
     model = load_model(args)
     with progress(args.frames, "interpolate") as bar:
         frames = interpolation_frames(model, source, source2, target, args.mode, args.frames, progress=bar.update)
-    save_animation(out, frames, frame_ms=args.frame_ms, watermark=args.watermark,
-                   meta=model_meta(model, "interpolate", mode=args.mode))
+    write_animation(out, frames, frame_ms=args.frame_ms, watermark=args.watermark,
+                    meta=output_label("interpolate", model, mode=args.mode))
     log.info("wrote %s (%d frames, mode %s)", out, len(frames), args.mode)
     return 0

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HifiFaceError
-from ..inference.limits import MAX_FRAME_PIXELS
-from ._common import (CONSENT, add_face_args, add_model_args, build_swapper, check_face_args, load_model, model_meta,
-                      read_sources)
+from ..media.limits import MAX_FRAME_PIXELS
+from ..provenance.label import output_label
+from ._common import CONSENT, add_face_args, add_model_args, build_swapper, check_face_args, load_model, read_sources
 from .app import LOCALHOST
 
 log = logging.getLogger("hififace")
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args)
         for out in outputs:
             if hasattr(out, "meta"):  # the file's label names the model
-                out.meta = model_meta(model, "live")
+                out.meta = output_label("live", model)
         swapper = build_swapper(args, model)
         # a source photo without a face: one line, now
         processor = live.swapper.build_processor(swapper, sources, match=match, face=args.face,

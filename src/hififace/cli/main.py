@@ -21,6 +21,7 @@ from typing import Sequence
 
 from ..errors import HifiFaceError
 from ..utils.logs import cli_logging
+from ..utils.optional import EXTRAS as OPTIONAL
 from ..utils.signals import Terminated, sigterm_as_interrupt
 
 # name -> module (relative to this package); modules are imported lazily so that `hififace --help`
@@ -44,11 +45,7 @@ COMMANDS: dict[str, str] = {
 }
 
 #: Top-level module a command may need -> the extra that installs it.
-EXTRAS: dict[str, str] = {
-    "cv2": "face", "lightning": "train", "yaml": "train", "tensorboard": "train", "imageio": "video",
-    "imageio_ffmpeg": "video", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "gradio": "app",
-    "dlib": "eval", "face_recognition_models": "eval", "pyvirtualcam": "live",
-}
+EXTRAS: dict[str, str] = {module: extra for module, (extra, _) in OPTIONAL.items()}
 
 log = logging.getLogger("hififace")
 

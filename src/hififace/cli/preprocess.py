@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..face.preprocess import PreprocessConfig, parse_shard, preprocess
+    from ..data.prepare import PreprocessConfig, parse_shard, preprocess
 
     shard = parse_shard(args.shard)
     if args.merge:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..face.preprocess import merge_shards, shard_status
+    from ..data.prepare import merge_shards, shard_status
 
     total, missing = shard_status(args.out_dir)
     if not total:

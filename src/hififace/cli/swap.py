@@ -42,9 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..inference.images import check_output_path
-    from ..inference.photos import read_photo
-    from ._common import build_swapper, check_face_args, load_model, model_meta, read_sources
+    from ..media.images import check_output_path
+    from ..media.images import read_photo
+    from ..provenance.label import output_label
+    from ._common import build_swapper, check_face_args, load_model, read_sources
 
     check_face_args(args)
     if not args.target and not args.save_identity:
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     swapper = build_swapper(args, model)
     identity = swapper.identity(*sources, aligned=aligned)
-    if match is not None:  # a reference photo without a face is one error now, not one per target photo
+    if match is not None:  # a reference photo without a face is one error here, not one per target photo
         match = swapper.match_identity(match)
     if args.save_identity:
         swapper.save_identity(args.save_identity, identity, swapper.source_count(*sources))
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if target is None:
         return 0
     options = dict(face=args.face, all_faces=args.all_faces, match=match, aligned=aligned, watermark=args.watermark,
-                   meta=model_meta(model, "swap"))
+                   meta=output_label("swap", model))
     if not folder:
         result = swapper.swap_file(identity, photo, out, **options)
         what = "aligned crop" if result.aligned else f"{len(result.swapped)} of {len(result.faces)} face(s) swapped"
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 def plan_folder(folder: Path, out_dir: Path, no_clobber: bool = False) -> list[tuple[Path, Path]]:
     """(input, output) pairs for the photos in ``folder``; other files are skipped and listed."""
     from ..errors import HifiFaceError, InputImageError
-    from ..inference.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, check_output_path
+    from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, check_output_path
 
     if out_dir.exists() and not out_dir.is_dir():
         raise HifiFaceError(f"{out_dir}: is a file; with a folder as --target, -o must be a folder")

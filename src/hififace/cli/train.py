@@ -5,6 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..utils.optional import require
+
 log = logging.getLogger("hififace")
 
 EPILOG = """examples:
@@ -68,12 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
-    try:
-        import lightning  # noqa: F401
-    except ImportError:
-        from ..errors import MissingDependencyError
-
-        raise MissingDependencyError("lightning", "train", "hififace train") from None
+    require("lightning", "hififace train")
     from ..training.build import fit
 
     trainer, module = fit(cfg, resume=args.resume)

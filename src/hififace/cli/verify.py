@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..inference.images import read_label
+    from ..media.labels import read_label
     from ..provenance import report
 
     if args.frames < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..inference.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
+from ..media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 from ._common import CONSENT, add_face_args, add_model_args, add_watermark_arg
 
 log = logging.getLogger("hififace")
@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_limit_args(p: argparse.ArgumentParser) -> None:
-    """The caps on input videos (``video`` and ``app``): see :class:`hififace.inference.ffmpeg.VideoLimits`."""
+    """The caps on input videos (``video`` and ``app``): see :class:`hififace.media.video.VideoLimits`."""
     g = p.add_argument_group("video limits (checked before decoding; 0 = no limit)")
     g.add_argument("--max-frame-pixels", type=int, default=MAX_FRAME_PIXELS, metavar="N",
                    help=f"largest frame, in pixels (default {MAX_FRAME_PIXELS:,} = 4096x4096: every 4K format)")
@@ -57,9 +57,9 @@ def add_limit_args(p: argparse.ArgumentParser) -> None:
 
 
 def video_limits(args: argparse.Namespace):
-    """The :class:`~hififace.inference.ffmpeg.VideoLimits` of :func:`add_limit_args`; a negative value is refused."""
+    """The :class:`~hififace.media.video.VideoLimits` of :func:`add_limit_args`; a negative value is refused."""
     from ..errors import HifiFaceError
-    from ..inference.ffmpeg import VideoLimits
+    from ..media.video import VideoLimits
 
     for option in ("max_frame_pixels", "max_frames", "max_seconds"):
         value = getattr(args, option)
@@ -70,9 +70,11 @@ def video_limits(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..inference.ffmpeg import VIDEO_FORMATS, probe
-    from ..inference.images import check_output_path
-    from ._common import build_swapper, check_face_args, load_model, model_meta, read_sources
+    from ..media.video import VIDEO_FORMATS, probe
+    from ..media.images import check_output_path
+    from ..inference.video import swap_video
+    from ..provenance.label import output_label
+    from ._common import build_swapper, check_face_args, load_model, read_sources
 
     check_face_args(args)
     if args.frames_per_batch < 1:
@@ -95,11 +97,11 @@ def run(args: argparse.Namespace) -> int:
     if args.save_identity:
         swapper.save_identity(args.save_identity, identity, swapper.source_count(*sources))
         log.info("wrote %s", args.save_identity)
-    report = swapper.swap_video(identity, info.path, out, face=args.face, all_faces=args.all_faces, match=match,
-                                batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
-                                preset=args.preset, watermark=args.watermark, meta=model_meta(model, "video"),
-                                max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
-                                max_seconds=limits.max_seconds)
+    report = swap_video(swapper, identity, info.path, out, face=args.face, all_faces=args.all_faces, match=match,
+                        batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
+                        preset=args.preset, watermark=args.watermark, meta=output_label("video", model),
+                        max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
+                        max_seconds=limits.max_seconds)
     w, h = report.size
     if report.coverage is not None:
         log.info("%s: %.0f %% of the face region replaced on average over %d swapped face(s)", out.name,

@@ -9,13 +9,16 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import ConfigError
+from ..media.images import to_rgb
 from .index import FaceIndex
 from .parsing import mask_from_parsing_image
 
@@ -44,6 +47,16 @@ class PairConfig:
 class UnreadableSample(Exception):
     pass
 
+
+
+def _read(path: Path, convert: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """A training file decoded by PIL and converted; a damaged one is an :class:`UnreadableSample` (skipped)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return convert(img)
+    except Exception as err:  # PIL raises many kinds on damaged files
+        raise UnreadableSample(f"{path}: {err}") from None
 
 class FacePairDataset(Dataset):
     """Index ``(i, seed)`` -> dict(source, target, mask, same, skipped) for source image ``i``.
@@ -86,32 +99,14 @@ class FacePairDataset(Dataset):
 
     # ------------------------------------------------------------------ loading
     def _image(self, rel: str) -> torch.Tensor:
-        from PIL import Image
-
-        from ..utils.images_pil import pil_to_array
-
-        path = self.index.images / rel
-        try:
-            with Image.open(path) as img:
-                img.load()
-                arr = pil_to_array(img)
-        except Exception as err:  # PIL raises many kinds on damaged files
-            raise UnreadableSample(f"{path}: {err}") from None
+        arr = _read(self.index.images / rel, to_rgb)
         size = self.config.image_size
         if arr.shape[:2] != (size, size):
             arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
     def _mask(self, rel: str) -> torch.Tensor:
-        from PIL import Image
-
-        path = self.index.parsing / rel
-        try:
-            with Image.open(path) as img:
-                img.load()
-                mask = mask_from_parsing_image(img)
-        except Exception as err:
-            raise UnreadableSample(f"{path}: {err}") from None
+        mask = _read(self.index.parsing / rel, mask_from_parsing_image)
         size = self.config.image_size
         if mask.shape != (size, size):
             # Soft edges as the reference (bilinear resize of the 0/1 mask).

@@ -29,22 +29,19 @@ import torch
 
 from ..config import N_ID_COEFFS, HifiFaceConfig
 from ..errors import HifiFaceError, WeightsError
+from ..media.tensors import as_batch
 from ..models.generator import GeneratorOutput
-from ..models.hififace import HifiFace, PreparedTarget
+from ..models.hififace import HifiFace, PreparedTarget, is_random_config
 from ..models.identity import Identity, ShapeAwareIdentityExtractor
-from ..weights.resolve import search_roots
-from .exporter import require
+from ..utils.onnxrt import device_index, onnx_providers
+from ..utils.optional import require
+from ..weights.resolve import resolve_model_dir, tensorrt_cache
 from .graphs import ARCFACE, FORMAT, GENERATOR, GRAPHS, ONNX_DIR, RECON, GraphSpec, fingerprint
 from .providers import CPU, CUDA, TENSORRT, ProviderOptions, missing_line, parse_providers, provider_list
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CPU", "CUDA", "TENSORRT", "OnnxHifiFace", "default_trt_cache", "find_onnx_dir", "select_providers"]
-
-
-def default_trt_cache() -> Path:
-    """Where TensorRT engines are kept unless ``trt_cache`` says otherwise (they take minutes to build)."""
-    return search_roots()[-1] / "tensorrt"
+__all__ = ["CPU", "CUDA", "TENSORRT", "OnnxHifiFace", "find_onnx_dir", "select_providers"]
 
 
 def select_providers(device: str | None = "auto", prefer: Sequence[str] | str | None = None, trt_fp16: bool = False,
@@ -54,48 +51,21 @@ def select_providers(device: str | None = "auto", prefer: Sequence[str] | str | 
     ``prefer``: provider short names in order of preference (``("tensorrt", "cuda", "cpu")``, see
     :data:`hififace.export.providers.PROVIDERS`); those this onnxruntime lacks are left out with one warning line.
     ``device`` then only gives the GPU number (``cuda:N``). ``trt_fp16`` and ``trt_cache`` (default
-    :func:`default_trt_cache`) are TensorRT's options.
+    :func:`~hififace.weights.resolve.tensorrt_cache`) are TensorRT's options.
     """
+    cache = Path(trt_cache) if trt_cache else tensorrt_cache()
+    if prefer is None:
+        return onnx_providers(device, cache, trt_fp16)
     ort = require("onnxruntime", "--engine onnx")
     available = ort.get_available_providers()
-    name = (device or "auto").strip().lower()
-    index = _device_index(name, device)
-    if prefer is not None:
-        names = parse_providers(prefer)
-        if name == "cpu" and any(n != "cpu" for n in names):
-            raise HifiFaceError(f"--device cpu and --provider {','.join(names)} contradict each other: drop one "
-                                "(--provider cpu runs on the CPU)")
-        options = ProviderOptions(index, trt_fp16, Path(trt_cache) if trt_cache else default_trt_cache())
-        providers, missing = provider_list(names, available, options)
-        if missing:
-            log.warning("%s", missing_line(missing, available, providers))
-        return providers
-    if name == "cpu":
-        return [CPU]
-    if name == "cuda" or name.startswith("cuda:"):
-        if CUDA not in available:
-            raise HifiFaceError(f"--device {name}: this onnxruntime has no CUDA provider (it has {', '.join(available)}); "
-                                "pip install onnxruntime-gpu, or use --device cpu")
-    providers: list[Any] = []
-    if TENSORRT in available:
-        providers.append((TENSORRT, {"device_id": index, "trt_fp16_enable": bool(trt_fp16),
-                                     "trt_engine_cache_enable": True,
-                                     "trt_engine_cache_path": str(trt_cache or default_trt_cache())}))
-    if CUDA in available:
-        providers.append((CUDA, {"device_id": index}))
-    return providers + [CPU]
-
-
-def _device_index(name: str, device: str | None) -> int:
-    """The GPU number of ``cuda``/``cuda:N`` (0 for ``auto``/``cpu``); anything else is one error."""
-    if name in ("auto", "cpu"):
-        return 0
-    if name == "cuda" or name.startswith("cuda:"):
-        suffix = name.partition(":")[2]
-        if suffix and not suffix.isdigit():
-            raise HifiFaceError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
-        return int(suffix or 0)
-    raise HifiFaceError(f"unsupported device {device!r} for the onnx engine: use cpu, cuda, cuda:N or auto")
+    names = parse_providers(prefer)
+    if (device or "auto").strip().lower() == "cpu" and any(n != "cpu" for n in names):
+        raise HifiFaceError(f"--device cpu and --provider {','.join(names)} contradict each other: drop one "
+                            "(--provider cpu runs on the CPU)")
+    providers, missing = provider_list(names, available, ProviderOptions(device_index(device), trt_fp16, cache))
+    if missing:
+        log.warning("%s", missing_line(missing, available, providers))
+    return providers
 
 
 def find_onnx_dir(path: str | Path | None = None) -> tuple[Path, Path | None]:
@@ -104,8 +74,6 @@ def find_onnx_dir(path: str | Path | None = None) -> tuple[Path, Path | None]:
     ``path`` is a model folder (its ``onnx/`` subfolder is used), an ONNX folder written with ``-o``, or None
     (``$HIFIFACE_HOME``, then ``~/.cache/hififace``).
     """
-    from ..weights.resolve import resolve_model_dir
-
     if path is not None and (Path(path).expanduser() / GENERATOR.file).is_file():
         return Path(path).expanduser(), None
     folder = resolve_model_dir(path)
@@ -230,9 +198,7 @@ class OnnxHifiFace:
     def is_random(self) -> bool:
         """True when exported from random weights (:meth:`HifiFace.random`), as :attr:`HifiFace.is_random`: the
         commands then warn and label the outputs 'random weights'."""
-        from ..inference.engine import is_random_engine
-
-        return is_random_engine(self)
+        return is_random_config(self.config)
 
     def run_graph(self, spec: GraphSpec, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Run one exported graph (``graphs.GENERATOR``, ``ARCFACE`` or ``RECON``) on CPU float32 tensors."""
@@ -240,8 +206,6 @@ class OnnxHifiFace:
         return [torch.from_numpy(np.ascontiguousarray(y)) for y in self.sessions[spec.name].run(list(spec.outputs), feed)]
 
     def _batch(self, images: Any) -> tuple[torch.Tensor, Any]:
-        from ..utils.imagetypes import as_batch
-
         batch, kind = as_batch(images, self.config.image_size)
         return batch.to("cpu", torch.float32), kind
 

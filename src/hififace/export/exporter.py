@@ -12,7 +12,6 @@ they renamed into place, so a failed export never leaves a partial or mixed set 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import json
 import logging
@@ -24,9 +23,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import HifiFaceError, MissingDependencyError
-from .graphs import (ARCFACE, BY_NAME, GENERATOR, GRAPHS, ONNX_DIR, OPSET, RECON, GraphSpec, graph_module,
-                     metadata, source_fingerprint)
+from ..errors import HifiFaceError
+from ..models.hififace import CONFIG_FILE, HifiFace
+from ..utils.atomic import atomic_path, unwritable_reason
+from ..utils.optional import require
+from ..weights.resolve import resolve_model_dir
+from .graphs import (
+    ARCFACE, BY_NAME, GENERATOR, GRAPHS, ONNX_DIR, OPSET, RECON, GraphSpec, graph_module, metadata, source_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +54,6 @@ class ExportedGraph:
     path: Path
     max_abs_diff: float | None = None
     scale: float | None = None
-
-
-def require(module: str, feature: str = "ONNX export") -> Any:
-    """Import an optional dependency of the ``onnx`` extra, or fail with one line saying what to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependencyError(module, "onnx", feature) from None
 
 
 def example_inputs(model: Any, batch: int, seed: int) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -87,8 +83,8 @@ def export_onnx(
     (default all): after fine-tuning only the generator changes, the frozen ArcFace and ReconNet never do.
     """
     specs = _pick(graphs)
-    require("onnx")
-    require("onnxscript")
+    require("onnx", "ONNX export")
+    require("onnxscript", "ONNX export")
     if check:
         require("onnxruntime", "checking the ONNX export")
     if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
@@ -114,9 +110,6 @@ def _write_all(model: Any, out_dir: Path, folder: Path | None, specs: list[Graph
     """Export, write and check each graph into a temporary file; rename them all into place at the end."""
     results = []
     with contextlib.ExitStack() as stack:
-        from ..models.hififace import CONFIG_FILE
-        from ..utils.atomic import atomic_path
-
         for spec in specs:
             log.info("exporting %s", spec.file)
             module = graph_module(model, spec)
@@ -151,9 +144,6 @@ def _pick(graphs: Sequence[str] | None) -> list[GraphSpec]:
 def _resolve(model_or_folder: Any, out_dir: str | Path | None) -> tuple[Any, Path, Path | None]:
     """The model to export, the output folder and the model folder it came from (None for a loaded model)."""
     if model_or_folder is None or isinstance(model_or_folder, (str, Path)):
-        from ..models.hififace import HifiFace
-        from ..weights.resolve import resolve_model_dir
-
         folder = resolve_model_dir(model_or_folder)
         out = Path(out_dir) if out_dir is not None else folder / ONNX_DIR
         _check_out_dir(out)  # before the (slow) load
@@ -169,8 +159,6 @@ def _resolve(model_or_folder: Any, out_dir: str | Path | None) -> tuple[Any, Pat
 
 
 def _check_out_dir(out: Path) -> None:
-    from ..utils.atomic import unwritable_reason
-
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: is a file; give a folder for the ONNX files (-o DIR)")
     why = unwritable_reason(out)

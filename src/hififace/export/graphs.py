@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._version import __version__
 from ..config import HifiFaceConfig
 from ..models.hififace import ARCFACE_FILE, GENERATOR_FILE, RECON_FILE
 
@@ -83,8 +84,6 @@ def graph_module(model: nn.Module, spec: GraphSpec) -> nn.Module:
 
 def metadata(config: HifiFaceConfig, spec: GraphSpec, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The ``metadata_props`` written into each exported file (all strings)."""
-    from .._version import __version__
-
     meta = {
         "hififace:format": FORMAT,
         "hififace:graph": spec.name,

@@ -13,11 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import HifiFaceError
+from ..utils.onnxrt import CPU, CUDA, TENSORRT
 from ..utils.text import printable
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
 
 #: Short name (``--provider``) -> onnxruntime's provider name.
 PROVIDERS: dict[str, str] = {

@@ -1,13 +1,14 @@
 """Face alignment: least-squares similarity transforms (Umeyama) from landmarks to named templates, warps, inverses.
 
 A transform is a 2 x 3 float64 matrix ``M`` mapping image pixels to crop pixels (``crop = M @ [x, y, 1]``), in the
-pixel-centre convention of ``cv2.warpAffine``. Templates (5 points, order of ``detect.LANDMARK_NAMES_5``):
+pixel-centre convention of ``cv2.warpAffine``. Templates (5 points, order of ``detect.LANDMARK_NAMES_5``; their
+values and sources: docs/formats.md#alignment-templates):
 
-- ``arcface``: insightface's 112 x 112 template (FORMATS.md section 6), scaled by size/112 for multiples of 112
-  and by size/128 plus a shift of 8 * size/128 for multiples of 128 (so 256 is SimSwap's VGGFace2-224 alignment, the
-  data the reference trained on, at 256);
+- ``arcface``: insightface's 112 x 112 template, scaled by size/112 for multiples of 112 and by size/128 plus a shift
+  of 8 * size/128 for multiples of 128 (so 256 is SimSwap's VGGFace2-224 alignment, the data the reference trained
+  on, at 256);
 - ``ffhq``: the FFHQ (NVlabs) oriented square computed from eye centres and mouth corners (5 or 68 points);
-- ``frontal``: xuehy/HiFiFace-pytorch's inference template (FORMATS.md section 4);
+- ``frontal``: xuehy/HiFiFace-pytorch's inference template;
 - ``ffhq5``: the FFHQ 512 five-point template face restorers are trained on (GFPGAN, CodeFormer, GPEN-BFR 512+,
   RestoreFormer), scaled by size/512. Not a training-crop alignment (not in ``ALIGN_TEMPLATES``).
 
@@ -16,7 +17,6 @@ the landmark drift that 5-point detectors show under head roll and scale (see ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,16 +30,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .detect import Face, FaceDetector
 
-#: insightface ArcFace 5-point template for 112 x 112 (FORMATS.md section 6).
+#: insightface ArcFace 5-point template for 112 x 112 (docs/formats.md#alignment-templates).
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
                         [70.7299, 92.2041]], dtype=np.float64)
-#: xuehy/HiFiFace-pytorch "frontal" template for 112 (FORMATS.md section 4).
+#: xuehy/HiFiFace-pytorch "frontal" template for 112 (docs/formats.md#alignment-templates).
 FRONTAL_112 = np.array([[39.730, 51.138], [72.270, 51.138], [56.000, 68.493], [42.463, 87.010], [69.537, 87.010]],
                        dtype=np.float64)
 #: FFHQ 512 five-point template of the face restorers: facexlib ``FaceRestoreHelper.face_template`` (the crop GFPGAN,
-#: CodeFormer and RestoreFormer are run on; FaceFusion's ``ffhq_512`` is the same points divided by 512), FORMATS.md
-#: section 7. Upstream fits it with cv2.estimateAffinePartial2D(method=LMEDS); :func:`estimate_transform` uses the
-#: least-squares similarity, which on five consistent points differs by a fraction of a pixel.
+#: CodeFormer and RestoreFormer are run on; FaceFusion's ``ffhq_512`` is the same points divided by 512),
+#: docs/formats.md#alignment-templates. Upstream fits it with cv2.estimateAffinePartial2D(method=LMEDS);
+#: :func:`estimate_transform` uses the least-squares similarity, which on five consistent points differs by a fraction
+#: of a pixel.
 FFHQ5_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935], [201.26117, 371.41043],
                       [313.08905, 371.15118]], dtype=np.float64)
 TEMPLATES = ALIGN_TEMPLATES
@@ -118,7 +119,7 @@ def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
 def ffhq_quad(eye_left: np.ndarray, eye_right: np.ndarray, mouth_left: np.ndarray, mouth_right: np.ndarray) -> np.ndarray:
     """FFHQ oriented square (4 x 2 corners: top-left, bottom-left, bottom-right, top-right) from eyes and mouth.
 
-    Rule from NVlabs' ffhq-dataset (FORMATS.md section 6).
+    Rule from NVlabs' ffhq-dataset (docs/formats.md#alignment-templates).
     """
     eye_avg = (eye_left + eye_right) * 0.5
     eye_to_eye = eye_right - eye_left
@@ -274,28 +275,6 @@ def _closest(faces: list["Face"], expected: np.ndarray) -> "Face | None":
     i = int(np.argmin(errs))
     # a face far from where the canonical crop puts it is another face, not this one
     return faces[i] if errs[i] < 0.25 * abs(expected[1, 0] - expected[0, 0]) * 4 else None
-
-
-@dataclass
-class AlignedFace:
-    """A crop and the matrix that made it (image -> crop), with the landmarks used, in the image frame."""
-
-    crop: np.ndarray
-    matrix: np.ndarray
-    landmarks: np.ndarray
-    template: str
-    size: int
-
-    @property
-    def inverse(self) -> np.ndarray:
-        return invert_affine(self.matrix)
-
-
-def align_face(image: np.ndarray, landmarks: np.ndarray, template: str = "arcface", size: int = 256,
-               border: str = "constant") -> AlignedFace:
-    """Crop one face: similarity transform from its landmarks to ``template`` at ``size``."""
-    m = estimate_transform(landmarks, template, size)
-    return AlignedFace(align_crop(image, m, size, border=border), m, np.asarray(landmarks, dtype=np.float64), template, size)
 
 
 # ---------------------------------------------------------------- batched torch version (GPU video)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .align import crop_footprint, unwarp_faces_torch
+from .align import crop_footprint, unwarp_faces_torch, warp_face
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -65,8 +65,6 @@ def paste_back(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     ``mask`` (crop frame, bool/float/uint8) limits the pasted region, e.g. the face region of a parsing map.
     Pixels outside the crop's footprint are never touched.
     """
-    from .align import warp_face
-
     ch, cw = crop.shape[:2]
     m = soft_mask((ch, cw), mask, erode, blur)
     if color_match:

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError, WeightsError
-from .io import to_rgb_uint8
+from ..media.images import to_rgb_uint8
+from ..utils.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -216,10 +217,7 @@ class YuNetDetector(MultiScaleDetector):
     def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.6, nms_threshold: float = 0.3,
                  top_k: int = 5000, max_side: int = 640):
         super().__init__(score_threshold, nms_threshold, max_side)
-        try:
-            import cv2
-        except ImportError:
-            raise MissingDependencyError("opencv-python-headless", "face", "the YuNet face detector") from None
+        cv2 = require("cv2", "the YuNet face detector")
         self.model_path = Path(model_path) if model_path else default_yunet_path()
         if not self.model_path.is_file():
             raise WeightsError(f"{self.model_path}: YuNet model not found; reinstall hififace or pass the .onnx file")
@@ -255,7 +253,8 @@ def _anchor_centers(height: int, width: int, stride: int, num_anchors: int) -> n
 
 def decode_scrfd(outputs: list[np.ndarray], input_hw: tuple[int, int], score_threshold: float = 0.5,
                  nms_threshold: float = 0.4) -> np.ndarray:
-    """Decode insightface SCRFD/RetinaFace outputs (FORMATS.md section 6) into N x 15 rows in the network frame.
+    """Decode insightface SCRFD/RetinaFace outputs into N x 15 rows in the network frame (the decoding contract:
+    docs/formats.md#scrfd-and-retinaface-detectors).
 
     Outputs come grouped by kind: all score maps, then all box maps, then (when present) all keypoint maps. 9 or 6
     outputs mean strides 8/16/32 with 2 anchors per location, 15 or 10 mean strides 8..128 with 1 anchor.
@@ -320,10 +319,7 @@ class SCRFDDetector(MultiScaleDetector):
     def __init__(self, model_path: str | Path, score_threshold: float = 0.5, nms_threshold: float = 0.4,
                  input_size: int = 640, providers: list[str] | None = None):
         super().__init__(score_threshold, nms_threshold, max_side=100_000)
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MissingDependencyError("onnxruntime", "onnx", f"the {self.name} detector") from None
+        ort = require("onnxruntime", f"the {self.name} detector")
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise WeightsError(f"{self.model_path}: detector file not found; pass the insightface .onnx file "

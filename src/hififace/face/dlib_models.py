@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, WeightsError
+from ..utils.optional import require
 
 PACKAGE = "face_recognition_models"
 RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
@@ -38,11 +39,7 @@ def dlib_model_path(name: str, extra: str = "eval", feature: str = "") -> Path:
 
 
 def import_dlib(extra: str = "eval", feature: str = ""):
-    try:
-        import dlib
-    except ImportError:
-        raise MissingDependencyError("dlib-bin", extra, feature or "dlib") from None
-    return dlib
+    return require("dlib", feature or "dlib", extra)
 
 
 #: dlib-like face box from 5 landmarks: centre at the eye midpoint + 0.49 x (mouth midpoint - eye midpoint), side

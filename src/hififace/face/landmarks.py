@@ -4,7 +4,7 @@ Backends, all optional and imported lazily:
 
 - ``recon``: the project's own Deep3DFaceRecon ReconNet + BFM (``epoch_20.pth`` and ``BFM_model_front.mat`` that
   users bring): the 3DMM's 68 keypoints projected into the photo. Crops are made with Deep3DFaceRecon's own 224
-  alignment (FORMATS.md section 2: scale + translation fit of the 5 points to a 3D template).
+  alignment (docs/formats.md#reconnet-and-the-3dmm: scale + translation fit of the 5 points to a 3D template).
 - ``dlib``: ``dlib-bin`` + ``face-recognition-models``. Its 68-point model is trained on iBUG 300-W, whose licence
   excludes commercial use.
 - ``mediapipe``: mediapipe 0.10.21 face mesh (468 points, 68 picked). It pins numpy < 2 and brings its own OpenCV, so
@@ -20,13 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, HifiFaceError, MissingDependencyError, WeightsError
+from ..errors import ConfigError, HifiFaceError, WeightsError
+from ..utils.optional import require
+from ..weights import resolve  # resolve.search_roots() at call time: one place to point at other folders
 from .align import invert_affine, reduce68to5, transform_points, warp_face  # noqa: F401 (reduce68to5 re-exported)
 from .detect import Face
+from .dlib_models import PREDICTOR_68, dlib_model_path, import_dlib
 
 log = logging.getLogger(__name__)
 
-#: Deep3DFaceRecon's 3D 5-point template (x, y, z; FORMATS.md section 2), order of ``detect.LANDMARK_NAMES_5``.
+#: Deep3DFaceRecon's 3D 5-point template (x, y, z; docs/formats.md#reconnet-and-the-3dmm), order of
+#: ``detect.LANDMARK_NAMES_5``.
 DEEP3D_LM3D_5 = np.array([[-0.3115, 0.2904, 0.1338], [0.3098, 0.2897, 0.1318], [0.0033, -0.0462, 0.5524],
                           [-0.2522, -0.3813, 0.2241], [0.2485, -0.3813, 0.2224]], dtype=np.float64)
 DEEP3D_SIZE = 224
@@ -81,11 +85,9 @@ class ReconLandmarker(Landmarker):
     def __init__(self, recon_path: str | Path, bfm_path: str | Path, device: str = "cpu"):
         import torch
 
-        try:
-            from ..weights.bfm import load_bfm
-            from ..weights.deep3d import load_recon
-        except ImportError as err:
-            raise HifiFaceError(f"the ReconNet landmark backend is not available in this install ({err})") from None
+        from ..converters.bfm import load_bfm  # torch: only when the ReconNet backend is asked for
+        from ..converters.deep3d import load_recon
+
         self.device = torch.device(device)
         self.recon = load_recon(recon_path).to(self.device)
         self.bfm = load_bfm(bfm_path).to(self.device)
@@ -107,8 +109,6 @@ class DlibLandmarker(Landmarker):
     name = "dlib"
 
     def __init__(self, predictor_path: str | Path | None = None):
-        from .dlib_models import PREDICTOR_68, dlib_model_path, import_dlib
-
         dlib = import_dlib("dlib", "dlib 68-point landmarks")
         if predictor_path is None:  # found without importing the package (its __init__ needs pkg_resources)
             predictor_path = dlib_model_path(PREDICTOR_68, "dlib", "dlib 68-point landmarks")
@@ -142,10 +142,7 @@ class MediaPipeLandmarker(Landmarker):
     name = "mediapipe"
 
     def __init__(self, margin: float = 0.5):
-        try:
-            from mediapipe.python.solutions import face_mesh  # type: ignore[import-not-found]
-        except ImportError:
-            raise MissingDependencyError("mediapipe==0.10.21", "mediapipe", "mediapipe 68-point landmarks") from None
+        face_mesh = require("mediapipe.python.solutions.face_mesh", "mediapipe 68-point landmarks")
         self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False)
         self.margin = float(margin)
 
@@ -168,9 +165,7 @@ class MediaPipeLandmarker(Landmarker):
 
 def find_recon_files() -> tuple[Path, Path] | None:
     """``epoch_20.pth`` (or ``epoch_20_new.pth``) and ``BFM_model_front.mat`` in $HIFIFACE_HOME or ~/.cache/hififace."""
-    from ..weights.resolve import search_roots
-
-    for root in search_roots():
+    for root in resolve.search_roots():
         recon = next((p for p in (root / "epoch_20.pth", root / "epoch_20_new.pth") if p.is_file()), None)
         bfm = next((p for p in (root / "BFM_model_front.mat", root / "BFM" / "BFM_model_front.mat") if p.is_file()), None)
         if recon and bfm:

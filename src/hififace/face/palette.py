@@ -1,7 +1,7 @@
 """Face-parsing label spaces and the colour-coded PNGs the reference's dataset code reads.
 
-The project's label space is PSFRGAN's (CelebAMask-HQ order, FORMATS.md section 5); BiSeNet's own order (section 3)
-is mapped into it. Parsing PNGs are written in PSFRGAN's colours as a palette PNG: lossless, and
+The project's label space is PSFRGAN's (CelebAMask-HQ order,
+docs/formats.md#psfrgan-parser-and-the-parsing-palette); BiSeNet's own order (docs/formats.md#bisenet-face-parser) is mapped into it. Parsing PNGs are written in PSFRGAN's colours as a palette PNG: lossless, and
 ``Image.open(p).convert('RGB')`` (what mindslab-ai/hififace's ``dataset.py`` does) gives the exact colours its
 ``parsing2mask`` matches.
 """
@@ -32,38 +32,9 @@ BISENET_CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "
 BISENET_TO_PSFRGAN = np.array([CLASSES.index(c) for c in BISENET_CLASSES], dtype=np.uint8)
 
 
-def labels_to_color(labels: np.ndarray) -> np.ndarray:
-    """H x W labels (PSFRGAN order) -> H x W x 3 uint8 RGB in PSFRGAN's colours."""
-    lab = np.asarray(labels)
-    if lab.size and (lab.min() < 0 or lab.max() >= len(PALETTE)):
-        raise ValueError(f"labels outside 0..{len(PALETTE) - 1}")
-    return PALETTE[lab.astype(np.intp)]
-
-
-def color_to_labels(color: np.ndarray) -> np.ndarray:
-    """H x W x 3 RGB parsing image -> H x W uint8 labels; colours not in the palette become background (0)."""
-    c = np.asarray(color)[..., :3].astype(np.int32)
-    code = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
-    keys = (PALETTE[:, 0].astype(np.int32) << 16) | (PALETTE[:, 1].astype(np.int32) << 8) | PALETTE[:, 2]
-    out = np.zeros(code.shape, dtype=np.uint8)
-    for label, key in enumerate(keys):
-        if label:
-            out[code == key] = label
-    return out
-
-
 def face_mask(labels: np.ndarray) -> np.ndarray:
     """Boolean H x W face region (the reference's M_tar: union of :data:`FACE_CLASSES`)."""
     return np.isin(np.asarray(labels), FACE_CLASSES)
-
-
-def face_mask_from_color(color: np.ndarray) -> np.ndarray:
-    """The reference's ``parsing2mask`` on an RGB parsing image: exact colour matches of the face classes."""
-    c = np.asarray(color)[..., :3]
-    mask = np.zeros(c.shape[:2], dtype=bool)
-    for label in FACE_CLASSES:
-        mask |= np.all(c == PALETTE[label], axis=-1)
-    return mask
 
 
 def labels_to_image(labels: np.ndarray):
@@ -86,11 +57,3 @@ def save_parsing(path: str | Path, labels: np.ndarray) -> None:
     img = labels_to_image(labels)
     with atomic_path(path, suffix=".tmp") as tmp:
         img.save(tmp, format="PNG", optimize=False, compress_level=6)
-
-
-def read_parsing(path: str | Path) -> np.ndarray:
-    """Labels from a parsing PNG written by :func:`save_parsing` or by PSFRGAN (any RGB/palette PNG)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return color_to_labels(np.asarray(img.convert("RGB")))

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError, WeightsError
-from ..utils.text import printable
+from ..weights import resolve  # resolve.search_roots() at call time: one place to point at other folders
+from .outline import outline_points
 from .palette import BISENET_TO_PSFRGAN, CLASSES
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,6 @@ def landmark_labels(hw: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
         return lab
     if lm.shape[0] != 5:
         raise ConfigError(f"the landmark fallback parser needs 5 or 68 points, got {lm.shape[0]}")
-    from .outline import outline_points
 
     # jaw and lifted brows of a 3D outline posed on the 5 points (the points themselves always inside)
     pts = np.concatenate([outline_points(lm), lm])
@@ -105,17 +105,27 @@ def landmark_labels(hw: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
 
 
 class _NetParser(FaceParser):
-    """Runs a network at ``input_size`` (512, as both were trained) on crops of any size; labels in PSFRGAN order."""
+    """Runs a network at ``input_size`` (512, as both were trained) on crops of any size; labels in PSFRGAN order.
+    Subclasses build their network (:meth:`_network`) and name its released file (``what``)."""
 
     reads_pixels = True
+    what = ""
 
-    def __init__(self, net, device: str = "cpu", batch_size: int = 8, input_size: int = 512):
+    def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 8, input_size: int = 512):
         import torch
 
+        from ..converters.parsers import load_parser_state  # torch: only when a neural parser is asked for
+
+        net = self._network()
+        load_parser_state(net, weights, self.what)
+        self.weights = Path(weights)
         self.input_size = int(input_size)
         self.device = torch.device(device)
         self.net = net.to(self.device)
         self.batch_size = int(batch_size)
+
+    def _network(self):  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def _prepare(self, x01):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -148,14 +158,12 @@ class _NetParser(FaceParser):
 
 class BiSeNetParser(_NetParser):
     name = "bisenet"
+    what = f"BiSeNet face parser ({BISENET_FILE})"
 
-    def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 8, input_size: int = 512):
+    def _network(self):
         from ..models.frozen.bisenet import BiSeNet
 
-        net = BiSeNet()
-        _load_parser_state(net, weights, f"BiSeNet face parser ({BISENET_FILE})")
-        super().__init__(net, device, batch_size, input_size)
-        self.weights = Path(weights)
+        return BiSeNet()
 
     def _prepare(self, x01):
         return self.net.normalize(x01)
@@ -169,14 +177,15 @@ class BiSeNetParser(_NetParser):
 
 class PSFRGANParser(_NetParser):
     name = "psfrgan"
+    what = f"PSFRGAN ParseNet ({PSFRGAN_FILE})"
 
     def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 4, input_size: int = 512):
+        super().__init__(weights, device, batch_size, input_size)
+
+    def _network(self):
         from ..models.frozen.psfrgan import ParseNet
 
-        net = ParseNet()
-        _load_parser_state(net, weights, f"PSFRGAN ParseNet ({PSFRGAN_FILE})")
-        super().__init__(net, device, batch_size, input_size)
-        self.weights = Path(weights)
+        return ParseNet()
 
     def _prepare(self, x01):
         return x01 * 2.0 - 1.0
@@ -185,33 +194,10 @@ class PSFRGANParser(_NetParser):
         return self.net(x)[0]
 
 
-def _load_parser_state(net, weights: str | Path, what: str) -> None:
-    from ..weights.io import load_into, load_legacy, load_safetensors
-
-    path = Path(weights)
-    state = load_safetensors(path, what) if path.suffix == ".safetensors" else load_legacy(path, what)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state_dict for the {what}, found {printable(type(state).__name__)}")
-    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):  # saved from DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
-    looks_psfrgan = "encoder.0.conv2d.weight" in state
-    looks_bisenet = "cp.resnet.conv1.weight" in state
-    wanted_bisenet = type(net).__name__ == "BiSeNet"
-    if wanted_bisenet and looks_psfrgan:
-        raise WeightsError(f"{path}: this is PSFRGAN's ParseNet file, not BiSeNet's; use --parsing psfrgan")
-    if not wanted_bisenet and looks_bisenet:
-        raise WeightsError(f"{path}: this is BiSeNet's file, not PSFRGAN's ParseNet; use --parsing bisenet")
-    load_into(net, state, path)
-
-
 def find_parser_weights(name: str) -> Path | None:
     """The parser's file in $HIFIFACE_HOME or ~/.cache/hififace (also under ``face_parsing/``), or None."""
-    from ..weights.resolve import search_roots
-
     fname = {"bisenet": BISENET_FILE, "psfrgan": PSFRGAN_FILE}[name]
-    for root in search_roots():
+    for root in resolve.search_roots():
         for cand in (root / fname, root / "face_parsing" / fname):
             if cand.is_file():
                 return cand

@@ -66,11 +66,12 @@ class ModelEngine:
         pose-matched sources, identity/shape strength and the quality report need it)."""
         return self.model.analyse(crops)
 
+    @property
+    def is_random(self) -> bool:
+        return bool(getattr(self.model, "is_random", False))
+
     def fingerprint(self) -> str:
         return self.model.identity_fingerprint()
-
-
-TorchEngine = ModelEngine  # the name the PyTorch case had first
 
 
 def as_engine(model_or_engine: Any) -> SwapEngine:
@@ -82,12 +83,3 @@ def as_engine(model_or_engine: Any) -> SwapEngine:
         raise TypeError(f"{type(model_or_engine).__name__} is neither a HifiFace model nor a swap engine "
                         f"(missing {', '.join(missing)})")
     return model_or_engine
-
-
-def is_random_engine(engine: Any) -> bool:
-    """True when the engine's weights are random (a model from ``HifiFace.random`` or a folder saved from one, as
-    its config records): what it makes is labelled "random weights"."""
-    from ..models.hififace import RANDOM_NOTE, RANDOM_NOTE_KEY
-
-    cfg = getattr(engine, "config", None)
-    return cfg is not None and str(cfg.notes.get(RANDOM_NOTE_KEY, "")).startswith(RANDOM_NOTE)

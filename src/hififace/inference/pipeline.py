@@ -1,7 +1,8 @@
 """Face swapping on whole photos: detect -> align -> swap (batched over faces) -> paste back.
 
-:class:`FaceSwapper` is the pipeline object behind ``hififace swap`` and ``hififace video`` and the Python API
-(:func:`hififace.swap_image`, :func:`hififace.swap_video`)::
+:class:`FaceSwapper` is the pipeline object behind ``hififace swap``, ``hififace video`` (through
+:mod:`hififace.inference.video`, which takes a swapper; the swapper knows nothing of video) and the Python API
+(:mod:`hififace.api`)::
 
     swapper = FaceSwapper.from_pretrained("weights/hififace-256")
     me = swapper.identity("me.jpg", "me2.jpg")                  # averaged over photos, computed once
@@ -29,18 +30,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
-from ..errors import ConfigError, InputImageError
-from .choice import FaceChoice
+from ..config import N_ID_COEFFS
+from ..errors import ConfigError, InputImageError, WeightsError
+from ..face.align import transform_points
+from ..face.blend import match_color, paste_into, soft_mask
+from ..face.choice import FaceChoice
+from ..face.cropper import FaceCropper
+from ..face.palette import face_mask
+from ..face.parse import get_parser
+from ..media.images import Photo, check_output_path, fit_to_size, photo_from_array, read_photo, write_image, write_photo
+from ..media.tensors import as_batch, to_uint8
+from ..models.hififace import HifiFace
+from ..models.identity import Identity
+from ..utils.text import printable
+from ..weights.io import read_safetensors, save_safetensors
 from .engine import SwapEngine, as_engine
-from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
-from .photos import Photo, photo_from_array, read_photo
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from ..face.detect import Face, FaceDetector
-    from ..models.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +162,11 @@ class FaceSwapper:
             raise ConfigError(f"batch size {batch_size}: use 1 or more")
         if min_face < 0:
             raise ConfigError(f"minimum face size {min_face}: use 0 or more pixels")
-        if isinstance(detector, str):
-            from ..face.detect import get_detector
-
-            kw: dict[str, Any] = {"score_threshold": float(threshold)}
-            if detector_model:
-                kw["model_path"] = detector_model
-            detector = get_detector(detector, **kw)  # now: a missing OpenCV or model file stops before any work
-        self.detector: FaceDetector = detector
+        self.cropper = FaceCropper(detector, size=self.engine.image_size, template=self.engine.align,
+                                   refine_passes=align_passes, threshold=threshold, detector_model=detector_model)
         self._parser_spec = (parsing, parsing_weights)
         self._parser = None
         self.min_face = float(min_face)
-        self.align_passes = int(align_passes)
         self.color_match = bool(color_match)
         self.model_mask = bool(model_mask)
         self.erode = float(erode)
@@ -176,8 +178,6 @@ class FaceSwapper:
     def from_pretrained(cls, weights: str | Path | None = None, device: Any = None, dtype: Any = None,
                         **options: Any) -> "FaceSwapper":
         """Load a model folder (``None``: ``$HIFIFACE_HOME``, then ``~/.cache/hififace``) and build the pipeline."""
-        from ..models.hififace import HifiFace
-
         return cls(HifiFace.from_pretrained(weights, device=device, dtype=dtype), **options)
 
     # ------------------------------------------------------------------ parts
@@ -186,10 +186,12 @@ class FaceSwapper:
         return self.engine.image_size
 
     @property
+    def detector(self) -> "FaceDetector":
+        return self.cropper.detector
+
+    @property
     def parser(self):
         if self._parser is None:
-            from ..face.parse import get_parser
-
             name, weights = self._parser_spec
             self._parser = get_parser(name, weights, device=str(self.engine.device))
             log.debug("face-region parser: %s", self._parser.name)
@@ -197,23 +199,11 @@ class FaceSwapper:
 
     def detect(self, image: np.ndarray) -> list["Face"]:
         """Faces in an upright RGB image, left to right; landmarks refined ``align_passes`` times."""
-        from ..face.align import refine_landmarks
-
-        faces = self.detector.detect(image)
-        if self.align_passes > 0:
-            for f in faces:
-                lm, _ = refine_landmarks(image, f.landmarks, self.detector, passes=self.align_passes)
-                f.landmarks = lm.astype(np.float32)
-        return faces
+        return self.cropper.detect(image)
 
     def align(self, image: np.ndarray, landmarks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Aligned crops (N x S x S x 3 uint8) and their image -> crop matrices (N x 2 x 3) for 5-point landmarks."""
-        from ..face.align import align_crop, estimate_transform
-
-        if not len(landmarks):
-            return np.zeros((0, self.size, self.size, 3), np.uint8), np.zeros((0, 2, 3))
-        mats = np.stack([estimate_transform(lm, self.engine.align, self.size) for lm in landmarks])
-        return np.stack([align_crop(image, m, self.size) for m in mats]), mats
+        return self.cropper.crops(image, landmarks)
 
     def face_crops(self, image: np.ndarray, choice: FaceChoice | None = None, name: Any = "image",
                    min_face: float | None = None) -> FaceCrops:
@@ -239,38 +229,28 @@ class FaceSwapper:
         found = self.face_crops(image, FaceChoice(), name, min_face=0)
         return ("detected", found.crops[0]) if found.faces else ("no-face", None)
 
-    def to_tensor(self, crops: np.ndarray) -> "torch.Tensor":
-        """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``).
-
-        Built as ``HifiFace.swap`` builds its batches (same values and memory layout, hence the same kernels and
-        bit-identical outputs for the same crops).
-        """
-        from ..utils.imagetypes import as_batch
-
+    def _batch(self, crops: np.ndarray) -> "torch.Tensor":
+        """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1] on the engine's device (exactly ``uint8 / 255``),
+        through the one converter ``HifiFace.swap`` uses too (same values and memory layout, hence the same kernels
+        and bit-identical outputs for the same crops)."""
         batch, _ = as_batch(crops[0] if len(crops) == 1 else list(crops), self.size)
         return batch.to(self.engine.device)
 
+    def crop_identity(self, crops: np.ndarray) -> "Identity":
+        """The engine's identity of aligned uint8 crops (N x S x S x 3), one per crop."""
+        return self.engine.identity(self._batch(crops))
+
     def swap_crops(self, identity: "Identity", crops: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
         """The engine's (i_r, m_r) for aligned uint8 crops, in batches of ``batch_size``."""
-        import torch
-
-        outs = [self.engine.swap(identity, self.to_tensor(crops[i : i + self.batch_size]))
+        outs = [self.engine.swap(identity, self._batch(crops[i : i + self.batch_size]))
                 for i in range(0, len(crops), self.batch_size)]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
-    def blend_crops(self, targets: np.ndarray, i_r: "torch.Tensor", m_r: "torch.Tensor",
-                    landmarks_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Crop-frame paste material: the swapped crops (N x S x S x 3 uint8, colour-matched when asked) and their
-        soft alphas (N x S x S float32): face region x m_r, eroded and feathered."""
-        out = self.blend_faces(targets, i_r, m_r, landmarks_crop)
-        return out.faces, out.alphas
-
     def blend_faces(self, targets: np.ndarray, i_r: "torch.Tensor", m_r: "torch.Tensor",
                     landmarks_crop: np.ndarray) -> Blend:
-        """:meth:`blend_crops` and how much of each face region the alphas replace (their mean over it)."""
-        from ..face.blend import match_color, soft_mask
-        from ..face.palette import face_mask
-
+        """Crop-frame paste material: the swapped crops (N x S x S x 3 uint8, colour-matched when asked), their
+        soft alphas (N x S x S float32: face region x m_r, eroded and feathered) and how much of each face region
+        the alphas replace (their mean over it)."""
         region = face_mask(self.parser.parse(targets, landmarks_crop)).astype(np.float32)
         faces = i_r.detach().float().clamp(0, 1).mul(255).add_(0.5).to("cpu").permute(0, 2, 3, 1).numpy()
         faces = faces.astype(np.uint8)
@@ -292,8 +272,6 @@ class FaceSwapper:
         A source is a photo (path, :class:`Photo`, uint8 array or PIL image), an identity file written by
         :meth:`save_identity`, or an :class:`~hififace.Identity`. Photos are encoded once and cached by this object.
         """
-        from ..models.identity import Identity
-
         if not sources:
             raise ConfigError("give at least one source photo or identity file")
         parts = [self._one_identity(s, aligned) for s in sources]
@@ -311,8 +289,6 @@ class FaceSwapper:
         return self._one_identity(reference, None, role="reference photo (--match)")[0]
 
     def _one_identity(self, source: Any, aligned: bool | None, role: str = "source photo") -> tuple["Identity", int]:
-        from ..models.identity import Identity
-
         if isinstance(source, Identity):
             return (source if len(source) == 1 else source.mean()), len(source)
         path = source.path if isinstance(source, Photo) else Path(source) if isinstance(source, (str, Path)) else None
@@ -323,7 +299,7 @@ class FaceSwapper:
             out = self.load_identity(source)
         else:
             crop = self._source_crop(_as_photo(source), aligned, role)
-            out = (self.engine.identity(self.to_tensor(crop[None])), 1)
+            out = (self.crop_identity(crop[None]), 1)
         if key is not None:
             self._identities[key] = out
         return out
@@ -349,14 +325,10 @@ class FaceSwapper:
         return bool(aligned) if aligned is not None else rgb.shape[:2] == (self.size, self.size)
 
     def _fit(self, rgb: np.ndarray, name: Any) -> np.ndarray:
-        from .images import fit_to_size
-
         return fit_to_size(rgb, self.size, name=str(name))
 
     def save_identity(self, path: str | Path, identity: "Identity", sources: int = 1) -> Path:
         """Write ``identity`` (one) as a small safetensors file, reusable as a source (``--source FILE``)."""
-        from ..weights.io import save_safetensors
-
         path = Path(path)
         if path.suffix.lower() != IDENTITY_SUFFIX:
             raise ConfigError(f"{path}: an identity file must end in {IDENTITY_SUFFIX}")
@@ -369,13 +341,6 @@ class FaceSwapper:
     def load_identity(self, path: str | Path) -> tuple["Identity", int]:
         """An identity file and the number of photos it was made from; refuses files made with other identity
         networks (their vectors mean nothing to this model)."""
-        import torch
-
-        from ..config import N_ID_COEFFS
-        from ..errors import WeightsError
-        from ..models.identity import Identity
-        from ..utils.text import printable
-        from ..weights.io import read_safetensors
 
         path = Path(path)
         remake = f"make it again: hififace swap --source PHOTO --save-identity {printable(path.name)}"
@@ -403,33 +368,20 @@ class FaceSwapper:
     # ------------------------------------------------------------------ face choice
     def choose(self, image: np.ndarray, faces: list["Face"], choice: FaceChoice | None = None,
                name: Any = "image") -> list[int]:
-        """Indices of the faces to swap (see :class:`FaceChoice`)."""
+        """Indices of the faces to swap (see :class:`FaceChoice`; ``match`` compares ArcFace embeddings)."""
         choice = choice or FaceChoice()
-        if not faces:
-            return []
-        if choice.all:
-            return list(range(len(faces)))
-        if choice.index is not None:
-            if choice.index >= len(faces):
-                raise InputImageError(f"{name}: no face #{choice.index}: {len(faces)} face(s) found, numbered 0 to "
-                                      f"{len(faces) - 1} left to right (see 'hififace faces {name} -o preview.png')")
-            return [int(choice.index)]
-        if choice.match is not None:
-            sims = self.similarities(image, faces, choice.match)
-            best = int(np.argmax(sims))
-            log.info("%s: face #%d matches the reference best (cosine %.3f; others %s)", name, best, sims[best],
-                     ", ".join(f"#{i} {s:.3f}" for i, s in enumerate(sims) if i != best) or "none")
-            return [best]
-        return [max(range(len(faces)), key=lambda i: faces[i].area)]
+
+        def similarities(image: np.ndarray, faces: Sequence["Face"]) -> np.ndarray:
+            return self.similarities(image, list(faces), choice.match)
+
+        return self.cropper.choose(image, faces, choice, name=name, similarities=similarities)
 
     def similarities(self, image: np.ndarray, faces: list["Face"], reference: Any) -> np.ndarray:
         """Cosine similarity of each face's ArcFace embedding with the reference's (photo, file or Identity)."""
         ref = self.match_identity(reference).v_id
         crops, _ = self.align(image, [f.landmarks for f in faces])
-        embs = [self.engine.identity(self.to_tensor(crops[i : i + self.batch_size])).v_id
+        embs = [self.crop_identity(crops[i : i + self.batch_size]).v_id
                 for i in range(0, len(crops), self.batch_size)]
-        import torch
-
         return (torch.cat(embs).float().cpu() @ ref.float().cpu().reshape(-1, 1)).reshape(-1).numpy()
 
     # ------------------------------------------------------------------ swapping
@@ -444,8 +396,6 @@ class FaceSwapper:
         name = photo.path or "target image"
         rgb = photo.rgb
         if self._is_aligned(rgb, aligned):
-            from ..utils.imagetypes import to_uint8
-
             if choice.index is not None or choice.match is not None:
                 log.warning("%s: taken as an aligned crop (%dx%d, the model size), swapped whole: --face/--match do "
                             "not apply; use --detect to pick a face in it", name, rgb.shape[1], rgb.shape[0])
@@ -463,8 +413,6 @@ class FaceSwapper:
         if not todo:
             return result
         i_r, m_r = self.swap_crops(identity, crops)
-        from ..face.align import transform_points
-        from ..face.blend import paste_into
 
         lms = np.stack([transform_points(faces[i].landmarks, m) for i, m in zip(todo, mats)])
         blend = self.blend_faces(crops, i_r, m_r, lms)
@@ -485,10 +433,7 @@ class FaceSwapper:
                   all_faces: bool = False, match: Any = None, aligned: bool | None = None, watermark: bool = False,
                   meta: Mapping[str, str] | None = None) -> PhotoResult:
         """:meth:`swap` from a photo file to an output file that keeps the photo's properties (see
-        :mod:`hififace.inference.photos`); an aligned crop is written as ``hififace swap`` always did."""
-        from .images import check_output_path, save_image
-        from .photos import write_photo
-
+        :mod:`hififace.media.images`); an aligned crop is written as ``hififace swap`` always did."""
         output = check_output_path(output)
         photo = _as_photo(target)
         result = self.swap(source, photo, face, all_faces, match, aligned)
@@ -497,16 +442,10 @@ class FaceSwapper:
                                   f"lower --min-face to swap it anyway")
         label = dict(meta or {})
         if result.aligned:
-            save_image(output, result.image, watermark=watermark, meta=label)
+            write_image(output, result.image, watermark=watermark, meta=label)
         else:
             write_photo(output, photo, result.image, result.changed, meta=label, watermark=watermark)
         return result
-
-    def swap_video(self, source: Any, target: str | Path, output: str | Path, **options: Any):
-        """Swap faces in a video file; see :func:`hififace.inference.video.swap_video`."""
-        from .video import swap_video
-
-        return swap_video(self, source, target, output, **options)
 
 
 def _as_photo(target: Any) -> Photo:
@@ -515,64 +454,3 @@ def _as_photo(target: Any) -> Photo:
     if isinstance(target, (str, Path)):
         return read_photo(target)
     return photo_from_array(target)
-
-
-# ---------------------------------------------------------------------- one-call API (hififace.swap_image / swap_video)
-def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[str, Any]) -> FaceSwapper:
-    if isinstance(model, FaceSwapper):
-        if options:
-            raise TypeError(f"options {', '.join(sorted(options))} go to FaceSwapper(...), not to an existing one")
-        return model
-    if model is not None:
-        return FaceSwapper(model, **options)
-    return FaceSwapper.from_pretrained(weights, device=device, **options)
-
-
-def _label(swapper: FaceSwapper, command: str) -> dict[str, str]:
-    """Extra label fields of an output: the command, the model and, for random weights, that (as the CLI's)."""
-    from .engine import is_random_engine
-
-    cfg = getattr(swapper.engine, "config", None)
-    meta = {"hififace:command": command}
-    if cfg is not None:
-        meta["hififace:model"] = f"{cfg.variant}-{cfg.image_size}"
-    if is_random_engine(swapper.engine):
-        meta["hififace:weights"] = "random (smoke test; the output means nothing)"
-    return meta
-
-
-def swap_image(source: Any, target: Any, output: str | Path | None = None, *, weights: str | Path | None = None,
-               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
-               match: Any = None, aligned: bool | None = None, watermark: bool = False, **options: Any) -> PhotoResult:
-    """Swap ``source``'s identity onto face(s) of ``target`` and return a :class:`PhotoResult`; with ``output``
-    also write it (keeping the target file's size, orientation, colour mode and metadata, labelled as synthetic).
-
-    ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
-    ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
-    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ``model_mask``, ...).
-    """
-    swapper = _swapper(model, weights, device, options)
-    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]), aligned=aligned)
-    if output is None:
-        return swapper.swap(identity, target, face, all_faces, match, aligned)
-    return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
-                             meta=_label(swapper, "swap_image"))
-
-
-def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
-               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
-               match: Any = None, batch_frames: int = 8, smooth: float = 1.0, crf: int = 18, preset: str = "medium",
-               watermark: bool = False, progress: bool = True, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
-               max_frames: int | None = MAX_FRAMES, max_seconds: float | None = MAX_SECONDS, **options: Any):
-    """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
-    :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
-    :func:`hififace.inference.video.swap_video`; ``max_frame_pixels`` (default 4096 x 4096), ``max_frames``
-    (216,000) and ``max_seconds`` (3600) cap the video, 0 = no limit."""
-    if not isinstance(model, FaceSwapper):  # an existing pipeline keeps its own settings
-        options.setdefault("align_passes", 0)
-    swapper = _swapper(model, weights, device, options)
-    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
-    return swapper.swap_video(identity, target, output, face=face, all_faces=all_faces, match=match,
-                              batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
-                              meta=_label(swapper, "swap_video"), progress=progress,
-                              max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)

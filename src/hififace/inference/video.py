@@ -1,6 +1,6 @@
 """Face swapping in videos: decode -> detect + track + smooth -> align -> swap (batched) -> paste back -> encode.
 
-Frames are decoded and encoded by ffmpeg in background threads (:mod:`hififace.inference.ffmpeg`) while the main
+Frames are decoded and encoded by ffmpeg in background threads (:mod:`hififace.media.video`) while the main
 thread works on batches of frames. The source identity is computed once. Faces are tracked across frames, so
 ``face=N`` (numbered in the first frame that shows a face) and ``match=REF`` follow the same person throughout; a
 person lost for a moment is picked up again near where they were last seen. Landmarks are smoothed per track so
@@ -11,7 +11,7 @@ metadata kept and the synthetic-content label written to its ``comment`` and ``d
 written to a temporary file renamed at the end: an error or Ctrl-C leaves no output behind. On a CUDA model the
 paste-back runs on the GPU.
 
-A video over the :class:`~hififace.inference.ffmpeg.VideoLimits` (frame size, frame count, length) is refused from
+A video over the :class:`~hififace.media.video.VideoLimits` (frame size, frame count, length) is refused from
 its header before anything is decoded, and stopped when what is decoded passes a cap the header did not show.
 Progress is a tqdm bar on a terminal, else a log line every :data:`LOG_EVERY` seconds.
 """
@@ -24,17 +24,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+import torch
 
-from ..errors import HifiFaceError
-from .ffmpeg import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, VideoLimits, format_seconds, mux, probe
-from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
-from .choice import FaceChoice
+from ..errors import HifiFaceError, InputImageError
+from ..face.align import transform_points
+from ..face.blend import paste_back_torch, paste_into
+from ..face.choice import FaceChoice
+from ..face.track import FaceTracker, Track
+from ..media.images import check_output_path
+from ..media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
+from ..media.video import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, VideoLimits, format_seconds, mux, probe
+from ..provenance.label import WATERMARK_TEXT, add_watermark
+from ..utils.atomic import atomic_path
+from ..models.identity import Identity
+from .pipeline import LOW_COVERAGE, FaceSwapper, low_coverage_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..face.detect import Face  # noqa: F401
-    from ..face.track import FaceTracker, Track
-    from ..models.identity import Identity
-    from .pipeline import FaceSwapper
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +92,6 @@ class _Chooser:
         if self.ids is None:
             faces = [f for _, f in pairs]
             if self.choice.index is not None and self.choice.index >= len(faces):
-                from ..errors import InputImageError
-
                 raise InputImageError(f"{self.name}: no face #{self.choice.index} in frame {index}, the first frame "
                                       f"with faces ({len(faces)} found, numbered from 0 left to right); pick another "
                                       f"--face")
@@ -123,15 +127,10 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     ``crf``/``preset`` are libx264's. ``paste``: ``torch`` (GPU), ``numpy`` or ``auto`` (torch on CUDA).
 
     ``max_frame_pixels``, ``max_frames`` and ``max_seconds`` cap the video (0 or None: no limit; see
-    :class:`~hififace.inference.ffmpeg.VideoLimits`); over a cap is one
-    :class:`~hififace.inference.ffmpeg.VideoLimitError`. ``should_stop`` is called between batches: a reason
+    :class:`~hififace.media.video.VideoLimits`); over a cap is one
+    :class:`~hififace.media.video.VideoLimitError`. ``should_stop`` is called between batches: a reason
     (text) it returns stops the swap with a :class:`~hififace.errors.HifiFaceError` (the web app's time limit).
     """
-    from ..face.track import FaceTracker
-    from ..utils.atomic import atomic_path
-    from .images import check_output_path
-    from .watermark import VIDEO_DESCRIPTION, comment_text
-
     if batch_frames < 1:
         raise ValueError("batch_frames must be 1 or more")
     t_start = time.perf_counter()
@@ -181,8 +180,6 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
                 _run_batch(swapper, identity, batch, report, tracker, chooser, small_noted, use_torch, watermark,
                            writer, bar)
             if reader.frames == 0:
-                from ..errors import InputImageError
-
                 raise InputImageError(f"{info.path}: no frame could be decoded ({reader.error or 'empty stream'}); "
                                       f"the file is damaged, re-export it")
             if reader.error:
@@ -190,7 +187,7 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
                             "has those frames", info.path.name, reader.frames, reader.error)
             writer.close()
             t0 = time.perf_counter()
-            mux(tmp_video, info, tmp_out, comment_text(meta, VIDEO_DESCRIPTION), VIDEO_DESCRIPTION, name=out.name)
+            mux(tmp_video, info, tmp_out, meta, name=out.name)
             report.seconds["mux"] = time.perf_counter() - t0
         except BaseException:
             if writer is not None:
@@ -211,8 +208,6 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     if report.frames_swapped == 0:
         log.warning("%s: no face was swapped in any frame; the output shows the input", info.path.name)
     elif report.faces_low_coverage:
-        from .pipeline import low_coverage_reason
-
         log.warning("%s: almost nothing replaced in %d of %d swapped face(s) (%.0f %% of the face region on average): "
                     "%s", info.path.name, report.faces_low_coverage, report.faces_swapped, 100 * (report.coverage or 0),
                     low_coverage_reason(swapper.model_mask))
@@ -252,9 +247,6 @@ class _Progress:
 def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[np.ndarray, list["Face"]]],
                report: VideoReport, tracker: "FaceTracker", chooser: _Chooser, small_noted: set[int], use_torch: bool,
                watermark: bool, writer: FrameWriter, bar) -> None:
-    from ..face.align import transform_points
-    from .pipeline import LOW_COVERAGE
-
     sec = report.seconds
     frames = [f for f, _ in batch]
     # track and choose (sequential: tracks carry over from frame to frame); detection ran in the decoding thread
@@ -302,8 +294,6 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[n
         if use_torch:
             frames = _paste_torch(frames, owners, swapped, mats_a, alphas, swapper.engine.device)
         else:
-            from ..face.blend import paste_into
-
             for j, k in enumerate(owners):
                 paste_into(frames[k], swapped[j], mats_a[j], alphas[j])
         done = report.faces_swapped
@@ -321,8 +311,6 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[n
 def _sync(swapper: "FaceSwapper") -> None:
     device = swapper.engine.device
     if getattr(device, "type", "cpu") == "cuda":
-        import torch
-
         torch.cuda.synchronize(device)
 
 
@@ -330,9 +318,6 @@ def _paste_torch(frames: list[np.ndarray], owners: list[int], crops: np.ndarray,
                  alphas: np.ndarray, device: Any) -> list[np.ndarray]:
     """Paste-back of a batch on ``device`` (the frames go up once, come back once). Frames hold 0..255 floats, so a
     pixel whose alpha is 0 comes back with its exact value."""
-    import torch
-
-    from ..face.blend import paste_back_torch
 
     used = sorted(set(owners))
     pos = {k: n for n, k in enumerate(used)}
@@ -359,7 +344,5 @@ def _paste_torch(frames: list[np.ndarray], owners: list[int], crops: np.ndarray,
 
 def _watermark(frame: np.ndarray) -> np.ndarray:
     from PIL import Image
-
-    from .watermark import WATERMARK_TEXT, add_watermark
 
     return np.asarray(add_watermark(Image.fromarray(frame), WATERMARK_TEXT))

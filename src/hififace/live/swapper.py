@@ -1,7 +1,7 @@
 """The one adapter between live swapping and today's photo/video pipeline.
 
-Everything ``hififace live`` needs of the code below it goes through this module, so a change there (issue 20 moves
-the ffmpeg code, the image I/O and the face cropping) changes this file only:
+Everything ``hififace live`` needs of the code below it goes through this module, so a change there changes this
+file only:
 
 - :class:`FrameProcessor`: an RGB frame and its time stamp in, the frame with the chosen face(s) swapped out. It
   runs the pieces of the video path one frame at a time: :class:`~hififace.inference.pipeline.FaceSwapper`'s
@@ -35,13 +35,13 @@ from ..face.align import transform_points
 from ..face.blend import paste_into
 from ..face.detect import box_iou
 from ..face.track import FaceTracker
-from ..inference.choice import FaceChoice
-from ..inference.ffmpeg import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, VideoLimits, exact_rate, mux, probe
-from ..inference.images import check_output_path
-from ..inference.limits import MAX_FRAME_PIXELS
+from ..face.choice import FaceChoice
 from ..inference.pipeline import LOW_COVERAGE, low_coverage_reason
 from ..inference.video import _Chooser, _paste_torch, _sync
-from ..inference.watermark import VIDEO_DESCRIPTION, WATERMARK_TEXT, add_watermark, comment_text
+from ..media.images import check_output_path
+from ..media.limits import MAX_FRAME_PIXELS
+from ..media.video import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, VideoLimits, exact_rate, mux, probe
+from ..provenance.label import WATERMARK_TEXT, add_watermark
 from ..utils.atomic import atomic_path
 from ..utils.text import printable
 
@@ -307,8 +307,7 @@ class LabelledVideoWriter:
         """Finish the encoding, put the label in and rename the file into place."""
         try:
             self._writer.close()
-            mux(self._tmp_video, self._info, self._tmp_out, comment_text(self._meta, VIDEO_DESCRIPTION),
-                VIDEO_DESCRIPTION, name=self.path.name)
+            mux(self._tmp_video, self._info, self._tmp_out, self._meta, name=self.path.name)
         except BaseException as err:
             self._tmp_video.unlink(missing_ok=True)
             self._stack.__exit__(type(err), err, err.__traceback__)

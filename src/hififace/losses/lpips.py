@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..utils.text import printable
 from ..models.frozen import FrozenModule
+from ..utils.text import printable
+from ..weights.io import load_into, load_legacy, load_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,6 @@ class LPIPS(FrozenModule):
     # ------------------------------------------------------------------ weights
     def load_vgg(self, path: str | Path) -> None:
         """Load torchvision ``vgg16`` weights (``features.N.*``) into the slices."""
-        from ..weights.io import load_into, load_legacy
-
         state = load_legacy(path, "torchvision vgg16-397923af.pth")
         state = _unwrap(state, path, "torchvision VGG-16")
         own = self.net.state_dict()
@@ -145,8 +144,6 @@ class LPIPS(FrozenModule):
 
     def load_linear_heads(self, path: str | Path) -> None:
         """Load lpips v0.1 ``vgg.pth`` (``linI.model.1.weight``)."""
-        from ..weights.io import load_into, load_legacy
-
         state = _unwrap(load_legacy(path, "lpips v0.1 vgg.pth"), path, "lpips linear heads")
         heads = nn.ModuleDict({f"lin{i}": getattr(self, f"lin{i}") for i in range(5)})
         load_into(heads, state, path)
@@ -155,8 +152,6 @@ class LPIPS(FrozenModule):
     def from_safetensors(cls, path: str | Path) -> "LPIPS":
         """LPIPS from a full state dict file in this module's key layout (``lpips.safetensors`` of a training model
         folder), built on the meta device first: no random weights are made (nor warned about) before loading."""
-        from ..weights.io import load_safetensors
-
         level = log.level  # the random-weights warning of __init__ does not apply here
         log.setLevel(logging.ERROR)
         try:
@@ -171,8 +166,6 @@ class LPIPS(FrozenModule):
 
     def load_lpips_state(self, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
         """Load a full state dict in this module's (= the lpips package's) key layout, e.g. ``lpips.safetensors``."""
-        from ..weights.io import load_into
-
         state = {k: v for k, v in state.items() if not k.startswith("lins.")}  # lpips' alias of lin0-4
         load_into(self, state, source)
         self.pretrained = True

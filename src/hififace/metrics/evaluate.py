@@ -24,10 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..media.images import read_crop
 from .cache import FeatureCache, file_hash
 from .faces import FaceLocator, FaceSpot
 from .identity import IdentityModel, cosine, retrieval
+from .image import psnr, ssim
 from .pairs import Row
+from .realism import fid, kid
 from .threedmm import ReconCoefficients, expression_error, pose_error, shape_error
 
 log = logging.getLogger(__name__)
@@ -125,9 +128,7 @@ def describe(values: Sequence[float] | np.ndarray) -> dict[str, float]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    from ..inference.images import load_image
-
-    return load_image(path)
+    return read_crop(path)
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -226,8 +227,6 @@ class Evaluator:
 
     # ------------------------------------------------------------------ pixels
     def _pixel_metrics(self, row: Row) -> dict[str, float]:
-        from .image import psnr, ssim
-
         result, target = load_rgb(row.result), load_rgb(row.scored_target)
         if result.shape != target.shape:
             from PIL import Image
@@ -377,7 +376,6 @@ class Evaluator:
     def _realism(self, main_rows, images, metrics, details, skipped, notes) -> None:
         if self.incep_cache is None:
             return
-        from .realism import fid, kid
 
         results = {r.result: images[r.result].inception for r in main_rows}
         targets = {r.scored_target: images[r.scored_target].inception for r in main_rows}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..face.align import template_points
+from ..face.cropper import FaceCropper
 
 FACE_MODES = ("detect", "template")
 #: Cache row of a detection: found flag, box (4), score, 5 landmarks (10).
@@ -34,11 +36,7 @@ class FaceLocator:
             raise ConfigError(f"--faces {mode}: choose one of {', '.join(FACE_MODES)}")
         self.mode = mode
         self.detector_name = detector
-        self._detector = None
-        if mode == "detect":
-            from ..face.detect import get_detector
-
-            self._detector = get_detector(detector)
+        self._cropper = FaceCropper(detector, refine_passes=0) if mode == "detect" else None
 
     @property
     def key(self) -> str:
@@ -46,15 +44,13 @@ class FaceLocator:
 
     def locate(self, image: np.ndarray) -> FaceSpot | None:
         if self.mode == "template":
-            from ..face.align import template_points
-
             h, w = image.shape[:2]
             pts = template_points("arcface", w) * np.array([1.0, h / w])
             return FaceSpot(pts)
-        faces = self._detector.detect(image)
+        faces = self._cropper.detect(image)
         if not faces:
             return None
-        face = max(faces, key=lambda f: f.area)
+        face = faces[self._cropper.choose(image, faces)[0]]  # the largest
         return FaceSpot(face.landmarks.astype(np.float64), np.asarray(face.box, np.float64), float(face.score))
 
     @staticmethod

@@ -37,6 +37,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ConfigError, InputImageError
+from ..face.cropper import FaceCropper, Skip
+from ..media.images import IMAGE_EXTENSIONS, read_photo
 from ..utils.atomic import atomic_path, atomic_write_text
 from .pairs import Row
 
@@ -143,10 +145,8 @@ def find_layout(root: str | Path, compression: str = "c23", split: str = "all") 
 def read_video_frames(path: Path, k: int = FRAMES_PER_VIDEO) -> tuple[int, list[tuple[int, np.ndarray]]]:
     """(frame count, [(index, RGB frame)]) of the sampled frames of a video file or a folder of frames."""
     if path.is_dir():
-        from ..face.io import IMAGE_EXTENSIONS, read_image
-
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-        return len(files), [(i, read_image(files[i])) for i in sample_indices(len(files), k)]
+        return len(files), [(i, read_photo(files[i]).rgb) for i in sample_indices(len(files), k)]
     import cv2
 
     def grab_all(wanted: list[int]) -> tuple[int, dict[int, np.ndarray]]:
@@ -184,26 +184,13 @@ def read_video_frames(path: Path, k: int = FRAMES_PER_VIDEO) -> tuple[int, list[
     return n, [(i, got[i]) for i in wanted if i in got]
 
 
-class FrameAligner:
-    """Largest face of a frame -> refined landmarks -> ArcFace-template crop at ``size`` (as preprocessing)."""
-
-    def __init__(self, size: int = 256, detector: str = "yunet"):
-        from ..face.detect import get_detector
-
-        self.size = size
-        self.detector = get_detector(detector)
-
-    def align(self, frame: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any]]:
-        from ..face.align import align_crop, estimate_transform, refine_landmarks
-
-        faces = self.detector.detect(frame)
-        if not faces:
-            return None, {"status": "no_face"}
-        face = max(faces, key=lambda f: f.area)
-        lm, _ = refine_landmarks(frame, face.landmarks.astype(np.float64), self.detector)
-        m = estimate_transform(lm, "arcface", self.size)
-        return align_crop(frame, m, self.size), {"status": "ok", "score": round(float(face.score), 4),
-                                                 "landmarks5": np.round(lm, 2).tolist(), "matrix": np.round(m, 6).tolist()}
+def align_frame(cropper: FaceCropper, frame: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The crop of a frame's largest face (refined landmarks, the cropper's template) and its record."""
+    found = cropper.best(frame)
+    if isinstance(found, Skip):
+        return None, {"status": "no_face"}
+    return found.crop, {"status": "ok", "score": round(float(found.face.score), 4),
+                        "landmarks5": np.round(found.landmarks, 2).tolist(), "matrix": np.round(found.matrix, 6).tolist()}
 
 
 def source_stamp(video: Path) -> list[int]:
@@ -214,14 +201,14 @@ def source_stamp(video: Path) -> list[int]:
     return [len(stats), sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)]
 
 
-def extract_video(video: Path, folder: Path, aligner: FrameAligner) -> list[dict[str, Any]]:
+def extract_video(video: Path, folder: Path, cropper: FaceCropper) -> list[dict[str, Any]]:
     """Aligned crops of the sampled frames of one video, cached in ``folder`` (``<i>.png`` + ``frames.json``)."""
     record = folder / RECORD
     stamp = source_stamp(video)
     if record.is_file():
         try:
             data = json.loads(record.read_text(encoding="utf-8"))
-            if data.get("size") == aligner.size and data.get("source") == stamp and \
+            if data.get("size") == cropper.size and data.get("source") == stamp and \
                     all((folder / f["crop"]).is_file() for f in data["frames"] if f.get("crop")):
                 return data["frames"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -231,7 +218,7 @@ def extract_video(video: Path, folder: Path, aligner: FrameAligner) -> list[dict
     n, frames = read_video_frames(video)
     out = []
     for slot, (index, frame) in enumerate(frames):
-        crop, info = aligner.align(frame)
+        crop, info = align_frame(cropper, frame)
         info.update(slot=slot, frame=index)
         if crop is not None:
             name = f"{slot}.png"
@@ -239,7 +226,7 @@ def extract_video(video: Path, folder: Path, aligner: FrameAligner) -> list[dict
                 Image.fromarray(crop).save(tmp, format="PNG", compress_level=1)
             info["crop"] = name
         out.append(info)
-    atomic_write_text(record, json.dumps({"video": str(video), "source": stamp, "n_frames": n, "size": aligner.size,
+    atomic_write_text(record, json.dumps({"video": str(video), "source": stamp, "n_frames": n, "size": cropper.size,
                                           "frames": out}) + "\n")
     return out
 
@@ -266,7 +253,7 @@ def build_rows(layout: Layout, cache: Path, size: int, results: Path | None = No
     if self_recon and method:
         raise ConfigError("--self-recon needs results of each frame swapped onto itself, which FF++'s fakes do not have")
     pairs = layout.pairs[:limit] if limit else layout.pairs
-    aligner = FrameAligner(size)
+    cropper = FaceCropper(size=size, template="arcface", refine_passes=2)
     base = cache / "ffpp" / layout.compression
     fakes: dict[str, Path] = {}
     if method:
@@ -287,7 +274,7 @@ def build_rows(layout: Layout, cache: Path, size: int, results: Path | None = No
     try:
         for name, video, folder in jobs:
             try:
-                frames[name] = extract_video(video, folder, aligner)
+                frames[name] = extract_video(video, folder, cropper)
             except InputImageError as err:
                 log.warning("%s", err)
                 unreadable.append(name)

@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..face.align import estimate_transform, warp_face
+from ..face.dlib_models import PREDICTOR_5, RECOGNITION, dlib_box_from_landmarks, dlib_model_path, import_dlib
 from .nets import FrozenNet
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,6 @@ class DlibIdentity(IdentityModel):
     key = "dlib-resnet-v1"
 
     def __init__(self):
-        from ..face.dlib_models import PREDICTOR_5, RECOGNITION, dlib_model_path, import_dlib
-
         feature = "the dlib identity metric"
         self._dlib = import_dlib("eval", feature)
         self._predictor = self._dlib.shape_predictor(str(dlib_model_path(PREDICTOR_5, "eval", feature)))
@@ -54,8 +54,6 @@ class DlibIdentity(IdentityModel):
         self.name = f"dlib ResNet face descriptor ({RECOGNITION}, dlib {version})"
 
     def embed(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
-        from ..face.dlib_models import dlib_box_from_landmarks
-
         out = []
         for image, lm in zip(images, landmarks):
             img = np.ascontiguousarray(image)
@@ -68,13 +66,11 @@ class IResNetIdentity(FrozenNet, IdentityModel):
     """insightface IResNet (ArcFace/CosFace) on ArcFace-aligned 112 x 112 crops in [-1, 1]."""
 
     kind = "iresnet"
-    loader = ".weights.arcface:load_arcface"
+    loader = ".converters.arcface:load_arcface"
     label = "insightface IResNet-{arch} ({file})"
 
     @torch.no_grad()
     def embed(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
-        from ..face.align import estimate_transform, warp_face
-
         if not images:
             return np.zeros((0, 512))
         crops = [warp_face(img, estimate_transform(lm, "arcface", 112), 112) for img, lm in zip(images, landmarks)]

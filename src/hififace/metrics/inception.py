@@ -25,14 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..converters.keys import build_uninitialised, strip_module_prefix
+from ..errors import WeightsError
 from ..models.frozen import FrozenModule
+from ..weights.io import load_into, load_legacy, load_safetensors
+from ..weights import resolve  # resolve.search_roots() at call time: one place to point at other folders
 
 log = logging.getLogger(__name__)
 
 WEIGHT_NAME = "pt_inception-2015-12-05-6726825d.pth"
 WHAT = f"FID Inception weights ({WEIGHT_NAME})"
 N_CLASSES = 1008
-FEATURE_DIM = 2048
 INPUT_SIZE = 299
 BN_EPS = 0.001
 
@@ -208,10 +211,6 @@ class FIDInceptionV3(FrozenModule):
 
 def load_fid_inception(path: str | Path) -> FIDInceptionV3:
     """A frozen :class:`FIDInceptionV3` with the weights of ``pt_inception-2015-12-05-6726825d.pth`` (strict)."""
-    from ..errors import WeightsError
-    from ..weights.arcface import build_uninitialised, strip_module_prefix
-    from ..weights.io import load_into, load_legacy, load_safetensors
-
     path = Path(path)
     obj = load_safetensors(path, WHAT) if path.suffix == ".safetensors" else load_legacy(path, WHAT)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -230,9 +229,7 @@ def load_fid_inception(path: str | Path) -> FIDInceptionV3:
 def find_fid_inception(extra_roots: Sequence[Path] = ()) -> Path | None:
     """``pt_inception-2015-12-05-6726825d.pth`` in $HIFIFACE_HOME, ~/.cache/hififace or torch hub's checkpoint folder
     (where pytorch-fid stores it), or None."""
-    from ..weights.resolve import search_roots
-
-    roots = list(extra_roots) + search_roots()
+    roots = list(extra_roots) + resolve.search_roots()
     hub = Path(os.environ.get("TORCH_HOME", Path("~/.cache/torch").expanduser())) / "hub" / "checkpoints"
     roots.append(hub)
     for root in roots:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .cache import file_fingerprint
+
 
 class FrozenNet:
     kind = "net"  # first part of the cache key
@@ -21,8 +23,6 @@ class FrozenNet:
 
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device = "cpu"):
-        from .cache import file_fingerprint
-
         path = Path(path)
         module, func = cls.loader.split(":")
         net = getattr(importlib.import_module(module, "hififace"), func)(path)

@@ -28,13 +28,6 @@ class Gaussian:
     n: int
 
 
-def feature_stats(features: np.ndarray) -> Gaussian:
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise ValueError(f"need at least 2 feature vectors (N x D), got shape {f.shape}")
-    return Gaussian(f.mean(axis=0), np.cov(f, rowvar=False), f.shape[0])
-
-
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh((m + m.T) / 2.0)
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T

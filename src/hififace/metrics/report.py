@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputImageError
+from ..media.images import write_image
+from ..provenance.label import output_label
 from ..utils.atomic import atomic_path, atomic_write_text
-from .evaluate import HIGHER_IS_BETTER, METRICS, PER_SAMPLE, UNITS, EvalResult
+from .evaluate import HIGHER_IS_BETTER, METRICS, PER_SAMPLE, UNITS, EvalResult, load_rgb
+from .plots import histogram, strip
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +114,6 @@ def _save_png(path: Path, img) -> None:
 
 
 def _figures(out: Path, result: EvalResult) -> list[str]:
-    from .plots import histogram
-
     written = []
     for key in PER_SAMPLE:
         if key == "id_retrieved":
@@ -128,10 +129,6 @@ def _figures(out: Path, result: EvalResult) -> list[str]:
 
 
 def _strips(out: Path, result: EvalResult) -> list[str]:
-    from ..inference.images import save_image
-    from .evaluate import load_rgb
-    from .plots import strip
-
     written = []
     for key in STRIP_METRICS:
         scored = [s for s in result.samples if s.get(key) is not None]
@@ -148,7 +145,7 @@ def _strips(out: Path, result: EvalResult) -> list[str]:
                 examples.append((caption, [load_rgb(Path(p)) for p in (s["source"], scored, s["result"])]))
             img = strip(examples, ["source", "target", "result"], f"{label} {len(chosen)} by {TITLES[key]}")
             name = f"{label}_{key}.png"
-            save_image(out / name, np.asarray(img), meta={"hififace:command": "eval"})
+            write_image(out / name, np.asarray(img), meta=output_label("eval"))
             written.append(name)
     return written
 

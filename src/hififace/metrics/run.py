@@ -10,9 +10,29 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from .._version import __version__
+from ..config import HifiFaceConfig
+from ..converters.arcface import load_arcface_state
 from ..errors import ConfigError, HifiFaceError, InputImageError, WeightsError
+from ..face.landmarks import find_recon_files
+from ..inference.pipeline import FaceSwapper
+from ..losses.lpips import LPIPS
+from ..media.images import read_photo, write_image
+from ..media.tensors import to_uint8
+from ..models.hififace import ARCFACE_FILE, CONFIG_FILE, GENERATOR_FILE, LPIPS_FILE, HifiFace
+from ..models.identity import Identity
+from ..provenance.label import output_label
+from ..utils.atomic import atomic_path, atomic_write_text, unwritable_reason
+from ..weights.io import load_safetensors
+from ..weights.resolve import resolve_model_dir
+from .cache import file_fingerprint
 from .evaluate import EvalOptions, Evaluator, MetricModels
+from .ffpp import build_rows, find_layout
+from .identity import DlibIdentity, IResNetIdentity
+from .inception import WEIGHT_NAME, find_fid_inception, load_fid_inception
 from .pairs import Row, check_paths, read_pairs, unique_pairs
+from .report import write_report
+from .threedmm import ReconCoefficients
 
 log = logging.getLogger(__name__)
 
@@ -61,32 +81,23 @@ def _explicit_file(value: str | None, option: str, what: str) -> Path | None:
 
 def build_metric_models(req: EvalRequest, model_dir: Path | None) -> MetricModels:
     """The metric networks that are available; every missing one becomes a skip reason (never an error)."""
-    from .inception import WEIGHT_NAME, find_fid_inception, load_fid_inception
-
     m = MetricModels(device=req.device)
     # identity: a face-recognition model other than the training ArcFace
     if req.id_model == "none":
         m.skipped["id_similarity"] = m.skipped["id_retrieval"] = "disabled with --id-model none"
     elif req.id_model == "dlib":
-        from .identity import DlibIdentity
-
         try:
             m.identity = DlibIdentity()
         except HifiFaceError as err:
             m.skipped["id_similarity"] = m.skipped["id_retrieval"] = f"no dlib face descriptor: {err}"
     else:
-        from .identity import IResNetIdentity
-
         path = _explicit_file(req.id_model, "--id-model", "an insightface IResNet backbone.pth (ArcFace/CosFace)")
         m.identity = IResNetIdentity.from_file(path, req.device)
         _warn_if_training_arcface(path, model_dir)
     # 3DMM coefficients
-    from .threedmm import ReconCoefficients
 
     recon = _explicit_file(req.recon, "--recon", "Deep3DFaceRecon epoch_20.pth")
     if recon is None and model_dir is None:
-        from ..face.landmarks import find_recon_files
-
         found = find_recon_files()
         recon = found[0] if found else None
     if recon is not None:
@@ -101,8 +112,6 @@ def build_metric_models(req: EvalRequest, model_dir: Path | None) -> MetricModel
     incep = _explicit_file(req.inception, "--inception", f"{WEIGHT_NAME} (pytorch-fid's FID Inception weights)") \
         or find_fid_inception()
     if incep is not None:
-        from .cache import file_fingerprint
-
         m.inception = load_fid_inception(incep).to(req.device)
         m.inception_name = f"FID Inception-v3 ({incep.name})"
         m.inception_key = f"inception-{file_fingerprint(incep)}"
@@ -117,15 +126,12 @@ def build_metric_models(req: EvalRequest, model_dir: Path | None) -> MetricModel
 
 
 def _lpips(req: EvalRequest, model_dir: Path | None) -> tuple[Any, str, str | None]:
-    from ..losses.lpips import LPIPS
-
     files = [_explicit_file(f, "--lpips", "lpips.safetensors, or vgg16-397923af.pth and lpips' vgg.pth") for f in req.lpips]
     if len(files) > 2:
         raise ConfigError("--lpips takes lpips.safetensors, or two files: vgg16-397923af.pth and lpips' v0.1 vgg.pth")
     if len(files) == 2:
         net = LPIPS(files[0], files[1])
         return net.to(req.device), f"LPIPS-VGG v0.1 ({files[0].name}, {files[1].name})", None
-    from ..models.hififace import LPIPS_FILE
 
     single = files[0] if files else (model_dir / LPIPS_FILE if model_dir is not None and (model_dir / LPIPS_FILE).is_file() else None)
     if single is None:
@@ -138,9 +144,6 @@ def _lpips(req: EvalRequest, model_dir: Path | None) -> tuple[Any, str, str | No
 def _warn_if_training_arcface(path: Path, model_dir: Path | None) -> None:
     if model_dir is None:
         return
-    from ..models.hififace import ARCFACE_FILE
-    from ..weights.arcface import load_arcface_state
-    from ..weights.io import load_safetensors
 
     try:
         own = load_safetensors(model_dir / ARCFACE_FILE, "ArcFace weights").get("fc.weight")
@@ -170,12 +173,6 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
     """
     import numpy as np
 
-    from ..inference.images import save_image
-    from ..inference.photos import read_photo
-    from ..inference.pipeline import FaceSwapper
-    from ..models.identity import Identity
-    from ..utils.imagetypes import to_uint8
-
     folder.mkdir(parents=True, exist_ok=True)
     stamp_file = folder / RESULTS_STAMP
     if stamp is not None:
@@ -185,11 +182,8 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
                 raise ConfigError(f"{folder}: holds results of other weights ({old.get('weights')}); use another -o "
                                   "or delete that folder")
         else:
-            from ..utils.atomic import atomic_write_text
-
             atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
     swapper = FaceSwapper(model, detector=detector, parsing="landmarks", min_face=0, batch_size=batch_size)
-    size = swapper.size
     record_file = folder / RESULTS_RECORD
     record = _read_record(record_file)
     todo = []
@@ -213,7 +207,7 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
             r.target_crop = folder / TARGETS_DIR / f"{r.name}.png" if done.get("target_crop") else None
     if len(todo) < len(unique):
         log.info("%d of %d results already made (resuming)", len(unique) - len(todo), len(unique))
-    meta = {"hififace:command": "eval", "hififace:model": f"{model.config.variant}-{size}"}
+    meta = output_label("eval", model)
     crops: dict[Path, tuple[str, Any]] = {}  # each photo detected once, however many rows use it
     identities: dict[Path, Any] = {}
 
@@ -235,17 +229,17 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
                     continue
                 r.crop = "detected" if "detected" in (how_s, how_t) else "aligned"
                 if r.source not in identities:
-                    identities[r.source] = swapper.engine.identity(swapper.to_tensor(src[None]))
+                    identities[r.source] = swapper.crop_identity(src[None])
                 chunk.append(r)
                 ids.append(identities[r.source])
                 targets.append(tgt)
             if chunk:
-                i_r, _ = swapper.engine.swap(Identity.cat(ids), swapper.to_tensor(np.stack(targets)))
+                i_r, _ = swapper.swap_crops(Identity.cat(ids), np.stack(targets))
                 for k, r in enumerate(chunk):
                     if crop_of(r.target)[0] == "detected":  # what the result is scored against
                         r.target_crop = folder / TARGETS_DIR / f"{r.name}.png"
                         _write_crop(r.target_crop, targets[k])
-                    save_image(r.result, to_uint8(i_r[k]), meta=meta)  # as HifiFace.swap writes its outputs
+                    write_image(r.result, to_uint8(i_r[k]), meta=meta)  # as HifiFace.swap writes its outputs
             for r in part:
                 record[r.name] = {"source": str(r.source), "target": str(r.target), "crop": r.crop,
                                   "target_crop": r.target_crop is not None, "skipped": r.skipped}
@@ -270,16 +264,12 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
-    from ..utils.atomic import atomic_write_text
-
     atomic_write_text(path, json.dumps(record) + "\n")
 
 
 def _write_crop(path: Path, crop) -> None:
     """A crop of the user's own photo (not synthetic: no label), written atomically."""
     from PIL import Image
-
-    from ..utils.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         Image.fromarray(crop).save(tmp, format="PNG", compress_level=1)
@@ -295,7 +285,6 @@ def _rows(req: EvalRequest, model_dir: Path | None, size: int, progress) -> tupl
         info["protocol"] = "pairs"
         info["pairs_file"] = str(req.pairs)
         return rows, info
-    from .ffpp import build_rows, find_layout
 
     layout = find_layout(req.data, req.ffpp_compression, req.split)
     cache = req.cache or req.output / "cache"
@@ -332,7 +321,6 @@ def check_request(req: EvalRequest) -> None:
         raise ConfigError("--ffpp-method and --results both give the results: pass one of them")
     if req.output.exists() and not req.output.is_dir():
         raise ConfigError(f"{req.output}: is a file; -o takes a report folder")
-    from ..utils.atomic import unwritable_reason
 
     for folder, option in ((req.output, "-o REPORT_DIR"), (req.cache, "--cache DIR")):
         why = unwritable_reason(folder) if folder is not None else None
@@ -346,19 +334,12 @@ def check_request(req: EvalRequest) -> None:
 
 def run_eval(req: EvalRequest, progress: Callable | None = None) -> dict[str, Any]:
     """Everything ``hififace eval`` does short of printing; returns the content of metrics.json."""
-    from .._version import __version__
-
     check_request(req)
     model_dir = None
     if req.weights is not None:
-        from ..weights.resolve import resolve_model_dir
-
         model_dir = resolve_model_dir(req.weights)
     size = 256
     if model_dir is not None:
-        from ..config import HifiFaceConfig
-        from ..models.hififace import CONFIG_FILE
-
         size = HifiFaceConfig.load(model_dir / CONFIG_FILE).image_size
     generate = req.results is None and not req.ffpp_method
     rows, info = _rows(req, model_dir if generate else None, size, progress)
@@ -379,8 +360,6 @@ def run_eval(req: EvalRequest, progress: Callable | None = None) -> dict[str, An
     result.notes[:0] = info.pop("notes", [])
     from datetime import datetime, timezone
 
-    from .report import write_report
-
     meta = dict(info, weights=str(model_dir) if model_dir else None,
                 results=str(req.results) if req.results else (f"made by the model in {req.output / RESULTS_DIR}" if generate else None),
                 faces=req.faces, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -389,9 +368,6 @@ def run_eval(req: EvalRequest, progress: Callable | None = None) -> dict[str, An
 
 
 def _generate(req: EvalRequest, model_dir: Path, rows: list[Row], progress) -> None:
-    from ..models.hififace import GENERATOR_FILE, HifiFace
-    from .cache import file_fingerprint
-
     model = HifiFace.from_pretrained(model_dir, device=req.device, dtype=req.dtype)
     stamp = {"weights": str(model_dir), "fingerprint": file_fingerprint(model_dir / GENERATOR_FILE), "dtype": req.dtype}
     make_results(model, rows, req.output / RESULTS_DIR, req.batch_size, progress, stamp)

@@ -20,16 +20,20 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..config import HifiFaceConfig
+from ..face.landmarks import deep3d_crop
+from ..models.frozen.recon import ReconNet
+from ..models.hififace import CONFIG_FILE, RECON_FILE, assign_state
+from ..weights.io import load_safetensors
+from .cache import file_fingerprint
 from .nets import FrozenNet
 
 log = logging.getLogger(__name__)
 
+#: Coefficients the errors compare (the 257 layout: docs/formats.md#reconnet-and-the-3dmm).
 ID = slice(0, 80)
 EXP = slice(80, 144)
-TEX = slice(144, 224)
 ANGLES = slice(224, 227)
-GAMMA = slice(227, 254)
-TRANS = slice(254, 257)
 N_COEFFS = 257
 
 
@@ -38,18 +42,12 @@ class ReconCoefficients(FrozenNet):
     ``epoch_20.pth`` (or a full-width ReconNet state_dict / ``recon3d.safetensors``)."""
 
     kind = "recon"
-    loader = ".weights.deep3d:load_recon"
+    loader = ".converters.deep3d:load_recon"
     label = "Deep3DFaceRecon ReconNet ({file})"
 
     @classmethod
     def from_model_dir(cls, folder: str | Path, device: str | torch.device = "cpu") -> "ReconCoefficients":
         """The ReconNet of a hififace model folder (``recon3d.safetensors``, at the width its config.json says)."""
-        from ..config import HifiFaceConfig
-        from ..models.frozen.recon import ReconNet
-        from ..models.hififace import CONFIG_FILE, RECON_FILE, assign_state
-        from ..weights.io import load_safetensors
-        from .cache import file_fingerprint
-
         folder = Path(folder)
         config = HifiFaceConfig.load(folder / CONFIG_FILE)
         file = folder / RECON_FILE
@@ -61,8 +59,6 @@ class ReconCoefficients(FrozenNet):
     @torch.no_grad()
     def coefficients(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
         """N x 257 float64 coefficients."""
-        from ..face.landmarks import deep3d_crop
-
         if not images:
             return np.zeros((0, N_COEFFS))
         crops = np.stack([deep3d_crop(img, lm)[0] for img, lm in zip(images, landmarks)])

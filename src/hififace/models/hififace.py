@@ -26,7 +26,12 @@ from torch import nn
 
 from ..config import HifiFaceConfig
 from ..errors import WeightsError
-from ..utils.imagetypes import as_batch
+from ..media.tensors import as_batch, restore
+from ..utils.compiling import check_mode, compile_method, uncompile_method
+from ..weights.io import check_state, load_safetensors, read_safetensors_header, save_safetensors
+from ..weights.resolve import resolve_model_dir
+from .frozen.arcface import IResNet
+from .frozen.recon import ReconNet
 from .generator import Generator, GeneratorOutput
 from .identity import INTERP_MODES, Identity, ShapeAwareIdentityExtractor  # noqa: F401 (Identity re-exported)
 
@@ -66,9 +71,6 @@ class PreparedTarget:
 
 def build_frozen(config: HifiFaceConfig) -> tuple[nn.Module, nn.Module]:
     """Randomly initialised ArcFace and ReconNet of the configured size (weights are loaded afterwards)."""
-    from .frozen.arcface import IResNet
-    from .frozen.recon import ReconNet
-
     return IResNet(config.arcface_arch, width=config.frozen_width), ReconNet(width=config.frozen_width)
 
 
@@ -109,8 +111,6 @@ class HifiFace(nn.Module):
     @torch.inference_mode()
     def identity(self, source: Any) -> Identity:
         """Encode source face(s) once; pass the result to :meth:`swap` in place of the source image."""
-        from ..utils.imagetypes import as_batch
-
         batch, _ = as_batch(source, self.config.image_size)
         return self.id_extractor.encode_source(batch.to(self.device, self.dtype))
 
@@ -127,8 +127,6 @@ class HifiFace(nn.Module):
     @torch.inference_mode()
     def prepare_target(self, target: Any) -> PreparedTarget:
         """Encode target face(s) once; pass the result to :meth:`swap` or :meth:`interpolate` as the target."""
-        from ..utils.imagetypes import as_batch
-
         tgt, kind = as_batch(target, self.config.image_size)
         tgt = tgt.to(self.device, self.dtype)
         z_enc, z = self.generator.encoder(tgt)
@@ -147,8 +145,6 @@ class HifiFace(nn.Module):
         in [0, 1] (float tensors clamped as the 8-bit path is); with ``return_all`` the raw
         :class:`GeneratorOutput` tensors are returned instead (not clamped).
         """
-        from ..utils.imagetypes import restore
-
         prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
         ident = source if isinstance(source, Identity) else self.identity(source)
         out = self._run(ident, prepared)
@@ -159,8 +155,6 @@ class HifiFace(nn.Module):
     @torch.inference_mode()
     def interpolate(self, source: Any, source2: Any, target: Any, rate: float, mode: str = "all") -> Any:
         """The reference's interpolation: mix the identity of ``source`` (rate 1) with ``source2`` (rate 0)."""
-        from ..utils.imagetypes import restore
-
         if mode not in INTERP_MODES:
             raise ValueError(f"mode must be one of {', '.join(INTERP_MODES)}")
         prepared = target if isinstance(target, PreparedTarget) else self.prepare_target(target)
@@ -198,8 +192,6 @@ class HifiFace(nn.Module):
         ``backend`` is ``torch.compile``'s (``"aot_eager"`` and the like for debugging; ``mode`` is inductor's).
         State dict keys do not change; :meth:`uncompile` restores the eager methods.
         """
-        from ..utils.compiling import check_mode, compile_method
-
         check_mode(mode)
         for module, name in self._compiled_methods():
             compile_method(module, name, mode=mode, dynamic=dynamic, fullgraph=fullgraph, backend=backend)
@@ -207,8 +199,6 @@ class HifiFace(nn.Module):
 
     def uncompile(self) -> "HifiFace":
         """Undo :meth:`compile`: the eager methods again."""
-        from ..utils.compiling import uncompile_method
-
         for module, name in self._compiled_methods():
             uncompile_method(module, name)
         return self
@@ -225,8 +215,6 @@ class HifiFace(nn.Module):
 
     def save_pretrained(self, path: str | Path, extra_files: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
         """Write ``config.json`` and the safetensors files into folder ``path`` (each file written atomically)."""
-        from ..weights.io import save_safetensors
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         # one metadata key: safetensors keeps several in hash order, which would make files differ between runs
@@ -254,9 +242,6 @@ class HifiFace(nn.Module):
         ArcFace, ReconNet) channels_last, so activations stay in that layout (faster on GPUs, with
         :meth:`compile` or the fused norms); outputs equal the default layout's within float rounding.
         """
-        from ..weights.resolve import resolve_model_dir
-        from ..weights.io import load_safetensors
-
         folder = resolve_model_dir(path)
         config = HifiFaceConfig.load(folder / CONFIG_FILE)
         with torch.device("meta"):
@@ -296,7 +281,7 @@ class HifiFace(nn.Module):
     @property
     def is_random(self) -> bool:
         """True for a model made by :meth:`random` (or loaded from a folder saved from one)."""
-        return str(self.config.notes.get(RANDOM_NOTE_KEY, "")).startswith(RANDOM_NOTE)
+        return is_random_config(self.config)
 
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -305,6 +290,12 @@ class HifiFace(nn.Module):
             "arcface": count(self.id_extractor.arcface),
             "recon3d": count(self.id_extractor.recon),
         }
+
+
+def is_random_config(config: HifiFaceConfig) -> bool:
+    """True when a config records random weights (a model from :meth:`HifiFace.random`, or a folder or export saved
+    from one): what such a model makes is labelled "random weights"."""
+    return str(config.notes.get(RANDOM_NOTE_KEY, "")).startswith(RANDOM_NOTE)
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -322,8 +313,6 @@ def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: str 
 
     Tensors stored in another floating dtype (a folder saved in bfloat16) take the module's, so that a model is
     never built of mixed dtypes; ``from_pretrained(dtype=...)`` decides the compute dtype."""
-    from ..weights.io import check_state
-
     check_state(module, state, source, hint="; was config.json edited?")
     own = module.state_dict()
     state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state.items()}
@@ -333,9 +322,6 @@ def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: str 
 def read_folder_info(path: str | Path | None, how: str = "pass --weights DIR") -> dict[str, Any]:
     """Format, config and per-file tensor counts of a model folder, without building the model; ``missing`` lists
     the files it needs for inference but lacks."""
-    from ..weights.io import read_safetensors_header
-    from ..weights.resolve import resolve_model_dir
-
     folder = resolve_model_dir(path, how)
     config = HifiFaceConfig.load(folder / CONFIG_FILE)
     files = {}

@@ -1,7 +1,7 @@
 """The ``xuehy`` variant: xuehy/HiFiFace-pytorch's generator (its released ``standard_model`` and
-``with_gaze_and_mouth`` weights convert to it, see :mod:`hififace.weights.xuehy`).
+``with_gaze_and_mouth`` weights convert to it, see :mod:`hififace.converters.xuehy`).
 
-Facts read from its ``models/`` code at commit 0e50b259 (FORMATS.md section 4):
+Facts read from its ``models/`` code at commit 0e50b259 (docs/formats.md#xuehy-generator):
 
 - Encoder and decoder are the reference's layer for layer (same widths, resampling, z_enc after the 2nd encoder
   block) with the same residual and AdaIN blocks (IN without affine, LeakyReLU(0.2), bilinear x2 with
@@ -17,8 +17,8 @@ Facts read from its ``models/`` code at commit 0e50b259 (FORMATS.md section 4):
   * in F_up the image head runs first, so the mask head sees LeakyReLU(features).
 
   Both are reproduced here out of place (the same values). Computing the heads on the un-activated tensors instead
-  changes I_r by tenths and M_r by up to ~0.2 on random weights (FORMATS.md section 4; ``scripts/parity_xuehy.py``
-  measures it on its pairs).
+  changes I_r by tenths and M_r by up to ~0.2 on random weights (docs/formats.md#xuehy-generator;
+  ``scripts/parity_xuehy.py`` measures it on its pairs).
 - Masks are sigmoids (in [0, 1]); image heads are unbounded; blending happens in [0, 1] image space; the 64x64
   blend uses the target down-sampled by nearest neighbour (``F.interpolate(target, scale_factor=0.25)``).
 

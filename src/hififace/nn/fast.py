@@ -3,7 +3,7 @@
 Two kinds of path, both called by the plain blocks:
 
 - **Memory paths** (always on under autograd; outputs and gradients bit-identical to the plain PyTorch ops, checked
-  by ``tests/test_blocks_memory.py``): a 2x2 average pool whose backward keeps only its input's shape
+  by ``tests/test_nn_fast.py``): a 2x2 average pool whose backward keeps only its input's shape
   (:func:`avg_pool_2x2`), an instance norm whose result is not a view (:func:`instance_norm`), and the activation
   between a norm and a conv recomputed in the backward instead of kept (:func:`norm_act_conv`, :func:`adain`).
 - **The fused norm** (:func:`norm_act`: fp32 statistics, the AdaIN affine and the LeakyReLU in one expression, which

@@ -1,5 +1,7 @@
 """Provenance anyone can check: signed C2PA Content Credentials and an invisible watermark.
 
+* :mod:`.label`: the synthetic-content label every written file carries (metadata fields, XMP, EXIF, the one-line
+  comment of videos) and the optional visible mark;
 * :mod:`.watermark`: embed / detect a mark that survives JPEG, resizing, cropping, screenshots and video
   re-encoding (numpy and scipy only);
 * :mod:`.credentials`: sign a written JPEG, PNG, WebP or MP4 with a C2PA manifest (c2pa-python, the optional

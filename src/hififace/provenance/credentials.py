@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .._version import __version__
 from ..errors import HifiFaceError
+from ..utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +119,6 @@ def available() -> bool:
 
 
 def version() -> str:
-    from .._version import __version__
-
     return __version__
 
 
@@ -301,8 +301,6 @@ def sign_file(src: str | Path, dst: str | Path, facts: Facts, identity: SigningI
     signed or signing fails, ``dst`` gets ``src``'s bytes unsigned and one warning line says why (never raises
     for that; a missing ``src`` or an unwritable ``dst`` still raise ``OSError``).
     """
-    from ..utils.atomic import atomic_path
-
     src, dst = Path(src), Path(dst)
     mime = SIGNABLE.get(dst.suffix.lower())
     c2pa = load_c2pa()

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightsError
+from ..models.restorers.gfpgan import CONFIG_FILE, is_restorer_folder
 from .base import FaceRestorer, check_crops
+from .onnx_engine import OnnxRestorer
+from .torch_engine import GFPGANRestorer
 
 __all__ = ["FaceRestorer", "GFPGANRestorer", "OnnxRestorer", "load_restorer", "check_crops"]
 
@@ -37,15 +40,11 @@ def load_restorer(path: str | Path, device: Any = None, dtype: Any = None, **opt
     ``template``).
     Anything else gives one :class:`~hififace.errors.WeightsError` line saying what to give instead.
     """
-    from ..models.restorers.gfpgan import CONFIG_FILE, is_restorer_folder
-
     p = Path(path).expanduser()
     if not p.exists():
         raise WeightsError(f"{p}: not found; {_HOW}")
     if p.is_dir():
         if is_restorer_folder(p):
-            from .torch_engine import GFPGANRestorer
-
             return GFPGANRestorer.from_pretrained(p, device=device, dtype=dtype, **options)
         if (p / CONFIG_FILE).is_file():
             raise WeightsError(f"{p}: not a face-restorer folder (its config.json describes another model, e.g. a "
@@ -53,8 +52,6 @@ def load_restorer(path: str | Path, device: Any = None, dtype: Any = None, **opt
         raise WeightsError(f"{p}: no config.json in this folder, so it is not a restorer folder; {_HOW}")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
-        from .onnx_engine import OnnxRestorer
-
         if dtype is not None:
             raise WeightsError(f"{p}: an ONNX graph runs in the precision it was exported in; leave dtype unset")
         return OnnxRestorer(p, device="auto" if device is None else str(device), **options)
@@ -68,11 +65,7 @@ def load_restorer(path: str | Path, device: Any = None, dtype: Any = None, **opt
 
 def __getattr__(name: str) -> Any:  # the engines import torch models / onnxruntime only when used
     if name == "GFPGANRestorer":
-        from .torch_engine import GFPGANRestorer
-
         return GFPGANRestorer
     if name == "OnnxRestorer":
-        from .onnx_engine import OnnxRestorer
-
         return OnnxRestorer
     raise AttributeError(f"module 'hififace.restore' has no attribute {name!r}")

@@ -11,8 +11,8 @@ Normalisation (not stored in the graphs): RGB, ``x / 255``, then ``(x - 0.5) / 0
 [-1, 1] and mapped back with ``(y + 1) / 2``. That is what FaceFusion does for every one of these models
 (facefusion/facefusion ``facefusion/processors/modules/face_enhancer/core.py``, ``prepare_crop_frame`` /
 ``normalize_crop_frame``, which also lists their sizes: 512 for GFPGAN 1.2-1.4, CodeFormer, RestoreFormer++ and
-GPEN-BFR 512; 256, 1024, 2048 for the other GPEN-BFR files) and FORMATS.md section 7. An export that takes [0, 1]
-instead can say so with the metadata entry ``hififace:input_range`` = ``0,1`` (or ``input_range=(0, 1)``).
+GPEN-BFR 512; 256, 1024, 2048 for the other GPEN-BFR files) and docs/formats.md#gfpgan-restorer. An export that takes
+[0, 1] instead can say so with the metadata entry ``hififace:input_range`` = ``0,1`` (or ``input_range=(0, 1)``).
 
 Alignment: FaceFusion aligns GPEN-BFR 256 to ``arcface_128`` (our ``arcface`` template at 256) and every other one to
 ``ffhq_512`` (our ``ffhq5``); :attr:`OnnxRestorer.template` follows that by size (256 -> ``arcface``), unless the
@@ -28,6 +28,10 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, WeightsError
+from ..face.align import template_points
+from ..utils.onnxrt import CPU, onnx_providers
+from ..utils.optional import require
+from ..weights.resolve import tensorrt_cache
 from .base import check_crops, check_fidelity
 
 log = logging.getLogger(__name__)
@@ -75,9 +79,6 @@ class OnnxRestorer:
                  size: int | None = None, fidelity: float = DEFAULT_FIDELITY,
                  input_range: tuple[float, float] | str | None = None, template: str | None = None,
                  batch_size: int = 4):
-        from ..export.engine import CPU, select_providers
-        from ..export.exporter import require
-
         ort = require("onnxruntime", "ONNX face restorers")
         self.path = path = Path(path).expanduser()
         if not path.is_file():
@@ -86,7 +87,7 @@ class OnnxRestorer:
         options.log_severity_level = 0 if log.isEnabledFor(logging.DEBUG) else 3
         if threads:
             options.intra_op_num_threads = int(threads)
-        providers = select_providers(device)
+        providers = onnx_providers(device, tensorrt_cache())
         self.session = self._open(ort, options, providers, CPU)
         self.providers = self.session.get_providers()
         self.name = _clean(path.name)
@@ -97,8 +98,6 @@ class OnnxRestorer:
         self.input_range = _parse_range(input_range if input_range is not None else meta.get("hififace:input_range", "-1,1"),
                                         str(path))
         self.template = template or meta.get("hififace:template") or ("arcface" if self.size == 256 else "ffhq5")
-        from ..face.align import template_points
-
         template_points(self.template, self.size)  # an unknown template name fails here, not at the first face
         log.debug("ONNX restorer %s: %s -> %s, %d px, batch %s, fidelity input %s, on %s", path, self.input_name,
                   self.output_name, self.size, self.fixed_batch or "dynamic", self.fidelity_input, self.providers)

@@ -45,7 +45,7 @@ def restorer_name(model: GFPGAN) -> str:
 
 class GFPGANRestorer:
     """GFPGAN v1.3 / v1.4 on aligned ``ffhq5`` crops: [0, 1] -> (x - 0.5) / 0.5 -> network -> clamp to [-1, 1] ->
-    (y + 1) / 2, the upstream normalisation (FORMATS.md section 7). Deterministic (the stored noise maps).
+    (y + 1) / 2, the upstream normalisation (docs/formats.md#gfpgan-restorer). Deterministic (the stored noise maps).
 
     ``batch_size`` faces go through the network at once; ``dtype`` (fp32 by default; bf16 on GPUs and CPUs with
     native bf16) is the network's, inputs and outputs stay float32. ``channels_last`` runs the network in that memory

@@ -10,10 +10,17 @@ from typing import Iterator
 
 import torch
 
+from ..converters.bfm import bfm_from_tensors, bfm_to_tensors, load_bfm
 from ..errors import ConfigError, WeightsError
+from ..losses.lpips import LPIPS
 from ..models.discriminators import create_discriminator
+from ..models.frozen.bfm import BFMLandmarks
 from ..models.hififace import BFM_FILE, DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace
+from ..utils.atomic import atomic_write_text
+from ..utils.optional import require
+from ..weights.io import load_into, load_safetensors
 from .config import TrainConfig
+from .resume import check_fresh_run_dir, check_resume
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +29,6 @@ FROZEN_DIR = "frozen"
 
 def build_networks(cfg: TrainConfig):
     """(model, discriminator, lpips, landmarks, frozen_from) as the config asks: from ``model.init`` when given."""
-    from ..losses.lpips import LPIPS
-    from ..models.frozen.bfm import BFMLandmarks
-    from ..weights.io import load_into, load_safetensors
-
     m = cfg.model
     init = Path(m.init) if m.init else None
     if init is not None:
@@ -67,12 +70,8 @@ def build_networks(cfg: TrainConfig):
         lpips = LPIPS(width=w.lpips_width)
 
     if w.bfm:
-        from ..weights.bfm import load_bfm
-
         landmarks = load_bfm(w.bfm)  # BFM_model_front.mat or bfm_landmarks.safetensors
     elif init is not None and (init / BFM_FILE).exists():
-        from ..weights.bfm import bfm_from_tensors
-
         landmarks = bfm_from_tensors(load_safetensors(init / BFM_FILE, "BFM landmarks"), init / BFM_FILE)
     else:
         log.warning("no BFM (weights.bfm or %s in model.init): random face model, the shape loss means nothing", BFM_FILE)
@@ -82,8 +81,6 @@ def build_networks(cfg: TrainConfig):
 
 def save_frozen(run_dir: Path, model: HifiFace, disc, lpips, landmarks) -> str:
     """Write the frozen nets of a run without ``model.init`` once, so checkpoints can be converted later."""
-    from ..weights.bfm import bfm_to_tensors
-
     folder = run_dir / FROZEN_DIR
     model.save_pretrained(folder, extra_files={LPIPS_FILE: lpips.state_dict(), BFM_FILE: bfm_to_tensors(landmarks)})
     return str(folder.resolve())
@@ -140,12 +137,7 @@ def build_trainer(cfg: TrainConfig, callbacks_extra=(), enable_checkpointing: bo
     if lg.csv:
         loggers.append(CSVLogger(str(run_dir), name="csv", version=name or None))
     if lg.wandb:
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            from ..errors import MissingDependencyError
-
-            raise MissingDependencyError("wandb", "train", "logging.wandb") from None
+        require("wandb", "logging.wandb")
         from lightning.pytorch.loggers import WandbLogger
 
         loggers.append(WandbLogger(project=lg.wandb_project, name=lg.name, save_dir=str(run_dir)))
@@ -220,7 +212,6 @@ def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
     import lightning as L
 
     from .data import FaceDataModule
-    from .resume import check_fresh_run_dir, check_resume
 
     run_dir = Path(cfg.checkpoint.dir)
     check_accelerator(cfg)
@@ -350,6 +341,5 @@ def _fit_takes_weights_only() -> bool:
 def _write_config(cfg: TrainConfig, run_dir: Path) -> None:
     import yaml
 
-    from ..utils.atomic import atomic_write_text
 
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))

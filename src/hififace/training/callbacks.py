@@ -11,6 +11,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
+from ..converters.bfm import bfm_to_tensors
+from ..models.hififace import BFM_FILE, DISCRIMINATOR_FILE, LPIPS_FILE
+
 log = logging.getLogger(__name__)
 
 
@@ -42,9 +45,6 @@ class ExportCallback(L.Callback):
 
 def export_inference_folder(pl_module, out: str | Path) -> Path:
     """Write the module's generator (its EMA when kept) with the frozen nets as a model folder."""
-    from ..models.hififace import BFM_FILE, DISCRIMINATOR_FILE, LPIPS_FILE
-    from ..weights.bfm import bfm_to_tensors
-
     model = pl_module.model
     gen = pl_module.eval_generator()
     gen = getattr(gen, "_orig_mod", gen)  # torch.compile wrapper

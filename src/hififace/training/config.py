@@ -14,6 +14,7 @@ from typing import Any
 from ..config import INFERENCE_ONLY_VARIANTS, HifiFaceConfig
 from ..errors import ConfigError
 from ..losses.config import LossConfig
+from ..weights.resolve import find_model_dir
 
 #: Configs shipped inside the package (``--config hififace_256_reference`` names one).
 SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -201,8 +202,6 @@ class TrainConfig:
 def _folder_variant(init: str | None) -> str | None:
     """The ``variant`` in a model folder's config.json, or None (no folder, or unreadable: later checks say why)."""
     import json
-
-    from ..weights.resolve import find_model_dir
 
     folder = find_model_dir(init) if init else None
     if folder is None:

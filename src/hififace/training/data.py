@@ -8,6 +8,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from ..data import FacePairDataset, PairConfig, PairSampler, collate_pairs, load_index, split_by_identity
+from ..losses.functional import same_pairs
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -15,8 +16,6 @@ log = logging.getLogger(__name__)
 
 def with_same_index(batch):
     """``batch`` with ``same_index`` (:func:`~hififace.losses.functional.same_pairs` of ``batch["same"]``) added."""
-    from ..losses.functional import same_pairs
-
     if isinstance(batch, dict) and "same" in batch and "same_index" not in batch:
         batch = {**batch, "same_index": same_pairs(batch["same"])}
     return batch

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..converters.training import is_training_checkpoint
 from ..errors import ConfigError
+from ..weights.io import load_legacy
 from .config import TrainConfig, load_config
 
 #: Model keys whose value fixes the shapes of the saved weights (compared with the checkpoint's model_config).
@@ -22,9 +24,6 @@ RUN_ENTRIES = ("config.yaml", "checkpoints", "export", "frozen", "tb", "csv", "w
 
 def read_training_meta(path: str | Path) -> dict[str, Any]:
     """The ``hififace`` entry of a training checkpoint (tensors are memory-mapped, not read)."""
-    from ..weights.io import load_legacy
-    from ..weights.training import is_training_checkpoint
-
     p = Path(path)
     if not p.is_file():
         where = " (runs keep theirs in <checkpoint.dir>/checkpoints/)" if not p.exists() else ""

@@ -17,6 +17,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..errors import HifiFaceError
+
 #: compile modes that record CUDA graphs on CUDA (torch.compile's own names)
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -38,8 +40,6 @@ class CompiledMethod:
                 return _clone_cuda(self.compiled(*args, **kwargs))
             return self.compiled(*args, **kwargs)
         except torch._dynamo.exc.BackendCompilerFailed as err:  # e.g. no C++ compiler, no working Triton
-            from ..errors import HifiFaceError
-
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise HifiFaceError(f"torch.compile failed ({reason}); run without --compile "
                                 "(or call model.uncompile())") from err

@@ -109,3 +109,8 @@ def require_file(path: str | Path | None, key: str) -> Path:
     if not p.is_file():
         raise WeightsError(f"{p}: file not found; expected {info.original_name}, the {info.what} ({info.where})")
     return p
+
+
+def tensorrt_cache() -> Path:
+    """Where TensorRT engines are kept (they take minutes to build): ``tensorrt/`` in the last search root."""
+    return search_roots()[-1] / "tensorrt"

@@ -1,8 +1,8 @@
 """BiSeNet face parser (zllrunning/face-parsing.PyTorch, ``79999_iter.pth``): 19 classes in BiSeNet's own order.
 
-Structure and key names from that repo's ``model.py``/``resnet.py`` (commit d2e684cf, FORMATS.md section 3): a ResNet-18
-context path with attention refinement at 1/16 and 1/32, no spatial path (the 1/8 ResNet feature stands in for it),
-a feature-fusion module and three output heads. Written independently, no torchvision.
+Structure and key names from that repo's ``model.py``/``resnet.py`` (commit d2e684cf,
+docs/formats.md#bisenet-face-parser): a ResNet-18 context path with attention refinement at 1/16 and 1/32, no spatial
+path (the 1/8 ResNet feature stands in for it), a feature-fusion module and three output heads. Written independently, no torchvision.
 """
 from __future__ import annotations
 

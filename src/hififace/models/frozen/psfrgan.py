@@ -1,7 +1,7 @@
 """PSFRGAN's ParseNet (chaofengc/PSFRGAN, ``parse_multi_iter_90000.pth``): 19 classes in CelebAMask-HQ order.
 
-Configuration of the released file (FORMATS.md section 5; ``define_P`` at commit ab853cdc): 512 in and out, minimum
-feature size 32, base 64 channels clipped to 32..256, 10 residual body blocks, BatchNorm, LeakyReLU(0.2), reflection
+Configuration of the released file (docs/formats.md#psfrgan-parser-and-the-parsing-palette; ``define_P`` at commit
+ab853cdc): 512 in and out, minimum feature size 32, base 64 channels clipped to 32..256, 10 residual body blocks, BatchNorm, LeakyReLU(0.2), reflection
 padding. Written independently from those facts.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ scale/shift maps; a StyleGAN2 decoder renders the face from the style codes whil
 features at every resolution (SFT, spatial feature transform).
 
 Facts used (TencentARC/GFPGAN 7552a77, ``gfpgan/archs/gfpganv1_clean_arch.py`` and ``stylegan2_clean_arch.py``, read
-for op order, constants and shapes; no code taken), also summarised in FORMATS.md section 7:
+for op order, constants and shapes; no code taken), also summarised in docs/formats.md#gfpgan-restorer:
 
 - widths: StyleGAN2's table (512 up to 32 px, then 16384 * channel_multiplier / resolution), times ``narrow``; the
   U-Net uses half of each (``narrow * 0.5``);
@@ -47,6 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError, WeightsError
+from ...utils.atomic import atomic_write_text
+from ...weights.io import check_state, load_safetensors, save_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +151,6 @@ class GFPGANConfig:
             raise ConfigError(f"{source}: {err}") from None
 
     def save(self, path: str | Path) -> None:
-        from ...utils.atomic import atomic_write_text
-
         body = {"_class": CONFIG_CLASS, "_format": FORMAT, **self.to_dict()}
         atomic_write_text(Path(path), json.dumps(body, indent=2) + "\n")
 
@@ -418,8 +418,6 @@ class GFPGAN(nn.Module):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``gfpgan.safetensors`` and ``config.json`` (last: a folder with config.json is complete)."""
-        from ...weights.io import save_safetensors
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_safetensors(self.state_dict(), path / WEIGHTS_FILE, {"format": FORMAT})
@@ -431,8 +429,6 @@ class GFPGAN(nn.Module):
                         dtype: torch.dtype | None = None) -> "GFPGAN":
         """Load a restorer folder written by :meth:`save_pretrained` / ``hififace convert --gfpgan``; eval mode,
         no gradients."""
-        from ...weights.io import check_state, load_safetensors
-
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise WeightsError(f"{folder}: restorer folder not found; make one with "

@@ -1,7 +1,7 @@
 """xuehy/HiFiFace-pytorch's released generators (``standard_model`` / ``with_gaze_and_mouth``,
 ``generator_<iteration>.pth``) -> our model folder, variant ``xuehy``.
 
-The file is a raw ``Generator.state_dict()`` (no prefix; FORMATS.md section 4, manifest
+The file is a raw ``Generator.state_dict()`` (no prefix; docs/formats.md#xuehy-generator, manifest
 ``tests/data/manifests/xuehy_hififace_generator_keys.tsv``, 1425 keys): the trained ``encoder.*`` (44 keys),
 ``decoder.*`` (70) and ``sff_module.*`` (54), and the frozen identity networks it embeds, ``id_extractor.f_3d.*``
 (Deep3DFaceRecon ReconNet, 332 keys, our ``recon3d.safetensors``) and ``id_extractor.f_id.*`` (ArcFace IResNet-100,
@@ -25,8 +25,11 @@ import torch
 
 from ..config import HifiFaceConfig
 from ..errors import WeightsError
-from .io import describe_keys, load_legacy, tensors_only
-from .reference import _adain_block, _layers, _resblock
+from ..models.frozen.arcface import arcface_arch_from_state_dict
+from ..models.hififace import HifiFace, assign_state
+from ..weights.io import describe_keys, load_legacy, tensors_only
+from .keys import looks_like, strip_module_prefix
+from .reference import map_adain_block, map_encoder_decoder, map_layers, map_resblock
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,7 @@ XUEHY_WHAT = "xuehy/HiFiFace-pytorch generator_<iteration>.pth"
 SOURCE_FORMAT = "xuehy/HiFiFace-pytorch Generator.state_dict (generator_<iteration>.pth)"
 F_ID = "id_extractor.f_id."
 F_3D = "id_extractor.f_3d."
-TRAINED = ("encoder.", "decoder.", "sff_module.")
-#: The two released model folders (FORMATS.md section 4); both hold generators with the same keys.
+#: The two released model folders (docs/formats.md#xuehy-generator); both hold generators with the same keys.
 MODEL_KINDS = {
     "standard_model": "paper losses",
     "with_gaze_and_mouth": "paper losses + eye and mouth heat-map losses (HRNet)",
@@ -55,20 +57,14 @@ def generator_key_map(generator: torch.nn.Module) -> "OrderedDict[str, str]":
     cfg = generator.config
     if cfg.variant != "xuehy":
         raise WeightsError(f"only the xuehy variant has xuehy/HiFiFace-pytorch's layout (this is {cfg.variant})")
-    m: OrderedDict[str, str] = OrderedDict()
-    _layers(m, "encoder", "encoder", [("stem", "conv_first")])
-    for i, blk in enumerate(generator.encoder.blocks):
-        _resblock(m, f"encoder.blocks.{i}", f"encoder.block_list.{i}", blk.resample != "none")
-    for i, _ in enumerate(generator.decoder.blocks):
-        _adain_block(m, f"decoder.blocks.{i}", f"decoder.block_list.{i}")
-    _resblock(m, "sff.sigma", "sff_module.sigma", False)
-    _layers(m, "sff", "sff_module", [("mask_low", "low_mask_predict.0")])
-    _adain_block(m, "sff.fuse.0", "sff_module.z_fuse_block_1")
-    _adain_block(m, "sff.fuse.1", "sff_module.z_fuse_block_2")
-    _layers(m, "sff", "sff_module", [("to_low", "i_low_block.1")])
+    m = map_encoder_decoder(generator)
+    map_layers(m, "sff", "sff_module", [("mask_low", "low_mask_predict.0")])
+    map_adain_block(m, "sff.fuse.0", "sff_module.z_fuse_block_1")
+    map_adain_block(m, "sff.fuse.1", "sff_module.z_fuse_block_2")
+    map_layers(m, "sff", "sff_module", [("to_low", "i_low_block.1")])
     for i, _ in enumerate(generator.sff.up):
-        _resblock(m, f"sff.up.{i}", f"sff_module.f_up.net.{i}", True)
-    _layers(m, "sff", "sff_module.f_up", [("to_rgb", "i_r_net.1"), ("mask_r", "m_r_net.0")])
+        map_resblock(m, f"sff.up.{i}", f"sff_module.f_up.net.{i}", True)
+    map_layers(m, "sff", "sff_module.f_up", [("to_rgb", "i_r_net.1"), ("mask_r", "m_r_net.0")])
     own = set(generator.state_dict())
     if set(m) != own:  # the map must cover the model exactly; a mismatch is a bug here, not in the file
         raise AssertionError(f"xuehy generator key map out of date: {sorted(own ^ set(m))[:5]}")
@@ -127,8 +123,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 # ---------------------------------------------------------------------------------------------- converting
 def read_xuehy_state(path: str | Path, obj: object = None) -> "OrderedDict[str, torch.Tensor]":
     """The tensors of a xuehy generator file (``obj``: the file already loaded), clear error otherwise."""
-    from .arcface import looks_like, strip_module_prefix
-
     path = Path(path)
     if obj is None:
         obj = load_legacy(path, XUEHY_WHAT)
@@ -144,9 +138,6 @@ def convert_xuehy_generator(path: str | Path, out_dir: str | Path, obj: object =
     ``obj`` is the file already loaded by the caller, if any. The config records the variant, the ``frontal``
     alignment the weights were trained with, and where they came from (file name, sha256, model kind, iteration).
     """
-    from ..models.frozen.arcface import arcface_arch_from_state_dict
-    from ..models.hififace import HifiFace, assign_state
-
     path = Path(path)
     state = read_xuehy_state(path, obj)
     del obj  # finiteness is checked part by part when the tensors are assigned (assign_state)

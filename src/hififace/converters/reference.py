@@ -4,8 +4,9 @@ Both ways: :func:`convert_reference_checkpoint` turns it into our folder, :func:
 writes our folder back as a checkpoint the reference code loads with a strict ``load_state_dict``.
 
 Every key of the checkpoint is either mapped (generator, its frozen ArcFace/ReconNet, discriminator, LPIPS) or on
-the explicit drop list below; anything else stops the conversion naming the keys. Key names and shapes:
-``tests/data/manifests/seed_lightning_checkpoint_keys.tsv`` (2791 keys).
+the explicit drop list below; anything else stops the conversion naming the keys. The container:
+docs/formats.md#reference-checkpoint; key names and shapes: ``tests/data/manifests/seed_lightning_checkpoint_keys.tsv``
+(2791 keys).
 """
 from __future__ import annotations
 
@@ -18,8 +19,13 @@ import torch
 
 from ..config import HifiFaceConfig
 from ..errors import WeightsError
+from ..losses.lpips import LPIPS as LPIPSNet
+from ..models.discriminators import create_discriminator
+from ..models.frozen.arcface import arcface_arch_from_state_dict
+from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace, assign_state
+from ..utils.atomic import atomic_path
 from ..utils.text import printable
-from .io import check_finite, describe_keys, load_legacy, tensors_only
+from ..weights.io import check_finite, describe_keys, load_into, load_legacy, load_safetensors, tensors_only
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +45,35 @@ DROPPED = {
     LPIPS_ALIAS: "alias of the LPIPS linear heads lin0-4 (same tensors)",
 }
 
-# The reference's Lightning 1.4 checkpoint layout (seed_checkpoint_summary.md).
-CKPT_TOP_KEYS = ("epoch", "global_step", "pytorch-lightning_version", "state_dict", "callbacks", "optimizer_states", "lr_schedulers")
-
-
 # ---------------------------------------------------------------------------------------------- key maps
-def _layers(m: dict, ours: str, ref: str, pairs: list[tuple[str, str]]) -> None:
+def map_layers(m: dict, ours: str, ref: str, pairs: list[tuple[str, str]]) -> None:
     for our_layer, ref_layer in pairs:  # weight then bias of each layer: the reference's state_dict order
         for p in ("weight", "bias"):
             m[f"{ours}.{our_layer}.{p}"] = f"{ref}.{ref_layer}.{p}"
 
 
-def _resblock(m: dict, ours: str, ref: str, resampling: bool) -> None:
+def map_resblock(m: dict, ours: str, ref: str, resampling: bool) -> None:
     # main_path = [IN, LReLU, conv, (pool|up), IN, LReLU, conv]: the 2nd conv sits at 6 or at 5
-    _layers(m, ours, ref, [("conv1", "main_path.2"), ("conv2", f"main_path.{6 if resampling else 5}"), ("skip", "side_path.0")])
+    map_layers(m, ours, ref, [("conv1", "main_path.2"), ("conv2", f"main_path.{6 if resampling else 5}"), ("skip", "side_path.0")])
 
 
-def _adain_block(m: dict, ours: str, ref: str) -> None:
-    _layers(m, ours, ref, [("adain1.std", "adain1.std_style_fc"), ("adain1.mean", "adain1.mean_style_fc"),
+def map_adain_block(m: dict, ours: str, ref: str) -> None:
+    map_layers(m, ours, ref, [("adain1.std", "adain1.std_style_fc"), ("adain1.mean", "adain1.mean_style_fc"),
                            ("adain2.std", "adain2.std_style_fc"), ("adain2.mean", "adain2.mean_style_fc"),
                            ("conv1", "main_path1.1"), ("conv2", "main_path2.1"), ("skip", "side_path.0")])
+
+
+def map_encoder_decoder(generator: torch.nn.Module) -> "OrderedDict[str, str]":
+    """The keys of the encoder and decoder and of the SFF's sigma block, which the reference and xuehy's generator
+    name alike (their SFF heads differ)."""
+    m: OrderedDict[str, str] = OrderedDict()
+    map_layers(m, "encoder", "encoder", [("stem", "conv_first")])
+    for i, blk in enumerate(generator.encoder.blocks):
+        map_resblock(m, f"encoder.blocks.{i}", f"encoder.block_list.{i}", blk.resample != "none")
+    for i, _ in enumerate(generator.decoder.blocks):
+        map_adain_block(m, f"decoder.blocks.{i}", f"decoder.block_list.{i}")
+    map_resblock(m, "sff.sigma", "sff_module.sigma", False)
+    return m
 
 
 def generator_key_map(generator: torch.nn.Module) -> "OrderedDict[str, str]":
@@ -66,18 +81,12 @@ def generator_key_map(generator: torch.nn.Module) -> "OrderedDict[str, str]":
     cfg = generator.config
     if cfg.variant != "reference" or cfg.image_size != 256:
         raise WeightsError(f"only the 256 reference variant has a reference checkpoint layout (this is {cfg.image_size} {cfg.variant})")
-    m: OrderedDict[str, str] = OrderedDict()
-    _layers(m, "encoder", "encoder", [("stem", "conv_first")])
-    for i, blk in enumerate(generator.encoder.blocks):
-        _resblock(m, f"encoder.blocks.{i}", f"encoder.block_list.{i}", blk.resample != "none")
-    for i, _ in enumerate(generator.decoder.blocks):
-        _adain_block(m, f"decoder.blocks.{i}", f"decoder.block_list.{i}")
+    m = map_encoder_decoder(generator)
     sff = generator.sff
-    _resblock(m, "sff.sigma", "sff_module.sigma", False)
-    _resblock(m, "sff.mask_low", "sff_module.low_mask_predict", False)
-    _adain_block(m, "sff.fuse", "sff_module.z_fuse_block")
+    map_resblock(m, "sff.mask_low", "sff_module.low_mask_predict", False)
+    map_adain_block(m, "sff.fuse", "sff_module.z_fuse_block")
     for i, blk in enumerate(sff.up):
-        _resblock(m, f"sff.up.{i}", f"sff_module.f_up.net.{i}", blk.resample != "none")
+        map_resblock(m, f"sff.up.{i}", f"sff_module.f_up.net.{i}", blk.resample != "none")
     own = set(generator.state_dict())
     if set(m) != own:  # the map must cover the model exactly; a mismatch is a bug here, not in the file
         raise AssertionError(f"generator key map out of date: {sorted(own ^ set(m))[:5]}")
@@ -148,10 +157,6 @@ def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_tra
     ``keep_training`` also writes the discriminator and LPIPS weights (for fine-tuning and for the way back);
     ``obj`` is the checkpoint already loaded by the caller, if any.
     """
-    from ..models.discriminators import create_discriminator
-    from ..models.frozen.arcface import arcface_arch_from_state_dict
-    from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace, assign_state
-
     path = Path(path)
     if obj is None:
         obj = load_legacy(path, "reference HifiFace checkpoint (hififace_opensouce_299999.ckpt)")
@@ -222,10 +227,6 @@ def convert_reference_checkpoint(path: str | Path, out_dir: str | Path, keep_tra
 # ---------------------------------------------------------------------------------------------- writing
 def build_reference_state(folder: str | Path, allow_missing_training: bool = False) -> "OrderedDict[str, torch.Tensor]":
     """The 2791-key reference state_dict of one of our folders (256, reference variant)."""
-    from ..models.discriminators import create_discriminator
-    from ..models.hififace import DISCRIMINATOR_FILE, LPIPS_FILE, HifiFace
-    from .io import load_into, load_safetensors
-
     folder = Path(folder)
     model = HifiFace.from_pretrained(folder)
     if model.config.variant != "reference" or model.config.image_size != 256:
@@ -270,8 +271,6 @@ def build_reference_state(folder: str | Path, allow_missing_training: bool = Fal
     if lfile.exists():
         lpips = load_safetensors(lfile, "LPIPS weights")
     elif allow_missing_training:
-        from ..losses.lpips import LPIPS as LPIPSNet  # written here; random trunk with a warning
-
         lpips = LPIPSNet().state_dict()
     else:
         raise WeightsError(f"{lfile}: missing; the reference checkpoint needs LPIPS weights "
@@ -294,10 +293,6 @@ def _lpips_order(key: str) -> tuple:
 
 def export_reference_checkpoint(folder: str | Path, out_path: str | Path, allow_missing_training: bool = False) -> Path:
     """Write one of our folders as a reference Lightning checkpoint (loads strictly in mindslab-ai/hififace)."""
-    from ..utils.atomic import atomic_path
-
-    from ..config import HifiFaceConfig
-
     state = build_reference_state(folder, allow_missing_training)
     ckpt = {"epoch": 0, "global_step": 0, "pytorch-lightning_version": "1.4.2", "state_dict": state,
             "callbacks": {}, "optimizer_states": [], "lr_schedulers": []}

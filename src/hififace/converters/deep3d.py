@@ -9,8 +9,9 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import WeightsError
-from .arcface import _is_tensor_dict, build_uninitialised, looks_like, strip_module_prefix
-from .io import load_into, load_legacy, load_safetensors
+from ..models.frozen.recon import ReconNet
+from ..weights.io import load_into, load_legacy, load_safetensors
+from .keys import build_uninitialised, is_tensor_dict, looks_like, strip_module_prefix
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def load_recon_state(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
         obj = load_legacy(path, RECON_WHAT)
     if isinstance(obj, Mapping) and "net_recon" in obj:
         obj = obj["net_recon"]
-    if not _is_tensor_dict(obj):
+    if not is_tensor_dict(obj):
         raise WeightsError(f"{path}: not a ReconNet checkpoint ({looks_like(obj)}); {RECON_EXPECTED}")
     state = strip_module_prefix(obj, path)
     if not (any(k.startswith("backbone.") for k in state) and "final_layers.0.weight" in state):
@@ -39,8 +40,6 @@ def load_recon_state(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
 
 def load_recon(path: str | Path):
     """A frozen :class:`~hififace.models.frozen.recon.ReconNet` with the weights of ``path``."""
-    from ..models.frozen.recon import ReconNet
-
     state = load_recon_state(path)
     model = build_uninitialised(ReconNet)
     load_into(model, state, path)

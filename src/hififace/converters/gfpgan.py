@@ -1,7 +1,7 @@
 """Strict converter for TencentARC's GFPGAN v1.3 / v1.4 weights (``GFPGANv1.4.pth``) -> our restorer folder.
 
 The released file is a plain ``torch.save`` dict ``{'params_ema': state_dict}`` (upstream takes ``params_ema`` when
-present, otherwise ``params``) of ``GFPGANv1Clean`` (FORMATS.md section 7, manifest
+present, otherwise ``params``) of ``GFPGANv1Clean`` (docs/formats.md#gfpgan-restorer, manifest
 ``tests/data/manifests/gfpgan_v1.4_clean_keys.tsv``: 285 tensors). It is read through
 :func:`~hififace.weights.legacy.load_legacy` (nothing in it is executed). Every key is either loaded into
 :class:`~hififace.models.restorers.GFPGAN` (same names and shapes) or on :data:`DROPPED` with its reason; any other
@@ -19,7 +19,9 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import ConfigError, WeightsError
-from .io import check_state, describe_keys, load_legacy, tensors_only
+from ..models.restorers.gfpgan import GFPGAN, GFPGANConfig
+from ..weights.io import check_state, describe_keys, load_legacy, tensors_only
+from .convert import atomic_folder, require_existing
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,6 @@ def read_gfpgan_state(path: str | Path) -> tuple["OrderedDict[str, torch.Tensor]
 
 def infer_config(state: Mapping[str, torch.Tensor], path: str | Path, notes: dict[str, Any] | None = None):
     """The :class:`~hififace.models.restorers.GFPGANConfig` a GFPGAN state dict was built with, from its shapes."""
-    from ..models.restorers.gfpgan import GFPGANConfig
-
     original = sorted(k for k in state if _ORIGINAL_ARCH.search(k))
     if original:
         raise WeightsError(f"{path}: weights of the original GFPGANv1 architecture (e.g. {clean_name(original[0])}), "
@@ -112,8 +112,6 @@ def infer_config(state: Mapping[str, torch.Tensor], path: str | Path, notes: dic
 
 def load_gfpgan(path: str | Path, notes: dict[str, Any] | None = None):
     """A :class:`~hififace.models.restorers.GFPGAN` (eval, no grad, float32) with the weights of a release file."""
-    from ..models.restorers.gfpgan import GFPGAN
-
     path = Path(path)
     state, container = read_gfpgan_state(path)
     dropped = {prefix: [k for k in state if k.startswith(prefix)] for prefix in DROPPED}
@@ -142,8 +140,6 @@ def random_release_state(config=None, seed: int = 0) -> "OrderedDict[str, torch.
     stand-in for ``GFPGANv1.4.pth``. Values come from one seeded CPU generator, key by key, so they are the same on
     every machine.
     """
-    from ..models.restorers.gfpgan import GFPGAN, GFPGANConfig
-
     config = config or GFPGANConfig()
     with torch.device("meta"):
         shapes = OrderedDict((k, tuple(v.shape)) for k, v in GFPGAN(config).state_dict().items())
@@ -180,8 +176,6 @@ def random_release_state(config=None, seed: int = 0) -> "OrderedDict[str, torch.
 
 def convert_gfpgan(path: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
     """``GFPGANv1.4.pth`` -> restorer folder (``config.json`` + ``gfpgan.safetensors``), written atomically."""
-    from .convert import atomic_folder, require_existing
-
     path = require_existing(path)
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder; give the GFPGAN weight file (GFPGANv1.4.pth)")

@@ -8,8 +8,9 @@ from typing import Mapping
 import torch
 
 from ..errors import WeightsError
+from ..models.frozen.bfm import N_EXP, N_ID, BFMLandmarks, load_bfm_mat
 from ..utils.text import printable_list
-from .io import load_safetensors
+from ..weights.io import load_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,6 @@ BFM_KEYS = ("mean_shape", "id_base", "exp_base")
 def load_bfm(path: str | Path):
     """:class:`~hififace.models.frozen.bfm.BFMLandmarks` from ``BFM_model_front.mat`` or our
     ``bfm_landmarks.safetensors``; clear :class:`WeightsError` for a missing, unreadable or incomplete file."""
-    from ..models.frozen.bfm import load_bfm_mat
-
     path = Path(path)
     if path.suffix == ".safetensors":
         return bfm_from_tensors(load_safetensors(path, "BFM landmarks"), path)
@@ -34,8 +33,6 @@ def bfm_to_tensors(bfm) -> dict[str, torch.Tensor]:
 
 def bfm_from_tensors(tensors: Mapping[str, torch.Tensor], source: str | Path = "BFM tensors"):
     """Inverse of :func:`bfm_to_tensors`, checking keys, shapes and values."""
-    from ..models.frozen.bfm import N_EXP, N_ID, BFMLandmarks
-
     missing = [k for k in BFM_KEYS if k not in tensors]
     extra = [k for k in tensors if k not in BFM_KEYS]
     if missing or extra:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from face_helpers import photo
-from hififace.face.preprocess import PreprocessConfig, preprocess, read_index
+from hififace.data.prepare import PreprocessConfig, preprocess, read_index
 from inferkit import run_cli
 
 cv2 = pytest.importorskip("cv2")
@@ -111,16 +111,16 @@ def test_merge_names_missing_shards_and_partial_merges_the_rest(raw, tmp_path, c
 
 
 def test_unexpected_errors_stop_the_run_expected_ones_skip_the_photo(raw, tmp_path, monkeypatch, capsys):
-    from hififace.face.preprocess import FacePipeline
+    from hififace.data.prepare import Preparer
 
-    real = FacePipeline.analyse
+    real = Preparer.analyse
 
     def odd(self, image):
         if image.shape[0] == 300:  # the grace photo: OpenCV gives up on it
             raise cv2.error("simulated OpenCV failure")
         return real(self, image)
 
-    monkeypatch.setattr(FacePipeline, "analyse", odd)
+    monkeypatch.setattr(Preparer, "analyse", odd)
     result = preprocess(raw, tmp_path / "a", PreprocessConfig(size=128, parsing="landmarks", landmarks68="none",
                                                                refine_passes=0))
     index = read_index(result.index_path)
@@ -129,7 +129,7 @@ def test_unexpected_errors_stop_the_run_expected_ones_skip_the_photo(raw, tmp_pa
     def bug(self, image):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(FacePipeline, "analyse", bug)
+    monkeypatch.setattr(Preparer, "analyse", bug)
     rc, _, err = run_cli(["preprocess", raw, tmp_path / "b", *FAST], capsys)
     assert rc == 1 and err[-1].startswith("error: unexpected KeyError") and "-v" in err[-1]
     assert not any("Traceback" in line for line in err)

@@ -1,46 +1,8 @@
-"""Dataset preprocessing (``hififace preprocess``): one aligned crop and one parsing map per usable photo.
-
-Input: ``RAW_DIR/<identity>/<file>`` (VGGFace2 layout: one folder per identity, photos directly inside).
-Output, readable by mindslab-ai/hififace's ``dataset.py`` (``img_root=OUT_DIR/images``, ``parsing_root=OUT_DIR/parsing``)
-and by this project's training::
-
-    OUT_DIR/images/<identity>/<file stem>.png     aligned RGB crop, size x size
-    OUT_DIR/parsing/<identity>/<file stem>.png    colour-coded parsing (PSFRGAN palette, palette PNG, lossless)
-    OUT_DIR/index.jsonl                           one JSON object per source file, sorted by "source"
-    OUT_DIR/preprocess.json                       the options the folder was made with (checked on resume)
-    OUT_DIR/summary.json                          counts and skip reasons of the last complete run
-
-With ``--shard i/n`` each shard writes ``index.shard-IIIII-of-NNNNN.jsonl`` and ``summary.shard-IIIII-of-NNNNN.json``;
-the shard that completes the set merges them into ``index.jsonl`` and ``summary.json``.
-
-``index.jsonl`` record (keys always present unless marked "ok only"):
-
-- ``source`` (str): path of the photo relative to RAW_DIR, POSIX separators; the key of the record
-- ``identity`` (str): the identity folder name
-- ``status`` (str): ``"ok"`` or ``"skipped"``
-- ``reason`` (str | null): why it was skipped: ``unreadable`` (corrupt/truncated/not decodable), ``not_an_image``
-  (extension not an image, or a file that is no image whatever its name), ``no_face``, ``low_score``, ``face_too_small``, ``several_faces`` (with
-  ``--multi-face skip``), ``duplicate_name`` (another file of the same stem in the folder came first),
-  ``unreadable_folder``, ``not_in_identity_folder``, ``error`` (unexpected; see ``detail``)
-- ``detail`` (str | null): one line for humans
-- ok only: ``image`` and ``parsing`` (paths relative to OUT_DIR), ``size`` (int), ``align`` (template name),
-  ``parser`` (the parser actually used: ``bisenet``, ``psfrgan`` or ``landmarks``), ``photo_size`` ([w, h]),
-  ``faces`` (faces detected), ``box`` ([x1, y1, x2, y2] photo pixels), ``score`` (detector score),
-  ``landmarks5`` (5 x [x, y] photo pixels, after refinement; order eye_left, eye_right, nose, mouth_left,
-  mouth_right in image left/right), ``landmarks5_detector`` (the detector's own 5 points), ``landmarks68``
-  (68 x [x, y] iBUG order, or null when no 68-point backend is available), ``landmarks68_backend`` (str | null),
-  ``matrix`` (2 x 3 photo -> crop similarity, pixel-centre convention as ``cv2.warpAffine``),
-  ``image_bytes`` and ``parsing_bytes`` (int: the sizes of the two PNGs, checked on resume)
-
-Resuming: recorded results are not recomputed as long as their outputs are intact: a recorded PNG that is missing
-or has another size than recorded (zero bytes, truncated), or, for records of older versions without sizes, lacks
-the PNG end marker, is made again. Outputs are written through hidden temporary files (``.hififace-*.tmp``),
-flushed to disk and renamed into place, so an interrupted run (even a power cut) leaves no partial PNG under a
-final name.
-
-One run per shard: a run locks the output folder (``OUT_DIR/.locks/preprocess.lock``; the shards of a sharded run
-share it and each also locks ``.locks/shard-IIIII-of-NNNNN.lock``); a second run on the same folder (or shard)
-stops with one line naming the running one's pid.
+"""Dataset preparation (``hififace preprocess``): one aligned crop and one parsing map per usable photo of a
+``RAW_DIR/<identity>/<file>`` tree, written to ``OUT_DIR/images`` and ``OUT_DIR/parsing`` with one JSON record per
+photo in ``OUT_DIR/index.jsonl``; sharded (``--shard i/n``, merged by the shard that completes the set), resumable
+(outputs written atomically, trusted while their recorded sizes hold) and locked (one run per folder or shard).
+The layout, the record schema, resuming and locking: docs/preprocessing.md.
 """
 from __future__ import annotations
 
@@ -60,7 +22,13 @@ import numpy as np
 
 from ..errors import ConfigError, HifiFaceError, InputImageError
 from ..utils.atomic import TMP_PREFIX, atomic_path, atomic_write_text, storage_error
-from .io import IMAGE_EXTENSIONS, NotAnImageError, read_image
+from ..face.align import TEMPLATES, transform_points
+from ..face.cropper import FaceCrop, FaceCropper, Skip
+from ..face.landmarks import get_landmarker
+from ..face.palette import labels_to_image
+from ..face.parse import PARSERS, get_parser
+from ..media.images import IMAGE_EXTENSIONS, NotAnImageError, read_photo
+from ..utils.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +65,6 @@ class PreprocessConfig:
     bfm: str | None = None
 
     def check(self) -> None:
-        from .align import TEMPLATES
-        from .parse import PARSERS
-
         if self.size < 32 or self.size > 2048:
             raise ConfigError(f"--size {self.size}: use 32..2048 (256 or 512 for training)")
         if self.align not in TEMPLATES:
@@ -186,76 +151,52 @@ def list_tasks(raw_dir: Path) -> list[Task]:
     return tasks
 
 
-# ---------------------------------------------------------------- per-process pipeline
+# ---------------------------------------------------------------- per-process work
 
 
-class FacePipeline:
-    """Detector, optional 68-point landmarker and parser for one process; :meth:`process` handles one photo."""
+class Preparer:
+    """The face cropper (detector, refinement, optional 68-point landmarker) and the parser of one process;
+    :func:`process_task` handles one photo with it."""
 
     def __init__(self, config: PreprocessConfig):
-        from .detect import get_detector
-        from .landmarks import get_landmarker
-        from .parse import get_parser
-
         self.config = config
-        kw: dict[str, Any] = {"model_path": config.detector_model} if config.detector_model else {}
-        self.detector = get_detector(config.detector, **kw)
         if config.recon3d:
-            self.landmarker = get_landmarker("recon", recon_path=config.recon3d, bfm_path=config.bfm,
-                                             device=config.device)
+            landmarker = get_landmarker("recon", recon_path=config.recon3d, bfm_path=config.bfm, device=config.device)
         else:
-            self.landmarker = get_landmarker(config.landmarks68)
+            landmarker = get_landmarker(config.landmarks68)
+        self.cropper = FaceCropper(config.detector, detector_model=config.detector_model, size=config.size,
+                                   template=config.align, refine_passes=config.refine_passes,
+                                   refine_jitter=config.refine_jitter, landmarker=landmarker)
         self.parser = get_parser(config.parsing, config.parsing_weights, device=config.device)
 
-    def analyse(self, image: np.ndarray) -> tuple[dict[str, Any] | None, str | None, str | None]:
-        """Detection, filters, refinement and alignment of one photo: (record fields, skip reason, detail)."""
-        from .align import JITTER_4, align_crop, estimate_transform, refine_landmarks
+    @property
+    def landmarker(self):
+        return self.cropper.landmarker
 
+    def analyse(self, image: np.ndarray) -> FaceCrop | Skip:
+        """The crop of one photo's face (filters, refinement and alignment), or why there is none."""
         cfg = self.config
-        faces = self.detector.detect(image)
-        if not faces:
-            return None, "no_face", "no face detected"
-        scored = [f for f in faces if f.score >= cfg.min_score]
-        if not scored:
-            return None, "low_score", f"best detector score {max(f.score for f in faces):.3f} < {cfg.min_score}"
-        usable = [f for f in scored if f.size >= cfg.min_face]
-        if not usable:
-            return None, "face_too_small", f"largest face {max(f.size for f in scored):.0f} px < {cfg.min_face:g} px"
-        if len(usable) > 1 and cfg.multi_face == "skip":
-            return None, "several_faces", f"{len(usable)} faces"
-        face = max(usable, key=lambda f: f.area)
-        raw5 = face.landmarks.astype(np.float64).copy()
-        lm5 = raw5.copy()
-        if cfg.refine_passes > 0:
-            jitter = JITTER_4 if cfg.refine_jitter else ((0.0, 0.0),)
-            lm5, _ = refine_landmarks(image, lm5, self.detector, passes=cfg.refine_passes, jitter=jitter)
-        lm68 = None
-        if self.landmarker is not None:
-            face.landmarks = lm5.astype(np.float32)
-            try:
-                lm68 = self.landmarker.landmarks68(image, face)
-            except HifiFaceError as err:
-                log.debug("68-point landmarks failed: %s", err)
-        matrix = estimate_transform(lm68 if (cfg.align == "ffhq" and lm68 is not None) else lm5, cfg.align, cfg.size)
-        crop = align_crop(image, matrix, cfg.size)
-        rec = {
+        return self.cropper.best(image, min_score=cfg.min_score, min_face=cfg.min_face, multi_face=cfg.multi_face)
+
+    def parse(self, face: FaceCrop) -> np.ndarray:
+        """The parsing map of a crop, from the parser (the landmark parser draws on the crop's landmarks)."""
+        pts = transform_points(face.landmarks68 if face.landmarks68 is not None else face.landmarks, face.matrix)
+        return self.parser.parse(face.crop, pts)
+
+    def record(self, image: np.ndarray, face: FaceCrop) -> dict[str, Any]:
+        """The index record fields of a cropped face (coordinates rounded to 0.01 px)."""
+        lm68 = face.landmarks68
+        return {
             "photo_size": [int(image.shape[1]), int(image.shape[0])],
-            "faces": len(faces),
-            "box": [round(float(v), 2) for v in face.box],
-            "score": round(float(face.score), 4),
-            "landmarks5": np.round(lm5, 2).tolist(),
-            "landmarks5_detector": np.round(raw5, 2).tolist(),
+            "faces": face.faces_found,
+            "box": [round(float(v), 2) for v in face.face.box],
+            "score": round(float(face.face.score), 4),
+            "landmarks5": np.round(face.landmarks, 2).tolist(),
+            "landmarks5_detector": np.round(face.face.landmarks.astype(np.float64), 2).tolist(),
             "landmarks68": None if lm68 is None else np.round(lm68, 2).tolist(),
             "landmarks68_backend": None if lm68 is None else self.landmarker.name,
-            "matrix": np.round(matrix, 6).tolist(),
+            "matrix": np.round(face.matrix, 6).tolist(),
         }
-        return {"record": rec, "crop": crop, "lm5": lm5, "lm68": lm68, "matrix": matrix}, None, None
-
-    def parse(self, crop: np.ndarray, lm5: np.ndarray, lm68: np.ndarray | None, matrix: np.ndarray) -> np.ndarray:
-        from .align import transform_points
-
-        pts = transform_points(lm68 if lm68 is not None else lm5, matrix)
-        return self.parser.parse(crop, pts)
 
 
 def _tmp_prefix(shard: tuple[int, int]) -> str:
@@ -318,36 +259,34 @@ def output_intact(path: Path, recorded_bytes: Any) -> bool:
     return png_complete(path)
 
 
-def process_task(pipeline: FacePipeline, task: Task, out_dir: Path) -> dict[str, Any]:
+def process_task(preparer: Preparer, task: Task, out_dir: Path) -> dict[str, Any]:
     """One photo -> its index record; writes the two PNGs unless complete ones exist. Never raises for bad input."""
     rec: dict[str, Any] = {"source": task.source, "identity": task.identity, "status": "skipped", "reason": task.skip,
                            "detail": task.detail}
     if task.skip:
         return rec
-    cfg = pipeline.config
+    cfg = preparer.config
     img_rel = f"images/{task.identity}/{task.stem}.png"
     par_rel = f"parsing/{task.identity}/{task.stem}.png"
     img_path, par_path = out_dir / img_rel, out_dir / par_rel
     try:
-        image = read_image(task.path)  # type: ignore[arg-type]
-        result, reason, detail = pipeline.analyse(image)
-        if result is None:
-            rec.update(reason=reason, detail=detail)
+        image = read_photo(task.path).rgb  # type: ignore[arg-type]
+        face = preparer.analyse(image)
+        if isinstance(face, Skip):
+            rec.update(reason=face.reason, detail=face.detail)
             return rec
         # outputs of a run killed before it recorded them are kept when complete
         have_img, have_par = png_complete(img_path), png_complete(par_path)
-        parser_name = pipeline.parser.name
+        parser_name = preparer.parser.name
         prefix = _tmp_prefix(cfg.shard)
         if not have_par:
-            from .palette import labels_to_image
-
-            labels = pipeline.parse(result["crop"], result["lm5"], result["lm68"], result["matrix"])
+            labels = preparer.parse(face)
             _save_png(par_path, labels_to_image(labels), prefix, compress_level=6)
         if not have_img:
-            _save_png(img_path, result["crop"], prefix, compress_level=1)  # level 1: ~2x faster than 6
+            _save_png(img_path, face.crop, prefix, compress_level=1)  # level 1: ~2x faster than 6
         rec.update(status="ok", reason=None, detail=None, image=img_rel, parsing=par_rel, size=cfg.size, align=cfg.align,
                    parser=parser_name, image_bytes=img_path.stat().st_size, parsing_bytes=par_path.stat().st_size)
-        rec.update(result["record"])
+        rec.update(preparer.record(image, face))
         return rec
     except NotAnImageError as err:
         rec.update(reason="not_an_image", detail=str(err))
@@ -395,12 +334,10 @@ def _worker_init(config: PreprocessConfig, out_dir: str, threads: int) -> None:
     import cv2
 
     cv2.setNumThreads(max(1, threads))
-    from ..utils.logs import setup_logging
-
     setup_logging(False)
     _WORKER["out"] = Path(out_dir)
     try:
-        _WORKER["pipeline"] = FacePipeline(config)
+        _WORKER["preparer"] = Preparer(config)
     except Exception as err:  # an initializer that raises would make the pool restart workers forever
         _WORKER["error"] = err
     if "torch" in sys.modules:  # only neural parsers/landmarks need torch; importing it costs seconds per worker
@@ -410,7 +347,7 @@ def _worker_init(config: PreprocessConfig, out_dir: str, threads: int) -> None:
 def _worker_run(task: Task) -> dict[str, Any]:
     if "error" in _WORKER:
         raise _WORKER["error"]
-    return process_task(_WORKER["pipeline"], task, _WORKER["out"])
+    return process_task(_WORKER["preparer"], task, _WORKER["out"])
 
 
 # ---------------------------------------------------------------- index files
@@ -571,14 +508,14 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, config: PreprocessConfi
         raise InputImageError(f"{raw}: input folder not found; pass RAW_DIR with one sub-folder per identity")
     if out.resolve() == raw.resolve() or raw.resolve() in out.resolve().parents:
         raise ConfigError(f"{out}: OUT_DIR must not be inside RAW_DIR (the outputs would be read as inputs)")
-    # build the pipeline here first: a missing or wrong weight file is one clear error before any work
-    pipeline = FacePipeline(cfg)
+    # build the cropper and parser here first: a missing or wrong weight file is one clear error before any work
+    preparer = Preparer(cfg)
     out.mkdir(parents=True, exist_ok=True)
     with lock_output(out, cfg.shard):
-        return _preprocess_locked(raw, out, cfg, pipeline, progress)
+        return _preprocess_locked(raw, out, cfg, preparer, progress)
 
 
-def _preprocess_locked(raw: Path, out: Path, cfg: PreprocessConfig, pipeline: FacePipeline,
+def _preprocess_locked(raw: Path, out: Path, cfg: PreprocessConfig, preparer: Preparer,
                        progress: bool) -> PreprocessResult:
     _check_settings(out, cfg)
     i, n = cfg.shard
@@ -606,7 +543,7 @@ def _preprocess_locked(raw: Path, out: Path, cfg: PreprocessConfig, pipeline: Fa
     if removed:
         log.info("removed %d temporary file(s) an interrupted run left behind", removed)
     log.info("%d files in this shard, %d already done, %d to process", len(tasks), already, len(todo))
-    if todo and pipeline.parser.name == "landmarks" and pipeline.landmarker is None:
+    if todo and preparer.parser.name == "landmarks" and preparer.landmarker is None:
         log.warning("no parser weights and no 68-point landmarks: parsing maps will be 5-point ellipses, nearly the "
                     "same for every face (see the summary)")
 
@@ -614,7 +551,7 @@ def _preprocess_locked(raw: Path, out: Path, cfg: PreprocessConfig, pipeline: Fa
     if todo:
         try:
             with index_path.open("a", encoding="utf-8") as fh:
-                for rec in _run(todo, out, cfg, progress, pipeline):
+                for rec in _run(todo, out, cfg, progress, preparer):
                     records[rec["source"]] = rec
                     fh.write(json.dumps(rec, sort_keys=True) + "\n")
                     fh.flush()
@@ -687,7 +624,7 @@ def lock_output(out: Path, shard: tuple[int, int] = (0, 1)) -> Iterator[None]:
 
 
 def _run(todo: list[Task], out: Path, cfg: PreprocessConfig, progress: bool,
-         pipeline: FacePipeline | None = None) -> Iterator[dict[str, Any]]:
+         preparer: Preparer | None = None) -> Iterator[dict[str, Any]]:
     bar = None
     if progress and todo:
         from tqdm import tqdm
@@ -696,9 +633,9 @@ def _run(todo: list[Task], out: Path, cfg: PreprocessConfig, progress: bool,
         bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True, desc="preprocess", disable=None)
     try:
         if cfg.workers <= 1 or len(todo) <= 1:
-            pipeline = pipeline or FacePipeline(cfg)
+            preparer = preparer or Preparer(cfg)
             for t in todo:
-                yield process_task(pipeline, t, out)
+                yield process_task(preparer, t, out)
                 if bar:
                     bar.update(1)
         else:
@@ -706,7 +643,7 @@ def _run(todo: list[Task], out: Path, cfg: PreprocessConfig, progress: bool,
 
             ctx = mp.get_context("spawn")  # safe with torch/OpenCV threads and CUDA
             threads = max(1, (os.cpu_count() or 1) // cfg.workers)
-            del pipeline  # each worker builds its own
+            del preparer  # each worker builds its own
             with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(cfg, str(out), threads)) as pool:
                 for rec in pool.imap_unordered(_worker_run, todo, chunksize=4):
                     yield rec

@@ -1,9 +1,8 @@
-"""GPU fast paths, checked on the CPU: 2x2 pool by slices, fused norm -> affine -> LeakyReLU, HifiFace.compile
-(CPU inductor), channels_last end to end, and a training step without host syncs.
+"""HifiFace.compile (CPU inductor), channels_last end to end, the CLI's --compile, and a training step without host
+syncs (the GPU fast paths, checked on the CPU; the blocks' own fast paths: test_nn_fast.py).
 
-Tolerances: the fused norm and compiled graphs reorder float32 sums (statistics over H x W, fused multiply-adds),
-so outputs match the eager ones to ~1e-6 relative per op; through a whole tiny network that is ~1e-4 absolute
-on images in [0, 1] (well under half a grey level, 2e-3).
+Tolerances: compiled graphs reorder float32 sums, so outputs match the eager ones to ~1e-4 absolute through a whole
+tiny network on images in [0, 1] (well under half a grey level, 2e-3).
 """
 from __future__ import annotations
 
@@ -12,135 +11,16 @@ import logging
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hififace import HifiFace
-from hififace.nn import blocks, fast
 from inferkit import tiny_model, tiny_model_dir
 
 IMAGE_ATOL = 2e-4  # outputs in [0, 1]; a grey level is 1/255 = 3.9e-3
 
 
-@pytest.fixture
-def fused(request):
-    """Run a test with the fused norm mode ``request.param`` and restore the previous mode afterwards."""
-    before = dict(fast._fused)
-    fast.set_fused_norm(getattr(request, "param", "on"))
-    yield
-    fast._fused.update(before)
-
-
 def _images(n, size=256, seed=0):
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-# ---------------------------------------------------------------------------------------------- 2x2 pool
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
-@pytest.mark.parametrize("shape", [(2, 8, 16, 16), (1, 3, 7, 9)])
-def test_pool_by_slices_is_avg_pool2d_bit_for_bit(dtype, layout, shape):
-    x = (torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 10 + 3).to(dtype)
-    x = x.contiguous(memory_format=layout)
-    got = fast.avg_pool_2x2_slices(x)
-    assert got.dtype == dtype and torch.equal(got, F.avg_pool2d(x, 2))
-    assert got.is_contiguous(memory_format=layout)  # stays in its layout (no copy back to NCHW)
-
-
-# ---------------------------------------------------------------------------------------------- fused norm
-def _plain_norm_act(x, std=None, mean=None):
-    n = F.instance_norm(x, eps=fast.IN_EPS)
-    if std is not None:
-        n = std[:, :, None, None] * n + mean[:, :, None, None]
-    return F.leaky_relu(n, fast.LRELU_SLOPE)
-
-
-@pytest.mark.parametrize("affine", [False, True], ids=["in", "adain"])
-def test_norm_act_matches_the_plain_ops(affine):
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 6, 9, 7, generator=g) * 3 + torch.randn(1, 6, 1, 1, generator=g) * 50  # large channel means
-    std, mean = (torch.randn(2, 6, generator=g), torch.randn(2, 6, generator=g)) if affine else (None, None)
-    ref = _plain_norm_act(x.double(), *(t.double() if t is not None else None for t in (std, mean)))
-    for layout in (torch.contiguous_format, torch.channels_last):
-        got = fast.norm_act(x.contiguous(memory_format=layout), std, mean)
-        assert got.dtype == torch.float32 and got.is_contiguous(memory_format=layout)
-        torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
-    # bf16 input: statistics in float32, one rounding at the end (bf16 statistics would be off by ~0.2 here)
-    xb = x.bfloat16()
-    got = fast.norm_act(xb, std, mean)
-    ref = _plain_norm_act(xb.double(), *(t.double() if t is not None else None for t in (std, mean)))
-    assert got.dtype == torch.bfloat16
-    torch.testing.assert_close(got.double(), ref, rtol=2**-8, atol=1e-2)
-
-
-def test_eager_cpu_default_is_the_plain_path():
-    """'auto' keeps eager CPU on the reference's ops (the parity with the reference checkpoint depends on it)."""
-    assert fast._fused["mode"] == "auto"
-    assert not fast._fused_wanted(torch.zeros(1, 2, 4, 4))
-
-
-def _block_grads(block, x, v):
-    leaves = [x, v, *block.parameters()]
-    out = block(x, v)
-    grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), leaves)
-    return [out.detach(), *grads]
-
-
-def test_fused_blocks_through_the_compiled_kernel_match_the_plain_path(fused):
-    """Mode 'on' (what 'auto' does on CUDA with Triton): the compiled norm_act in eager blocks, forward and backward
-    (its recompute included) within float rounding of the plain path."""
-    torch.manual_seed(0)
-    block = blocks.AdaINResBlock(8, 6, style_dim=5, upsample=True)
-    x, v = torch.randn(2, 8, 16, 16, requires_grad=True), torch.randn(2, 5, requires_grad=True)
-    got = _block_grads(block, x, v)
-    assert fast._adain_act in fast._fused["fn"] and not fast._fused["failed"]  # really compiled, no silent fallback
-    fast.set_fused_norm("off")
-    ref = _block_grads(block, x, v)
-    # sums of ~1e3 terms; the conv biases before an instance norm get only rounding noise as gradient, so the
-    # tolerance follows the scale of all the gradients, not each tensor's own (portable kernels: 5e-4 on ~1e-5)
-    scale = max(float(c.abs().max()) for c in ref)
-    for a, c in zip(got, ref):
-        torch.testing.assert_close(a, c, rtol=1e-4, atol=max(1e-4, 1e-5 * scale))
-
-
-def test_fused_kernel_failure_falls_back_to_the_plain_path_once(fused, monkeypatch, caplog):
-    def broken(*args):
-        raise RuntimeError("no compiler here")
-
-    monkeypatch.setitem(fast._fused, "fn", {fast._in_act: broken})
-    torch.manual_seed(0)
-    block = blocks.ResBlock(4, 4, "down")
-    x = torch.randn(1, 4, 8, 8)
-    with caplog.at_level(logging.WARNING, logger="hififace.nn.fast"):
-        first = block(x)
-        second = block(x)
-    assert fast._fused["failed"] and len([r for r in caplog.records if "fused instance norm" in r.message]) == 1
-    fast.set_fused_norm("off")
-    torch.testing.assert_close(first, block(x), rtol=1e-5, atol=1e-6)
-    assert torch.equal(second, block(x))  # after the failure: the plain path itself
-
-
-def test_set_fused_norm_refuses_unknown_modes():
-    with pytest.raises(ValueError, match="auto, on, off"):
-        fast.set_fused_norm("fast")
-
-
-def test_inductor_compiled_blocks_match_eager():
-    """torch.compile (inductor's CPU backend) of a down and an up block, as HifiFace.compile runs them: norm_act
-    and the slice pool inside one graph, channels_last, no grad. (Their backward is autograd's of plain ops; the
-    eager fused kernel's backward is checked above.)"""
-    torch.manual_seed(0)
-    down, up = blocks.ResBlock(6, 8, "down"), blocks.AdaINResBlock(8, 6, style_dim=5, upsample=True)
-    down, up = (m.to(memory_format=torch.channels_last) for m in (down, up))
-
-    def fn(x, v):
-        return up(down(x), v)
-
-    x = torch.randn(2, 6, 16, 16).contiguous(memory_format=torch.channels_last)
-    v = torch.randn(2, 5)
-    with torch.no_grad():
-        got, ref = torch.compile(fn, fullgraph=True)(x, v), fn(x, v)
-    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
 
 
 # ---------------------------------------------------------------------------------------------- HifiFace.compile

@@ -10,7 +10,7 @@ import pytest
 
 from face_helpers import photo, photo_transform
 from hififace.errors import ConfigError, HifiFaceError
-from hififace.face.preprocess import PreprocessConfig, list_tasks, parse_shard, preprocess, read_index, shard_of
+from hififace.data.prepare import PreprocessConfig, list_tasks, parse_shard, preprocess, read_index, shard_of
 
 cv2 = pytest.importorskip("cv2")
 from PIL import Image  # noqa: E402
@@ -188,18 +188,19 @@ def test_other_options_on_the_same_folder_are_refused(tree, first_run):
 
 
 def test_multi_face_skip_and_filters(tmp_path):
-    from hififace.face.preprocess import FacePipeline
+    from hififace.face.cropper import Skip
+    from hififace.data.prepare import Preparer
 
     two = cv2.resize(photo("two_people.jpg"), (563, 330), interpolation=cv2.INTER_AREA)
-    res, reason, _ = FacePipeline(config(multi_face="skip")).analyse(two)
-    assert res is None and reason == "several_faces"
-    pipeline = FacePipeline(config())
-    res, reason, _ = pipeline.analyse(two)
-    assert reason is None and res["record"]["faces"] == 2
-    largest = max(pipeline.detector.detect(two), key=lambda f: f.area)  # the largest face is chosen
-    np.testing.assert_allclose(res["record"]["box"], largest.box, atol=0.01)
-    res, reason, _ = FacePipeline(config(min_score=0.99)).analyse(two)
-    assert reason == "low_score"
+    res = Preparer(config(multi_face="skip")).analyse(two)
+    assert isinstance(res, Skip) and res.reason == "several_faces"
+    pipeline = Preparer(config())
+    res = pipeline.analyse(two)
+    assert not isinstance(res, Skip) and pipeline.record(two, res)["faces"] == 2
+    largest = max(pipeline.cropper.detector.detect(two), key=lambda f: f.area)  # the largest face is chosen
+    np.testing.assert_allclose(pipeline.record(two, res)["box"], largest.box, atol=0.01)
+    res = Preparer(config(min_score=0.99)).analyse(two)
+    assert isinstance(res, Skip) and res.reason == "low_score"
 
 
 def test_list_tasks_reports_unreadable_folders(tmp_path):
@@ -312,7 +313,7 @@ def test_a_second_run_on_the_same_folder_is_refused_in_one_line(tree, tmp_path, 
     import subprocess
     import sys
 
-    from hififace.face.preprocess import lock_output
+    from hififace.data.prepare import lock_output
     from inferkit import assert_one_error, run_cli
 
     out = tmp_path / "out"
@@ -334,7 +335,7 @@ def test_a_second_run_on_the_same_folder_is_refused_in_one_line(tree, tmp_path, 
                 with lock_output(out):
                     pass
     # another process holding the lock (and the lock going away with it)
-    code = ("import sys, time; from pathlib import Path; from hififace.face.preprocess import lock_output\n"
+    code = ("import sys, time; from pathlib import Path; from hififace.data.prepare import lock_output\n"
             "with lock_output(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
@@ -348,3 +349,16 @@ def test_a_second_run_on_the_same_folder_is_refused_in_one_line(tree, tmp_path, 
         proc.wait()
     with lock_output(out):  # a killed holder leaves no lock behind
         pass
+
+
+def test_skip_reasons_are_the_documented_ones():
+    import re
+
+    from hififace.data.prepare import SKIP_REASONS
+
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "preprocessing.md").read_text(encoding="utf-8")
+    row = next(line for line in docs.splitlines() if line.startswith("| `reason` |"))
+    assert set(re.findall(r"`(\w+)`", row.split("|")[3])) == set(SKIP_REASONS)
+    made = set(re.findall(r'Skip\("(\w+)"', (root / "src/hififace/face/cropper.py").read_text()))
+    assert made == {"no_face", "low_score", "face_too_small", "several_faces"} and made <= set(SKIP_REASONS)

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 from face_helpers import PHOTOS, crop_disagreement, photo
 from hififace.errors import ConfigError, InputImageError
 from hififace.face.align import template_points, transform_points
-from hififace.inference.photos import read_photo, stored, upright
+from hififace.media.images import read_photo, stored, upright
 from inferkit import FakeEngine, tiny_model
 
 pytest.importorskip("cv2")
@@ -139,12 +139,13 @@ def test_model_mask_and_colour_matching_shape_the_alpha(model):
     assert i_r.shape == (1, 3, 256, 256) and m_r.shape == (1, 1, 256, 256)
     assert 0 <= float(i_r.min()) and float(i_r.max()) <= 1 and 0 <= float(m_r.min()) and float(m_r.max()) <= 1
     lms = transform_points(face.landmarks, mats[0])[None]
-    faces, alpha = plain.blend_crops(crops, i_r, m_r, lms)
-    full = FaceSwapper(model, parsing="landmarks", model_mask=False).blend_crops(crops, i_r, m_r, lms)
-    matched = FaceSwapper(model, parsing="landmarks", color_match=True).blend_crops(crops, i_r, m_r, lms)
-    assert (alpha <= full[1] + 1e-6).all() and alpha.sum() < full[1].sum()
-    np.testing.assert_array_equal(matched[1], alpha)
-    assert not np.array_equal(matched[0], faces)
+    blend = plain.blend_faces(crops, i_r, m_r, lms)
+    faces, alpha = blend.faces, blend.alphas
+    full = FaceSwapper(model, parsing="landmarks", model_mask=False).blend_faces(crops, i_r, m_r, lms)
+    matched = FaceSwapper(model, parsing="landmarks", color_match=True).blend_faces(crops, i_r, m_r, lms)
+    assert (alpha <= full.alphas + 1e-6).all() and alpha.sum() < full.alphas.sum()
+    np.testing.assert_array_equal(matched.alphas, alpha)
+    assert not np.array_equal(matched.faces, faces)
     assert alpha[0, 0].max() == 0 and alpha[0, :, 0].max() == 0  # the crop's own edge never shows
 
 
@@ -161,7 +162,7 @@ def _rotated_jpeg(path, orientation=6):
 
 
 def test_output_keeps_size_orientation_format_and_exif(swapper, grace, tmp_path):
-    from hififace.inference.images import read_label
+    from hififace.media.labels import read_label
 
     src = _rotated_jpeg(tmp_path / "turned.jpg")
     stored_in = np.asarray(Image.open(src).convert("RGB"))
@@ -345,7 +346,7 @@ def test_source_with_several_faces_uses_the_largest_with_a_warning(swapper, capl
     faces = swapper.detect(target.rgb)
     big = int(np.argmax([f.area for f in faces]))
     crop, _ = swapper.align(target.rgb, [faces[big].landmarks])
-    torch.testing.assert_close(got.v_id, swapper.engine.identity(swapper.to_tensor(crop)).v_id)
+    torch.testing.assert_close(got.v_id, swapper.crop_identity(crop).v_id)
 
 
 def test_model_size_images_take_the_aligned_path(swapper, model, caplog):
@@ -365,7 +366,7 @@ def test_model_size_images_take_the_aligned_path(swapper, model, caplog):
 
 def test_swap_image_api_averages_sources_batches_faces_caches_identities_and_writes_labelled(tmp_path):
     import hififace
-    from hififace.inference.images import read_label
+    from hififace.media.labels import read_label
     from hififace.inference.pipeline import FaceSwapper
 
     engine = FakeEngine()

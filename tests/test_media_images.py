@@ -10,10 +10,12 @@ import torch
 from PIL import Image
 
 from hififace.errors import HifiFaceError, InputImageError, MissingDependencyError
-from hififace.inference import images as im
+from hififace.media import images as im
+from hififace.media.labels import read_label
 from hififace.inference.grid import make_grid, swap_grid
-from hififace.inference.interpolate import rates, save_animation
-from hififace.utils.imagetypes import to_uint8
+from hififace.inference.interpolate import rates
+from hififace.media.video import write_animation
+from hififace.media.tensors import to_uint8
 from inferkit import png_header_only
 
 RNG = np.random.RandomState(0)
@@ -26,26 +28,56 @@ def rgb(h=64, w=64, seed=0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- reading: failures
 def test_missing_file(tmp_path):
     with pytest.raises(InputImageError, match="nope.png: file not found"):
-        im.load_image(tmp_path / "nope.png")
+        im.read_crop(tmp_path / "nope.png")
 
 
 def test_folder_is_not_an_image(tmp_path):
     with pytest.raises(InputImageError, match="is a folder"):
-        im.load_image(tmp_path)
+        im.read_crop(tmp_path)
 
 
 def test_empty_file(tmp_path):
     p = tmp_path / "empty.png"
     p.write_bytes(b"")
     with pytest.raises(InputImageError, match=r"empty\.png: empty file"):
-        im.load_image(p)
+        im.read_crop(p)
 
 
 def test_not_an_image(tmp_path):
     p = tmp_path / "notes.png"
     p.write_text("this is text, not pixels\n" * 20)
     with pytest.raises(InputImageError, match=r"notes\.png: not an image"):
-        im.load_image(p)
+        im.read_crop(p)
+
+
+def test_not_an_image_and_a_damaged_image_are_told_apart(tmp_path):
+    """One decoder for every command: preprocess records ``not_an_image`` for :class:`NotAnImageError` and
+    ``unreadable`` for the rest, with the message the command line prints."""
+    (tmp_path / "notes.jpg").write_text("text\n" * 20)
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "header.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature, then nothing usable
+    for name in ("notes.jpg", "empty.png"):
+        with pytest.raises(im.NotAnImageError):
+            im.read_photo(tmp_path / name)
+    with pytest.raises(InputImageError, match=r"header\.png: not an image file PIL can read") as err:
+        im.read_photo(tmp_path / "header.png")
+    assert not isinstance(err.value, im.NotAnImageError)
+
+
+def test_photos_and_crops_decode_alike(tmp_path, caplog):
+    """Transparency composited onto black and EXIF orientation applied, whichever reader (and limit) is used."""
+    a = rgb(40, 60)
+    alpha = np.full((40, 60), 255, np.uint8)
+    alpha[:, :30] = 128
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: shown rotated 90 degrees clockwise
+    Image.fromarray(np.dstack([a, alpha]), "RGBA").save(tmp_path / "t.png", exif=exif.tobytes())
+    want = np.rot90((a.astype(np.float64) * alpha[..., None] / 255 + 0.5).astype(np.uint8), -1)
+    photo = im.read_photo(tmp_path / "t.png")
+    assert photo.orientation == 6 and photo.rgb.shape == (60, 40, 3)
+    np.testing.assert_allclose(photo.rgb, want, atol=1)
+    np.testing.assert_array_equal(im.read_crop(tmp_path / "t.png"), photo.rgb)
+    assert "has transparency; composited onto black" in caplog.text
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
@@ -56,7 +88,7 @@ def test_unreadable_file(tmp_path):
     p.chmod(0)
     try:
         with pytest.raises(InputImageError, match="permission denied"):
-            im.load_image(p)
+            im.read_crop(p)
     finally:
         p.chmod(0o644)
 
@@ -71,7 +103,7 @@ def test_unreadable_file_simulated(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image, "open", refuse)
     with pytest.raises(InputImageError, match=r"locked\.png: cannot read the file \(permission denied\)"):
-        im.load_image(p)
+        im.read_crop(p)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
@@ -81,14 +113,14 @@ def test_truncated_file(tmp_path, fmt):
     p = tmp_path / f"cut.{fmt.lower()}"
     p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(InputImageError, match="truncated or corrupt"):
-        im.load_image(p)
+        im.read_crop(p)
 
 
 def test_too_small(tmp_path):
     p = tmp_path / "dot.png"
     Image.new("RGB", (1, 1), (200, 10, 10)).save(p)
     with pytest.raises(InputImageError, match=r"dot\.png: 1x1 is too small"):
-        im.load_image(p)
+        im.read_crop(p)
 
 
 @pytest.mark.parametrize("side", [20000, 7000])
@@ -97,7 +129,7 @@ def test_too_large_refused_from_the_header(tmp_path, side):
     p = png_header_only(tmp_path / f"huge{side}.png", side, side)
     assert p.stat().st_size < 200
     with pytest.raises(InputImageError, match=rf"huge{side}\.png: .*too large"):
-        im.load_image(p)
+        im.read_crop(p)
 
 
 # ---------------------------------------------------------------------------------------------- reading: conversions
@@ -105,7 +137,7 @@ def test_rgb_png_round_trip_is_exact(tmp_path):
     a = rgb(40, 30)
     p = tmp_path / "a.png"
     Image.fromarray(a).save(p)
-    b = im.load_image(p)
+    b = im.read_crop(p)
     assert b.dtype == np.uint8 and b.shape == (40, 30, 3)
     np.testing.assert_array_equal(a, b)
 
@@ -118,7 +150,7 @@ def test_rgba_composited_on_black(tmp_path, caplog):
     p = tmp_path / "alpha.png"
     Image.fromarray(np.dstack([a, alpha]), "RGBA").save(p)
     with caplog.at_level(logging.WARNING):
-        b = im.load_image(p)
+        b = im.read_crop(p)
     assert b.shape == (32, 32, 3)
     assert (b[:16] == 0).all()  # transparent -> black
     np.testing.assert_array_equal(b[16:, 8:], a[16:, 8:])  # opaque pixels unchanged
@@ -131,7 +163,7 @@ def test_opaque_rgba_equals_rgb(tmp_path):
     a = rgb(32, 32)
     p = tmp_path / "opaque.png"
     Image.fromarray(np.dstack([a, np.full((32, 32), 255, np.uint8)]), "RGBA").save(p)
-    np.testing.assert_array_equal(im.load_image(p), a)
+    np.testing.assert_array_equal(im.read_crop(p), a)
 
 
 def test_16bit_greyscale_is_scaled(tmp_path):
@@ -141,7 +173,7 @@ def test_16bit_greyscale_is_scaled(tmp_path):
     Image.fromarray(g).save(p)
     with Image.open(p) as check:
         assert check.mode.startswith("I")  # really a 16-bit file
-    b = im.load_image(p)
+    b = im.read_crop(p)
     assert b.dtype == np.uint8 and b.shape == (16, 16, 3)
     assert (b[:, 0:4] == 0).all() and (b[:, 8:12] == 255).all()
     assert (b[:, 4:8] == 127).all() and np.all(np.abs(b[:, 12:16].astype(int) - 127) <= 1)
@@ -153,7 +185,7 @@ def test_16bit_rgb(tmp_path):
     a[..., 0], a[..., 1], a[..., 2] = 1000, 32768, 65535  # BGR order for OpenCV
     p = tmp_path / "rgb16.png"
     assert cv2.imwrite(str(p), a)
-    b = im.load_image(p)
+    b = im.read_crop(p)
     assert b.dtype == np.uint8 and (b[0, 0] == [255, 128, 3]).all()
 
 
@@ -161,7 +193,7 @@ def test_greyscale_to_rgb(tmp_path):
     g = RNG.randint(0, 256, (20, 24), dtype=np.uint8)
     p = tmp_path / "grey.png"
     Image.fromarray(g, "L").save(p)
-    b = im.load_image(p)
+    b = im.read_crop(p)
     assert b.shape == (20, 24, 3)
     for c in range(3):
         np.testing.assert_array_equal(b[:, :, c], g)
@@ -170,7 +202,7 @@ def test_greyscale_to_rgb(tmp_path):
 def test_palette_image(tmp_path):
     p = tmp_path / "pal.png"
     Image.fromarray(rgb(32, 32)).convert("P").save(p)
-    b = im.load_image(p)
+    b = im.read_crop(p)
     assert b.shape == (32, 32, 3) and b.dtype == np.uint8
 
 
@@ -182,7 +214,7 @@ def test_exif_orientation_applied(tmp_path):
     exif[0x0112] = 6  # Orientation 6: display rotated 90 degrees clockwise
     p = tmp_path / "phone.jpg"
     img.save(p, exif=exif.tobytes(), quality=100)
-    b = im.load_image(p)
+    b = im.read_crop(p)
     assert b.shape == (64, 32, 3)  # upright: portrait
     # after a clockwise turn the stored top-left corner is at the top-right
     assert b[2, -3, 0] > 200 and b[2, -3, 1] < 60
@@ -217,7 +249,7 @@ def test_fit_non_square_centre_crops(caplog):
 def test_load_with_size(tmp_path):
     p = tmp_path / "big.png"
     Image.fromarray(rgb(512, 512)).save(p)
-    assert im.load_image(p, 256).shape == (256, 256, 3)
+    assert im.read_crop(p, 256).shape == (256, 256, 3)
 
 
 def test_list_images(tmp_path):
@@ -242,7 +274,7 @@ def test_png_pixels_equal_the_reference_topilimage():
     t = torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(3)) * 1.2 - 0.1
     expected = t.clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
     buf_path = _tmp_file("parity.png")
-    im.save_image(buf_path, to_uint8(t))
+    im.write_image(buf_path, to_uint8(t))
     with Image.open(buf_path) as img:
         assert img.mode == "RGB"
         np.testing.assert_array_equal(np.asarray(img), expected)
@@ -255,10 +287,22 @@ def _tmp_file(name):
     return Path(tempfile.mkdtemp()) / name
 
 
+def test_one_label_builder_names_command_model_and_random_weights():
+    from hififace.provenance.label import RANDOM_WEIGHTS, output_label
+    from inferkit import tiny_model
+
+    assert output_label("eval") == {"hififace:command": "eval"}
+    model = tiny_model()
+    assert output_label("grid", model, sources=2) == {"hififace:command": "grid", "hififace:model": "reference-256",
+                                                      "hififace:weights": RANDOM_WEIGHTS, "hififace:sources": "2"}
+    model.config.notes.pop("weights")
+    assert "hififace:weights" not in output_label("swap", model)
+
+
 @pytest.mark.parametrize("ext", ["png", "jpg", "jpeg", "webp"])
 def test_every_output_carries_the_label(tmp_path, ext):
-    p = im.save_image(tmp_path / f"out.{ext}", rgb(), meta={"hififace:command": "test"})
-    label = im.read_label(p)
+    p = im.write_image(tmp_path / f"out.{ext}", rgb(), meta={"hififace:command": "test"})
+    label = read_label(p)
     text = " ".join(label.values())
     assert "Synthetic image generated by hififace" in text
     assert "hififace 0.1" in label["Software"]
@@ -274,12 +318,12 @@ def test_every_output_carries_the_label(tmp_path, ext):
 @pytest.mark.parametrize("ext", ["png", "webp"])
 def test_lossless_outputs_keep_pixels(tmp_path, ext):
     a = rgb(50, 60)
-    np.testing.assert_array_equal(im.load_image(im.save_image(tmp_path / f"o.{ext}", a)), a)
+    np.testing.assert_array_equal(im.read_crop(im.write_image(tmp_path / f"o.{ext}", a)), a)
 
 
 def test_watermark_marks_only_a_corner(tmp_path):
     a = np.full((256, 256, 3), 128, np.uint8)
-    b = im.load_image(im.save_image(tmp_path / "w.png", a, watermark=True))
+    b = im.read_crop(im.write_image(tmp_path / "w.png", a, watermark=True))
     diff = np.any(b != a, axis=2)
     assert diff.sum() > 100  # something visible was drawn
     ys, xs = np.nonzero(diff)
@@ -288,7 +332,7 @@ def test_watermark_marks_only_a_corner(tmp_path):
 
 def test_unsupported_output_format_refused(tmp_path):
     with pytest.raises(HifiFaceError, match=r"out\.bmp: unsupported output format"):
-        im.save_image(tmp_path / "out.bmp", rgb())
+        im.write_image(tmp_path / "out.bmp", rgb())
     with pytest.raises(HifiFaceError, match="is a folder"):
         im.check_output_path(tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -299,7 +343,7 @@ def test_unsupported_output_format_refused(tmp_path):
 
 def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(TypeError):
-        im.save_image(tmp_path / "o.png", np.zeros((8, 8, 3), np.float32))
+        im.write_image(tmp_path / "o.png", np.zeros((8, 8, 3), np.float32))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -364,11 +408,11 @@ def test_rates_match_the_reference():
 
 def test_gif_like_the_reference(tmp_path):
     frames = [np.full((64, 64, 3), 12 * i, np.uint8) for i in range(21)]
-    p = save_animation(tmp_path / "o.gif", frames, meta={"hififace:mode": "all"})
+    p = write_animation(tmp_path / "o.gif", frames, meta={"hififace:mode": "all"})
     with Image.open(p) as gif:
         assert gif.n_frames == 21 and gif.info["loop"] == 0 and gif.info["duration"] == 300
         assert b"Synthetic image generated by hififace" in gif.info["comment"]
-        assert "hififace:mode=all" in im.read_label(p)["Comment"]
+        assert "hififace:mode=all" in read_label(p)["Comment"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["o.gif"]
 
 
@@ -377,7 +421,7 @@ def test_mp4_written_and_labelled(tmp_path):
     import imageio.v2 as iio
 
     frames = [np.full((64, 64, 3), 12 * i, np.uint8) for i in range(21)]
-    p = save_animation(tmp_path / "o.mp4", frames)
+    p = write_animation(tmp_path / "o.mp4", frames)
     reader = iio.get_reader(str(p))
     try:
         assert sum(1 for _ in reader) == 21
@@ -392,7 +436,7 @@ def test_mp4_without_the_video_extra(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # makes `import imageio_ffmpeg` fail
     with pytest.raises(MissingDependencyError, match=r"hififace\[video\]"):
-        save_animation(tmp_path / "o.mp4", [np.zeros((16, 16, 3), np.uint8)] * 2)
+        write_animation(tmp_path / "o.mp4", [np.zeros((16, 16, 3), np.uint8)] * 2)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..errors import InputImageError
+from .images import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +57,8 @@ def _one(x: Any) -> tuple[torch.Tensor, Kind]:
         raise InputImageError(f"tensor of shape {tuple(x.shape)}: expected C x H x W or N x C x H x W")
     if isinstance(x, np.ndarray):
         return _from_numpy(x).unsqueeze(0), Kind("numpy")
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        Image = None
-    if Image is not None and isinstance(x, Image.Image):
-        from .images_pil import pil_to_array
-
-        return _from_numpy(pil_to_array(x)).unsqueeze(0), Kind("pil")
+    if isinstance(x, Image.Image):
+        return _from_numpy(to_rgb(x)).unsqueeze(0), Kind("pil")
     raise InputImageError(f"unsupported image type {type(x).__name__}: use a tensor, a PIL image or a uint8 array")
 
 
@@ -111,6 +107,4 @@ def restore(batch: torch.Tensor, kind: Kind) -> Any:
     arrays = [to_uint8(b) for b in batch]
     if kind.name == "numpy":
         return arrays[0] if len(arrays) == 1 else np.stack(arrays)
-    from PIL import Image
-
     return Image.fromarray(arrays[0]) if len(arrays) == 1 else [Image.fromarray(a) for a in arrays]

@@ -14,8 +14,16 @@ import torch
 
 from ..config import HifiFaceConfig
 from ..errors import OutputError, WeightsError
+from ..models.hififace import BFM_FILE, CONFIG_FILE, HifiFace
 from ..utils.atomic import TMP_PREFIX, current_umask, fsync_dir, storage_error
-from .resolve import require_file
+from ..weights.io import load_legacy, save_safetensors
+from ..weights.resolve import require_file
+from .arcface import load_arcface
+from .bfm import bfm_to_tensors, load_bfm
+from .deep3d import load_recon
+from .reference import GEN, convert_reference_checkpoint, describe_checkpoint
+from .training import convert_training_checkpoint, is_training_checkpoint
+from .xuehy import convert_xuehy_generator, find_generator_file, is_xuehy_discriminator, is_xuehy_state
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +37,6 @@ def atomic_folder(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path
     new one is built beside it, so the swap is a rename) and the link stays. Until the new folder is complete the
     old one is untouched; a failure leaves it as it was.
     """
-    from ..models.hififace import CONFIG_FILE
-
     out = _follow_link(Path(out_dir))
     if out.exists() and not out.is_dir():
         raise WeightsError(f"{out}: exists and is not a folder; choose another -o")
@@ -91,17 +97,17 @@ def _raise_mapped(err: OSError, out: Path) -> None:
 
 
 def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = False,
-                       frozen_from: str | Path | None = None, use_ema: bool = True, iteration: int | None = None) -> Path:
+                       frozen_from: str | Path | None = None, use_ema: bool = True, iteration: int | None = None,
+                       bfm: str | Path | None = None) -> Path:
     """A reference Lightning checkpoint, a xuehy/HiFiFace-pytorch generator or one of our training checkpoints ->
     model folder (the kind is detected from the keys).
 
     ``frozen_from`` and ``use_ema`` apply to training checkpoints (which do not hold the frozen networks).
-    ``path`` may be a xuehy model folder: ``iteration`` then picks its ``generator_<iteration>.pth``.
+    ``path`` may be a xuehy model folder: ``iteration`` then picks its ``generator_<iteration>.pth``. ``bfm``
+    (``BFM_model_front.mat`` or ``bfm_landmarks.safetensors``) is written into the folder for the shape loss of
+    training, in place of one the checkpoint's run had.
     """
-    from .io import load_legacy
-    from .reference import GEN, convert_reference_checkpoint, describe_checkpoint
-    from .xuehy import convert_xuehy_generator, find_generator_file, is_xuehy_discriminator, is_xuehy_state
-
+    bfm_tensors = read_bfm(bfm)  # a bad BFM file is one error before the checkpoint is read
     path = require_existing(path)
     if path.is_dir():
         path = find_generator_file(path, iteration)
@@ -119,11 +125,7 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
             del state
             convert_xuehy_generator(path, tmp, obj=obj)
         else:
-            try:
-                from .training import convert_training_checkpoint, is_training_checkpoint
-            except ImportError:  # training support not installed
-                is_training_checkpoint = None  # type: ignore[assignment]
-            if is_training_checkpoint is not None and is_training_checkpoint(obj):
+            if is_training_checkpoint(obj):
                 del state
                 convert_training_checkpoint(path, tmp, frozen_from=frozen_from, use_ema=use_ema, ckpt=obj)
             elif is_xuehy_discriminator(obj):
@@ -133,7 +135,16 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path, overwrite: bool = 
                 raise WeightsError(f"{path}: not a HifiFace checkpoint ({describe_checkpoint(obj)}); give the reference "
                                    "hififace_opensouce_299999.ckpt, a xuehy generator_<iteration>.pth or a 'hififace "
                                    "train' checkpoint")
+        if bfm_tensors is not None:
+            if (tmp / BFM_FILE).exists():
+                log.info("%s: the BFM of --bfm replaces the one the checkpoint's run had", bfm)
+            save_safetensors(bfm_tensors, tmp / BFM_FILE)
     return Path(out_dir)
+
+
+def read_bfm(bfm: str | Path | None) -> dict[str, torch.Tensor] | None:
+    """The BFM tensors a model folder keeps (``bfm_landmarks.safetensors``) from ``--bfm``, or None."""
+    return None if bfm is None else bfm_to_tensors(load_bfm(require_file(bfm, "bfm")))
 
 
 def require_existing(path: str | Path) -> Path:
@@ -154,17 +165,10 @@ def convert_separate_files(
     overwrite: bool = False,
 ) -> Path:
     """A fresh model (random generator, seeded) with ArcFace, ReconNet and optionally BFM from their own files."""
-    from ..models.hififace import BFM_FILE, HifiFace
-    from .arcface import load_arcface
-    from .deep3d import load_recon
-
     arcface_net = load_arcface(require_file(arcface, "arcface"))
     recon_net = load_recon(require_file(recon3d, "recon3d"))
-    extra = {}
-    if bfm is not None:
-        from .bfm import bfm_to_tensors, load_bfm
-
-        extra[BFM_FILE] = bfm_to_tensors(load_bfm(require_file(bfm, "bfm")))
+    bfm_tensors = read_bfm(bfm)
+    extra = {} if bfm_tensors is None else {BFM_FILE: bfm_tensors}
     config = HifiFaceConfig(image_size=image_size, variant=variant, arcface_arch=arcface_net.arch,
                             notes={"arcface": Path(arcface).name, "recon3d": Path(recon3d).name,
                                    "generator": f"random initialisation, seed {seed}"})

@@ -11,7 +11,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..config import HifiFaceConfig
 from ..errors import WeightsError
+from ..models.hififace import (
+    ARCFACE_FILE, BFM_FILE, CONFIG_FILE, DISCRIMINATOR_FILE, LPIPS_FILE, RECON_FILE, HifiFace, assign_state,
+)
+from ..utils.atomic import atomic_path
+from ..weights.io import load_legacy, load_safetensors, tensors_only
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +41,6 @@ def convert_training_checkpoint(path: str | Path, out_dir: str | Path, frozen_fr
     ``ckpt`` is the checkpoint already loaded by the caller, if any (it is then not read again).
     """
     import torch
-
-    from ..config import HifiFaceConfig
-    from ..models.hififace import (ARCFACE_FILE, BFM_FILE, CONFIG_FILE, DISCRIMINATOR_FILE, LPIPS_FILE, RECON_FILE,
-                                   HifiFace, assign_state)
-    from ..utils.atomic import atomic_path
-    from .io import load_legacy, load_safetensors, tensors_only
 
     path, out_dir = Path(path), Path(out_dir)
     if ckpt is None:

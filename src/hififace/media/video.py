@@ -7,7 +7,11 @@
 - :class:`FrameWriter` encodes frames (H.264) in a background thread, turning them back to the file's stored
   orientation;
 - :func:`mux` puts the encoded video, the input's audio (copied; re-encoded to AAC only when the container cannot
-  hold it), its container metadata, the display rotation and our ``comment``/``description`` label into the output.
+  hold it), its container metadata, the display rotation and our ``comment``/``description`` label into the output;
+- :func:`write_animation` writes a short sequence of frames as a looping GIF (PIL) or an MP4 (imageio), labelled.
+
+:func:`mux` and :func:`write_animation` are where every video output is finished and labelled (see
+:mod:`hififace.provenance.label`); :class:`FrameWriter` is where every frame of a swapped video passes.
 
 Every ffmpeg process runs in its own session, so Ctrl-C reaches only Python, which stops them and removes every
 temporary file. Every path is given to ffmpeg as a ``file:`` URL of the absolute path (:func:`ffmpeg_path`), so a
@@ -26,13 +30,17 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import HifiFaceError, InputImageError, MissingDependencyError
-from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
+from ..provenance.label import VIDEO_DESCRIPTION, WATERMARK_TEXT, add_watermark, comment_text
+from ..utils.atomic import atomic_path
 from ..utils.files import require_regular
+from ..utils.optional import require
+from .images import check_output_path, to_pil
+from .limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,7 @@ class VideoLimits:
     """Caps on a video, checked from its header before anything is decoded (:meth:`check`) and again on what is
     decoded (:meth:`check_decoded`; the decoder itself refuses larger frames), so a file whose header lies is
     stopped too. 0 (or None) means no limit. On the command line: ``--max-frame-pixels``, ``--max-frames``,
-    ``--max-seconds``; in Python the keywords of the same names. The defaults and why: :mod:`hififace.inference.limits`.
+    ``--max-seconds``; in Python the keywords of the same names. The defaults and why: :mod:`hififace.media.limits`.
     """
 
     max_frame_pixels: int = MAX_FRAME_PIXELS
@@ -81,7 +89,7 @@ class VideoLimits:
                 raise ValueError(f"{name} must be 0 (no limit) or more, not {value}")
 
     def frame_too_large(self, path: Path, width: int, height: int, where: str = "") -> VideoLimitError:
-        # the wording of the photo cap (hififace.inference.images), per frame
+        # the wording of the photo cap (hififace.media.images.decode), per frame
         return VideoLimitError(f"{path}: {width}x{height} frames{where} are too large (limit "
                                f"{_pixels(self.max_frame_pixels)} per frame); raise the limit with "
                                f"--max-frame-pixels N (0 = no limit)")
@@ -134,10 +142,7 @@ def ffmpeg_path(path: str | Path) -> str:
 
 def ffmpeg_exe(feature: str = "video files") -> str:
     """Path of the ffmpeg binary imageio-ffmpeg ships, or a :class:`MissingDependencyError`."""
-    try:
-        import imageio_ffmpeg
-    except ImportError as err:
-        raise MissingDependencyError(err.name or "imageio-ffmpeg", "video", feature) from None
+    imageio_ffmpeg = require("imageio_ffmpeg", feature)
     try:
         return imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError:
@@ -206,6 +211,51 @@ def probe(path: str | Path, max_frame_pixels: int | None = None) -> VideoInfo:
     if demuxer and (demuxer.group(1) == "image2" or demuxer.group(1).endswith("_pipe")):
         raise InputImageError(f"{path}: is a still image, not a video; use 'hififace swap' for photos")
     return info
+
+
+def read_tags(path: str | Path) -> dict[str, str]:
+    """A video's container tags (keys lower case), with their values in full: the text :func:`probe` reads is cut
+    at 255 characters a value, so the tags come from ffmpeg's FFMETADATA output of the same run, and ``encoder``
+    (which that output replaces with the reading ffmpeg's own) from its input dump. A file ffmpeg cannot open is one
+    :class:`InputImageError`."""
+    path = Path(path)
+    require_regular(path, "video", InputImageError)
+    done = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_path(path), "-f", "ffmetadata", "-"])
+    if done.returncode != 0:
+        raise InputImageError(f"{path}: {_probe_failure(done.stderr)}; re-export it (e.g. as H.264 MP4)")
+    tags = parse_ffmetadata(done.stdout)
+    tags.pop("encoder", None)
+    info = parse_probe(done.stderr, path)
+    if info is not None and "encoder" in info.metadata:
+        tags["encoder"] = info.metadata["encoder"]
+    return tags
+
+
+def parse_ffmetadata(text: str) -> dict[str, str]:
+    """The global tags of ffmpeg's FFMETADATA text (``key=value`` lines; ``=``, ``;``, ``#``, ``\\`` and newlines
+    escaped with a backslash; ``;``/``#`` comment lines; sections such as ``[STREAM]`` end the global part)."""
+    out: dict[str, str] = {}
+    key: str | None = None
+    cur: list[str] = []
+    escaped = False
+    for ch in text:
+        if escaped:
+            cur.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "\n":
+            line = "".join(cur)
+            if key is not None:
+                out[key.lower()] = line
+            elif line.startswith("["):
+                break
+            key, cur = None, []
+        elif ch == "=" and key is None and cur and cur[0] not in ";#":
+            key, cur = "".join(cur), []
+        else:
+            cur.append(ch)
+    return out
 
 
 def _probe_failure(text: str) -> str:
@@ -517,12 +567,14 @@ def mux_failure(stderr: str) -> str:
     return "codec" if _INCOMPATIBLE.search(stderr) else "other"
 
 
-def mux(video: Path, info: VideoInfo, out: Path, comment: str, description: str, name: str | None = None) -> None:
+def mux(video: Path, info: VideoInfo, out: Path, meta: Mapping[str, str] | None = None, name: str | None = None) -> None:
     """``out`` = the encoded ``video`` + ``info``'s audio streams (copied) + its container metadata, the display
-    rotation and the label. Audio a container cannot hold as it is (e.g. Opus in MOV) is re-encoded to AAC; any
-    other failure (a full disk, a folder gone) is one error with ffmpeg's reason, without a retry. ``name`` is
-    what messages call ``out`` (default its file name)."""
+    rotation and the synthetic-content label (``comment`` and ``description``, with the extra fields ``meta``).
+    Audio a container cannot hold as it is (e.g. Opus in MOV) is re-encoded to AAC; any other failure (a full disk,
+    a folder gone) is one error with ffmpeg's reason, without a retry. ``name`` is what messages call ``out``
+    (default its file name)."""
     name = name or out.name
+    comment, description = comment_text(meta, VIDEO_DESCRIPTION), VIDEO_DESCRIPTION
     fmt = VIDEO_FORMATS[out.suffix.lower()]
     base = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
     if info.rotation:
@@ -541,3 +593,63 @@ def mux(video: Path, info: VideoInfo, out: Path, comment: str, description: str,
         if mux_failure(done.stderr) == "space":
             raise no_space_error(out, name)
         raise HifiFaceError(f"{name}: writing the video failed ({_last_line(done.stderr)})")
+
+
+# ---------------------------------------------------------------- short animations (identity interpolation)
+#: Output extension -> what :func:`write_animation` writes.
+ANIMATION_FORMATS = {".gif": "GIF", ".mp4": "MP4"}
+#: Milliseconds per frame of an animation, as the reference's GIF.
+FRAME_MS = 300
+
+
+def check_animation_path(path: str | Path, no_clobber: bool = False) -> Path:
+    """Refuse an unsupported animation output (or a missing MP4 writer) before any work is done; the replacement
+    policy is :func:`hififace.media.images.check_output_path`'s."""
+    path = check_output_path(path, ANIMATION_FORMATS, no_clobber)
+    if path.suffix.lower() == ".mp4":
+        _imageio_ffmpeg()
+    return path
+
+
+def _imageio_ffmpeg() -> str:
+    """Path of the ffmpeg binary imageio uses, or a :class:`MissingDependencyError`."""
+    require("imageio", "MP4 output (or write a .gif)")
+    return ffmpeg_exe("MP4 output (or write a .gif)")
+
+
+def write_animation(path: str | Path, frames: Sequence[Any], frame_ms: int = FRAME_MS, watermark: bool = False,
+                    meta: Mapping[str, str] | None = None, watermark_text: str | None = None) -> Path:
+    """Write ``frames`` (uint8 arrays or PIL images) as a looping GIF or an MP4, atomically and labelled."""
+    path = check_animation_path(path)
+    if not frames:
+        raise ValueError("no frames to write")
+    images = [to_pil(f) for f in frames]
+    if watermark:
+        images = [add_watermark(im, watermark_text or WATERMARK_TEXT) for im in images]
+    comment = comment_text(meta)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".gif":
+            # as the reference: PIL's own RGB -> palette conversion, `duration` ms per frame, loop forever
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0,
+                           comment=comment.encode("utf-8"))
+        else:
+            _write_mp4(tmp, images, 1000.0 / frame_ms, comment)
+    return path
+
+
+def _write_mp4(path: Path, images: Sequence[Any], fps: float, comment: str) -> None:
+    _imageio_ffmpeg()
+    import imageio.v2 as iio
+
+    w, h = images[0].size
+    writer = iio.get_writer(
+        str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8, pixelformat="yuv420p",
+        macro_block_size=2 if w % 2 == 0 and h % 2 == 0 else 16,
+        output_params=["-metadata", f"comment={comment}", "-metadata", "description=" + comment.split(" (")[0]],
+        ffmpeg_log_level="error",
+    )
+    try:
+        for im in images:
+            writer.append_data(np.asarray(im))
+    finally:
+        writer.close()

@@ -1,0 +1,69 @@
+"""The public face-swap API on whole photos and videos: one call each (``hififace.swap_image``,
+``hififace.swap_video``), and the pipeline object behind them (:class:`FaceSwapper`) for many calls::
+
+    import hififace
+    result = hififace.swap_image("me.jpg", "group.jpg", "out.jpg", weights="weights/hififace-256", all_faces=True)
+    report = hififace.swap_video("me.jpg", "clip.mp4", "out.mp4", weights="weights/hififace-256")
+    swapper = hififace.FaceSwapper.from_pretrained("weights/hififace-256")
+
+Photos go through :mod:`hififace.inference.pipeline` (which knows nothing of video), videos through
+:mod:`hififace.inference.video` (which takes a :class:`FaceSwapper`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .inference import video
+from .inference.pipeline import FaceSwapper, PhotoResult
+from .media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
+from .provenance.label import output_label
+
+__all__ = ["FaceSwapper", "swap_image", "swap_video"]
+
+
+def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[str, Any]) -> FaceSwapper:
+    if isinstance(model, FaceSwapper):
+        if options:
+            raise TypeError(f"options {', '.join(sorted(options))} go to FaceSwapper(...), not to an existing one")
+        return model
+    if model is not None:
+        return FaceSwapper(model, **options)
+    return FaceSwapper.from_pretrained(weights, device=device, **options)
+
+
+def swap_image(source: Any, target: Any, output: str | Path | None = None, *, weights: str | Path | None = None,
+               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
+               match: Any = None, aligned: bool | None = None, watermark: bool = False, **options: Any) -> PhotoResult:
+    """Swap ``source``'s identity onto face(s) of ``target`` and return a :class:`PhotoResult`; with ``output``
+    also write it (keeping the target file's size, orientation, colour mode and metadata, labelled as synthetic).
+
+    ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
+    ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
+    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ``model_mask``, ...).
+    """
+    swapper = _swapper(model, weights, device, options)
+    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]), aligned=aligned)
+    if output is None:
+        return swapper.swap(identity, target, face, all_faces, match, aligned)
+    return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
+                             meta=output_label("swap_image", swapper.engine))
+
+
+def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
+               model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
+               match: Any = None, batch_frames: int = 8, smooth: float = 1.0, crf: int = 18, preset: str = "medium",
+               watermark: bool = False, progress: bool = True, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+               max_frames: int | None = MAX_FRAMES, max_seconds: float | None = MAX_SECONDS, **options: Any):
+    """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
+    :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
+    :func:`hififace.inference.video.swap_video`; ``max_frame_pixels`` (default 4096 x 4096), ``max_frames``
+    (216,000) and ``max_seconds`` (3600) cap the video, 0 = no limit."""
+    if not isinstance(model, FaceSwapper):  # an existing pipeline keeps its own settings
+        options.setdefault("align_passes", 0)
+    swapper = _swapper(model, weights, device, options)
+    identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
+    return video.swap_video(swapper, identity, target, output, face=face, all_faces=all_faces, match=match,
+                            batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
+                            meta=output_label("swap_video", swapper.engine), progress=progress,
+                            max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)
