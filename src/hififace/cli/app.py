@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import shutil
@@ -10,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_QUEUE_SIZE, APP_RESULT_SECONDS
+from ..utils.net import is_loopback
 from ..utils.optional import require
 from ._common import CONSENT, add_model_args, add_model_mask_arg
 from .video import add_limit_args, video_limits
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, root: Path, limits) -> int:
     require("gradio", "hififace app")
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         log.warning("listening on %s: anyone who can reach this machine on port %d can use the app", args.host,
                     args.port)
     if args.share == "on":
@@ -109,10 +109,3 @@ def _serve(args: argparse.Namespace, root: Path, limits) -> int:
     return 0
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

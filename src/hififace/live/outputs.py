@@ -17,7 +17,6 @@ window, else None) and ``close()``; each fails in one line when what it needs is
 from __future__ import annotations
 
 import html
-import ipaddress
 import logging
 import os
 import re
@@ -32,6 +31,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import HifiFaceError, MissingDependencyError
+from ..utils.net import is_loopback
 from ..utils.text import printable
 from .swapper import LabelledVideoWriter
 
@@ -125,16 +125,6 @@ class MjpegServer:
     @property
     def closed(self) -> bool:
         return self._closed
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address of this machine only (``127.0.0.1``, ``::1``, ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 #: Host names a loopback server answers to; any other Host header (a DNS rebinding page) is refused.
