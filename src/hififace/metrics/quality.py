@@ -34,6 +34,7 @@ import torch
 from .._version import __version__
 from ..errors import ConfigError, HifiFaceError
 from ..face.align import template_points
+from ..media.images import photo_from_array, read_photo
 from ..models.identity import Identity
 from ..utils.atomic import atomic_path, atomic_write_text
 from .evaluate import describe
@@ -372,8 +373,8 @@ def recorder_for(swapper: Any, sources: Sequence[Any], identity: Any, kind: str 
         for s in sources:
             if isinstance(s, Identity) or (isinstance(s, (str, Path)) and str(s).lower().endswith(".safetensors")):
                 continue
-            rgb = getattr(s, "rgb", s)
-            found, crop = swapper.one_face_crop(np.asarray(rgb), getattr(s, "path", None) or "source", aligned)
+            photo = read_photo(s) if isinstance(s, (str, Path)) else s if hasattr(s, "rgb") else photo_from_array(s)
+            found, crop = swapper.one_face_crop(photo.rgb, photo.path or "source", aligned)
             if crop is not None:
                 images.append(crop)
                 points.append(lm)
