@@ -180,6 +180,22 @@ def test_pose_weights_favour_the_closer_source_and_mean_stays_todays(posed):
     assert mean.face_identities(got, np.stack([a, b])).swap is got  # nothing computed
 
 
+def test_video_weights_follow_the_head_smoothly_per_track(posed):
+    """In a video (tracks, frame numbers, a WeightSmoother) `nearest` crossfades: when the head turns from source
+    a's pose to b's, the weights of that track move by at most the smoother's step per frame."""
+    from hififace.face.pose import WeightSmoother
+
+    a, b = posed
+    swapper = FaceSwapper(PoseEngine(), source_weighting="nearest")
+    sources, smoother = swapper.source(a, b), WeightSmoother(25.0)
+    first = swapper.face_identities(sources, a[None], tracks=[7], frames=[0], smoother=smoother)
+    assert first.weights.tolist() == [[1.0, 0.0]] and torch.equal(first.swap.v_id, sources.identity.v_id[:1])
+    turned = swapper.face_identities(sources, np.stack([b, b]), tracks=[7, 8], frames=[1, 1], smoother=smoother)
+    step = smoother.step(1)
+    assert turned.weights[0] == pytest.approx([1 - step, step])  # track 7 moves one step toward b
+    assert turned.weights[1].tolist() == [0.0, 1.0]  # a new track starts from its own weights
+
+
 def test_pose_weighting_refuses_an_identity_file_or_an_engine_without_analyse(posed, tmp_path):
     from hififace.errors import ConfigError
 
