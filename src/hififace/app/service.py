@@ -137,9 +137,13 @@ class SwapService:
     # ------------------------------------------------------------------ the swap
     def run(self, sources: Sequence[str | Path] | None, target: str | Path | None, face_mode: str = "largest",
             face_index: float | int | None = 0, reference: str | Path | None = None, color_match: bool = False,
-            watermark: bool = False, progress: Progress | None = None) -> Outcome:
+            watermark: bool = False, progress: Progress | None = None, keep_mouth: bool = False,
+            identity_strength: float = 1.0, shape_strength: float = 1.0, source_weighting: str = "mean") -> Outcome:
         """Swap the identity of ``sources`` (photos or identity files, averaged) onto the chosen face(s) of
-        ``target`` (photo or video); returns the written output."""
+        ``target`` (photo or video); returns the written output. ``keep_mouth``, ``identity_strength``,
+        ``shape_strength`` and ``source_weighting`` as the :class:`FaceSwapper` options of those names."""
+        look = dict(keep_mouth=bool(keep_mouth), identity_strength=identity_strength, shape_strength=shape_strength,
+                    source_weighting=source_weighting or "mean")
         say = progress or (lambda fraction, what: None)
         sources = [s for s in (sources or []) if s]
         if not sources:
@@ -157,7 +161,7 @@ class SwapService:
                                           f"({IDENTITY_SUFFIX}); upload a photo of the source face")
             self._check_sizes([*sources, target, *([reference] if reference else [])])
             watermark = bool(watermark) or self.random  # random weights: always the visible mark too
-            swapper = self._swapper(color_match, video=kind == "video")
+            swapper = self._swapper(color_match, video=kind == "video", **look)
             out = self._output_path(target, kind)
             self._busy.add(out.parent)  # not pruned while it is written (the lifetime counts from the rename)
             try:
@@ -305,9 +309,10 @@ class SwapService:
         self._pruner.start()
 
     # ------------------------------------------------------------------ parts
-    def _swapper(self, color_match: bool, video: bool = False) -> FaceSwapper:
+    def _swapper(self, color_match: bool, video: bool = False, **look: Any) -> FaceSwapper:
         # a fresh pipeline per request: its identity cache (keyed by file path) never outlives the request
-        options = {"align_passes": 0, **self.options} if video else self.options  # as 'hififace video' does
+        options = {"align_passes": 0, **self.options} if video else dict(self.options)  # as 'hififace video' does
+        options.update(look)  # this request's mouth / strength / source weighting
         return FaceSwapper(self.engine, color_match=bool(color_match), **options)
 
     @staticmethod
@@ -328,7 +333,7 @@ class SwapService:
     @staticmethod
     def _identity(swapper: FaceSwapper, sources: list, say: Progress):
         say(0.2, f"encoding {len(sources)} source(s)")
-        return swapper.identity(*sources)
+        return swapper.source(*sources)  # the mean, or the sources kept apart for pose weighting
 
     def _output_path(self, target: str | Path, kind: str) -> Path:
         target = Path(target)

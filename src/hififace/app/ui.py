@@ -77,6 +77,16 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
                     mark = gr.Checkbox(label="visible 'AI-generated' mark" + (" (always, random weights)"
                                                                             if service.random else ""),
                                        value=service.random, interactive=not service.random)
+                with gr.Accordion("What the swapped face keeps of the target", open=False):
+                    mouth = gr.Checkbox(label="keep the target's mouth (teeth, tongue)", value=False,
+                                        elem_id="keep-mouth")
+                    id_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, elem_id="identity-strength",
+                                            label="identity strength (0: the target's own, 1: the source's)")
+                    shape_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, elem_id="shape-strength",
+                                               label="3D face-shape strength (0: the target's own, 1: the source's)")
+                    weighting = gr.Radio([("mean of the photos", "mean"), ("weighted by head pose", "pose"),
+                                          ("the photo closest in pose", "nearest")], value="mean",
+                                         label="Several source photos", elem_id="source-weighting")
                 button = gr.Button("Swap", variant="primary", elem_id="swap")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
@@ -92,10 +102,12 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
             except HifiFaceError as err:
                 return None, _error_md(err)
 
-        def on_swap(src, tgt, face_mode, face_index, ref, color_match, watermark, progress=gr.Progress(track_tqdm=True)):
+        def on_swap(src, tgt, face_mode, face_index, ref, color_match, watermark, keep_mouth, id_a, shape_b,
+                    weights, progress=gr.Progress(track_tqdm=True)):
             try:
                 out = service.run(src, tgt, face_mode, face_index, ref, color_match, watermark,
-                                  progress=lambda fraction, what: progress(fraction, desc=what))
+                                  progress=lambda fraction, what: progress(fraction, desc=what), keep_mouth=keep_mouth,
+                                  identity_strength=id_a, shape_strength=shape_b, source_weighting=weights)
             except HifiFaceError as err:
                 return None, None, None, _error_md(err)
             except Exception as err:  # a bug or a library failure: one line on the page, the traceback in the log
@@ -108,7 +120,8 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
             return (path, None, path, done) if out.kind == "image" else (None, path, path, done)
 
         target.change(on_target, inputs=target, outputs=[faces, status])
-        button.click(on_swap, inputs=[sources, target, mode, index, reference, color, mark],
+        button.click(on_swap, inputs=[sources, target, mode, index, reference, color, mark, mouth, id_strength,
+                                      shape_strength, weighting],
                      outputs=[image_out, video_out, download, status])
     return page
 

@@ -7,12 +7,17 @@ from typing import Any
 
 from ..errors import HifiFaceError
 from ..export.providers import PROVIDERS, parse_providers
+from ..utils.text import printable
 
 log = logging.getLogger("hififace")
 
 CONSENT = "Use only with the consent of the people shown; outputs are labelled as synthetic in their metadata."
 #: Extensions that mark a file as a video (a --target of 'swap', a --source or --match: pointed to the right use).
 VIDEOS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+#: --source-weighting's choices and --pose-temperature's default: hififace.face.pose's WEIGHTINGS and
+#: POSE_TEMPERATURE, spelled out so that --help does not import torch (tests/test_cli_look.py checks they agree).
+WEIGHTINGS = ("mean", "pose", "nearest")
+POSE_TEMPERATURE = 10.0
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -179,6 +184,107 @@ def add_face_args(p: argparse.ArgumentParser, align_passes: int) -> None:
     g.add_argument("--batch-size", type=int, default=8, help="faces per model call (default 8)")
     g.add_argument("--save-identity", metavar="FILE.safetensors",
                    help="also save the (averaged) source identity; reuse it later with --source FILE.safetensors")
+    add_look_args(p, sources=True)
+
+
+def add_look_args(p: argparse.ArgumentParser, sources: bool = False) -> None:
+    """What the swapped face keeps of the target (swap, video, grid): mouth, identity/shape strength; with
+    ``sources`` also how several --source photos are weighted."""
+    g = p.add_argument_group("what the swapped face takes from the target")
+    g.add_argument("--keep-mouth", action="store_true",
+                   help="keep the target's mouth interior (teeth, tongue), feathered, so speech shows as it was")
+    g.add_argument("--keep-lips", action="store_true", help="with --keep-mouth: keep the target's lips too")
+    g.add_argument("--identity-strength", type=float, default=1.0, metavar="A",
+                   help="0..1: move the ArcFace identity from the target's own (0) to the source's (1, default)")
+    g.add_argument("--shape-strength", type=float, default=1.0, metavar="B",
+                   help="0..1: move the 3D face shape (3DMM) from the target's own (0) to the source's (1, default)")
+    if sources:
+        g.add_argument("--source-weighting", default="mean", choices=WEIGHTINGS,
+                       help="several --source photos: their mean (default), weighted for each target face by how "
+                            "close their head pose is (pose), or the closest alone (nearest)")
+        g.add_argument("--pose-temperature", type=float, default=POSE_TEMPERATURE, metavar="DEG",
+                       help=f"--source-weighting pose: a source this many degrees further from the target's pose "
+                            f"gets 1/e of the weight (default {POSE_TEMPERATURE:g})")
+
+
+def check_look_args(args: argparse.Namespace) -> None:
+    """Refuse bad values of :func:`add_look_args` options before any work."""
+    import math
+
+    for option in ("identity_strength", "shape_strength"):
+        value = getattr(args, option, 1.0)
+        if not 0.0 <= value <= 1.0:  # also NaN
+            raise HifiFaceError(f"--{option.replace('_', '-')} {value:g}: use a number from 0 to 1")
+    temperature = getattr(args, "pose_temperature", 10.0)
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise HifiFaceError(f"--pose-temperature {temperature:g}: use a positive number of degrees")
+    weighting = getattr(args, "source_weighting", "mean")
+    if weighting != "mean" and len(getattr(args, "source", None) or []) > 1:
+        for src in args.source:
+            if str(src).lower().endswith(".safetensors"):
+                raise HifiFaceError(f"{printable(src, 80)}: an identity file holds no head pose; give photos with "
+                                    f"--source-weighting {weighting} (or use --source-weighting mean)")
+    if getattr(args, "keep_lips", False) and not getattr(args, "keep_mouth", False):
+        args.keep_mouth = True  # --keep-lips says it: the lips and what is between them
+
+
+def look_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~hififace.inference.pipeline.FaceSwapper` options of :func:`add_look_args`."""
+    return dict(keep_mouth=getattr(args, "keep_mouth", False), keep_lips=getattr(args, "keep_lips", False),
+                identity_strength=getattr(args, "identity_strength", 1.0),
+                shape_strength=getattr(args, "shape_strength", 1.0),
+                source_weighting=getattr(args, "source_weighting", "mean"),
+                pose_temperature=getattr(args, "pose_temperature", 10.0))
+
+
+def look_record(args: argparse.Namespace) -> dict[str, Any]:
+    """The look options as a report records them."""
+    return {k: v for k, v in look_options(args).items() if k != "pose_temperature" or
+            getattr(args, "source_weighting", "mean") == "pose"}
+
+
+def start_report(args: argparse.Namespace, swapper: Any, sources: list[Any], identity: Any, kind: str = "photo",
+                 fps: float | None = None, aligned: bool | None = None):
+    """``--report``: hand the pipeline a quality recorder (``swapper.observer``); returns ``finish(output, target)``
+    that writes the report and says so, or None without ``--report``."""
+    if not getattr(args, "report", None):
+        return None
+    from ..metrics.quality import finish_report, recorder_for
+
+    recorder = swapper.observer = recorder_for(swapper, sources, identity, kind, fps, swap_model=args.weights or "",
+                                               aligned=aligned)
+
+    def finish(output: Any, target: Any) -> None:
+        paths = finish_report(args.report, recorder, output=str(output), target=str(target),
+                              sources=[str(s) for s in args.source], weights=args.weights, options=look_record(args))
+        flagged = recorder.report().flagged()
+        log.info("wrote %s (%d face(s) scored, %d flagged)", ", ".join(map(str, paths)), len(recorder.rows),
+                 len(flagged))
+
+    return finish
+
+
+def add_report_arg(p: argparse.ArgumentParser) -> None:
+    """``--report FILE.json`` (swap, video): the quality report of the output, a PNG plot beside it."""
+    p.add_argument("--report", metavar="FILE.json",
+                   help="also write a quality report of the output (identity similarity, pose/expression error; "
+                        "video: flicker and flagged frames) and a plot FILE.png beside it")
+
+
+def check_report_arg(args: argparse.Namespace, check_output_path) -> None:
+    """A report path that cannot be written is refused before any work (a .json file; its plot, the same name in
+    .png, must not replace the output or the target)."""
+    if getattr(args, "report", None):
+        from pathlib import Path
+
+        taken = {what: path for what, path in (("the output (-o)", getattr(args, "output", None)),
+                                                ("the target", getattr(args, "target", None))) if path}
+        check_output_path(args.report, {".json": "json"}, getattr(args, "no_clobber", False), inputs=taken)
+        png = Path(args.report).with_suffix(".png")  # metrics.quality.plot_path of a .json name
+        for what, path in taken.items():
+            if png.resolve() == Path(path).resolve():
+                raise HifiFaceError(f"--report {args.report}: its plot {png.name} would replace {what}; give the "
+                                    f"report another name")
 
 
 def add_model_mask_arg(p: Any) -> None:
@@ -201,6 +307,10 @@ def check_face_args(args: argparse.Namespace) -> None:
     if not 0.0 <= args.blur <= 0.5:
         raise HifiFaceError(f"--blur {args.blur:g}: use a fraction of the crop size between 0 and 0.5")
     check_threshold(args.threshold)
+    from ..media.images import check_output_path
+
+    check_look_args(args)
+    check_report_arg(args, check_output_path)
     if args.align_passes < 0:
         raise HifiFaceError(f"--align-passes {args.align_passes}: use 0 or more")
     from ..face.detect import available_detectors
@@ -212,8 +322,6 @@ def check_face_args(args: argparse.Namespace) -> None:
     if args.save_identity and not str(args.save_identity).lower().endswith(".safetensors"):
         raise HifiFaceError(f"--save-identity {args.save_identity}: the file name must end in .safetensors")
     if args.save_identity:  # a folder of that name, or a file in the way, is refused before the model loads
-        from ..media.images import check_output_path
-
         check_output_path(args.save_identity, {".safetensors": "safetensors"}, getattr(args, "no_clobber", False))
 
 
@@ -230,7 +338,7 @@ def build_swapper(args: argparse.Namespace, model: Any):
     return FaceSwapper(model, detector=args.detector, detector_model=args.detector_model, threshold=args.threshold,
                        parsing=args.parsing, parsing_weights=args.parsing_weights, min_face=args.min_face,
                        align_passes=args.align_passes, color_match=args.color_match, blur=args.blur,
-                       batch_size=args.batch_size, model_mask=not args.no_model_mask)
+                       batch_size=args.batch_size, model_mask=not args.no_model_mask, **look_options(args))
 
 
 def read_sources(paths: list[str], option: str = "--source") -> list[Any]:

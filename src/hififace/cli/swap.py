@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ._common import CONSENT, VIDEOS, add_face_args, add_model_args, add_watermark_arg
+from ._common import CONSENT, VIDEOS, add_face_args, add_model_args, add_report_arg, add_watermark_arg
 
 log = logging.getLogger("hififace")
 
@@ -18,6 +18,9 @@ EPILOG = f"""examples:
   hififace swap --source me.jpg --target photos/ -o out_dir/                # every photo of a folder
   hififace swap --source me.jpg --source me2.jpg --save-identity me.safetensors
   hififace swap --source a.png --target b.png -o out.png --weights weights/hififace-256
+  hififace swap --source me.jpg --target t.jpg -o out.jpg --keep-mouth --report out.json
+  hififace swap --source me.jpg --target t.jpg -o out.jpg --identity-strength 0.7 --shape-strength 0
+  hififace swap --source front.jpg --source profile.jpg --target t.jpg -o out.jpg --source-weighting pose
 
 A target of exactly the model's size (e.g. 256x256) is taken as an aligned face crop and swapped as it is; any
 other photo goes through detection, alignment and paste-back (--aligned / --detect force either path). The output
@@ -35,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     path.add_argument("--aligned", action="store_true", help="take every input as an aligned crop (no detection)")
     path.add_argument("--detect", action="store_true", help="detect faces even in model-size images")
     add_face_args(p, align_passes=2)
+    add_report_arg(p)
     add_model_args(p)
     add_watermark_arg(p)
     p.set_defaults(func=run)
@@ -42,10 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HifiFaceError
-    from ..media.images import check_output_path
-    from ..media.images import read_photo
+    from ..media.images import check_output_path, read_photo
     from ..provenance.label import output_label
-    from ._common import build_swapper, check_face_args, load_model, read_sources
+    from ._common import build_swapper, check_face_args, load_model, read_sources, start_report
 
     check_face_args(args)
     if not args.target and not args.save_identity:
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if target is not None and target.suffix.lower() in VIDEOS:
         raise HifiFaceError(f"{target}: is a video; use 'hififace video --source ... --target {target} -o out.mp4'")
     folder = target is not None and target.is_dir()
+    if args.report and (folder or target is None):
+        raise HifiFaceError(f"--report {args.report}: reports one output photo; give one --target photo (not a folder)")
     if folder:
         jobs = plan_folder(target, Path(args.output), args.no_clobber)
     elif target is not None:
@@ -68,22 +73,26 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args)
     swapper = build_swapper(args, model)
-    identity = swapper.identity(*sources, aligned=aligned)
+    identity = swapper.source(*sources, aligned=aligned)  # the mean, or pose-weighted sources kept apart
     if match is not None:  # a reference photo without a face is one error here, not one per target photo
         match = swapper.match_identity(match)
     if args.save_identity:
-        swapper.save_identity(args.save_identity, identity, swapper.source_count(*sources))
+        swapper.save_identity(args.save_identity, swapper.identity(*sources, aligned=aligned),
+                              swapper.source_count(*sources))
         log.info("wrote %s (identity of %d source photo(s))", args.save_identity, swapper.source_count(*sources))
     if target is None:
         return 0
     options = dict(face=args.face, all_faces=args.all_faces, match=match, aligned=aligned, watermark=args.watermark,
                    meta=output_label("swap", model))
     if not folder:
+        finish = start_report(args, swapper, sources, identity, "photo", aligned=aligned)
         result = swapper.swap_file(identity, photo, out, **options)
         what = "aligned crop" if result.aligned else f"{len(result.swapped)} of {len(result.faces)} face(s) swapped"
         if not result.aligned:
             log.info("%s: share of the face region replaced: %s", out.name, result.replaced())
         log.info("wrote %s (%s)", out, what)
+        if finish is not None:
+            finish(out, target)
         return 0
     return swap_folder(swapper, identity, target, jobs, options)
 
@@ -140,3 +149,4 @@ def swap_folder(swapper, identity, folder: Path, jobs: list[tuple[Path, Path]], 
 def _names(names: list[str], limit: int = 8) -> str:
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
+

@@ -5,7 +5,7 @@ import argparse
 import logging
 
 from ..media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
-from ._common import CONSENT, add_face_args, add_model_args, add_watermark_arg
+from ._common import CONSENT, add_face_args, add_model_args, add_report_arg, add_watermark_arg
 
 log = logging.getLogger("hififace")
 
@@ -15,6 +15,8 @@ EPILOG = f"""examples:
   hififace video --source me.jpg --target clip.mp4 -o out.mp4                 # the largest face
   hififace video --source me.jpg --target clip.mp4 -o out.mp4 --face 1        # face #1 in the first frame with faces
   hififace video --source me.safetensors --target clip.mov -o out.mov --all-faces
+  hififace video --source me.jpg --target clip.mp4 -o out.mp4 --keep-mouth --report out.json  # flicker, flagged frames
+  hififace video --source front.jpg --source left.jpg --target clip.mp4 -o out.mp4 --source-weighting pose
 
 Needs the video extra (pip install 'hififace[video]': imageio-ffmpeg ships its own ffmpeg). Faces are tracked, so
 --face and --match follow the same person through the video; frames without that face are passed through. The
@@ -32,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", "-t", required=True, help="video whose faces are replaced")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mov, .mkv)")
     add_face_args(p, align_passes=0)
+    add_report_arg(p)
     v = p.add_argument_group("video")
     v.add_argument("--frames-per-batch", type=int, default=8, metavar="N",
                    help="frames processed together (default 8)")
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from ..media.images import check_output_path
     from ..inference.video import swap_video
     from ..provenance.label import output_label
-    from ._common import build_swapper, check_face_args, load_model, read_sources
+    from ._common import build_swapper, check_face_args, load_model, read_sources, start_report
 
     check_face_args(args)
     if args.frames_per_batch < 1:
@@ -93,10 +96,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     onnx_hint(args, model)
     swapper = build_swapper(args, model)
-    identity = swapper.identity(*sources)
+    identity = swapper.source(*sources)  # the mean, or pose-weighted sources kept apart
     if args.save_identity:
-        swapper.save_identity(args.save_identity, identity, swapper.source_count(*sources))
+        swapper.save_identity(args.save_identity, swapper.identity(*sources), swapper.source_count(*sources))
         log.info("wrote %s", args.save_identity)
+    finish = start_report(args, swapper, sources, identity, "video", fps=info.fps)
     report = swap_video(swapper, identity, info.path, out, face=args.face, all_faces=args.all_faces, match=match,
                         batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
                         preset=args.preset, watermark=args.watermark, meta=output_label("video", model),
@@ -109,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("wrote %s: %d frames (%dx%d, %.3g fps%s), faces swapped in %d, %d passed through; %.2f frames/s",
              out, report.frames, w, h, report.fps, ", audio copied" if report.audio else ", no audio",
              report.frames_swapped, report.frames_passed, report.frames_per_second)
+    if finish is not None:
+        finish(out, info.path)
     return 0
 
 

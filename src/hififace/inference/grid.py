@@ -9,6 +9,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..face.align import template_points
+from ..face.mouth import keep_target, mouth_mask
+
 log = logging.getLogger(__name__)
 
 CORNER_TEXT = "source \\ target"
@@ -92,19 +95,38 @@ def swap_grid(
     targets: Sequence[np.ndarray],
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
+    keep_mouth: bool = False,
+    keep_lips: bool = False,
+    identity_strength: float = 1.0,
+    shape_strength: float = 1.0,
 ) -> list[list[np.ndarray]]:
     """Every source on every target. Each source identity (``model.identity``) and each target batch
     (``model.prepare_target``: its 3DMM coefficients and encoder features) is computed once and reused.
 
-    ``progress(n)`` is called after each batch with the number of swaps done in it.
+    ``progress(n)`` is called after each batch with the number of swaps done in it. ``keep_mouth``/``keep_lips``:
+    the target's mouth (the alignment template's 5 points: crops are aligned) is blended back into each result;
+    ``identity_strength``/``shape_strength`` below 1 move each source toward each target's own identity
+    (:meth:`~hififace.Identity.toward`; one more identity pass per target).
     """
     batch_size = max(1, int(batch_size))
     identities = [model.identity(src) for src in sources]
     results: list[list[np.ndarray]] = [[] for _ in sources]
+    strength = identity_strength < 1.0 or shape_strength < 1.0
+    keep = None
+    if keep_mouth or keep_lips:
+        size = int(model.config.image_size)
+        lm = template_points(model.config.align, size)
+        keep = 1.0 - keep_target(np.ones((size, size), np.float32), mouth_mask((size, size), lm, lips=keep_lips).alpha)
+        keep = keep[..., None]
     for start in range(0, len(targets), batch_size):
-        prepared = model.prepare_target(list(targets[start : start + batch_size]))
+        chunk = list(targets[start : start + batch_size])
+        prepared = model.prepare_target(chunk)
+        own = model.identity(chunk) if strength else None
         for row, ident in zip(results, identities):
-            row.extend(model.swap(ident, prepared))
+            outs = model.swap(ident.toward(own, identity_strength, shape_strength) if strength else ident, prepared)
+            if keep is not None:
+                outs = [((1.0 - keep) * o + keep * t + 0.5).astype(np.uint8) for o, t in zip(outs, chunk)]
+            row.extend(outs)
             if progress is not None:
                 progress(len(prepared))
     return results

@@ -20,6 +20,15 @@ touched, and pixels whose alpha is 0 keep their exact values. How much of each f
 alpha over the face region, :attr:`PhotoResult.coverage`) is reported, with a warning when it is almost nothing: a
 model whose mask ``m_r`` collapsed to zero (a known training failure; random weights do it too) pastes nothing.
 
+Options that change nothing unless given (each costs nothing when off): ``keep_mouth`` leaves the target's mouth
+interior (:mod:`hififace.face.mouth`) in the final paste alpha; ``identity_strength`` / ``shape_strength`` move the
+ArcFace and 3DMM-shape parts of the identity from the target's own toward the source's
+(:meth:`~hififace.Identity.toward`); ``source_weighting`` ``pose`` / ``nearest`` weights several source photos by
+head pose for each target face (:mod:`hififace.face.pose`; the sources come from :meth:`FaceSwapper.source`). The
+last two need one ``engine.analyse`` pass over the target crops, shared by both. ``observer``: an object with
+``add(frame, faces, targets, swapped, alphas, landmarks=..., target_coeffs=..., sources=...)`` that sees every
+blended face (the quality report's recorder, built above this module: :mod:`hififace.metrics.quality`).
+
 The model is used only through a :class:`~hififace.inference.engine.SwapEngine`.
 """
 from __future__ import annotations
@@ -34,12 +43,14 @@ import torch
 
 from ..config import N_ID_COEFFS
 from ..errors import ConfigError, InputImageError, WeightsError
-from ..face.align import transform_points
+from ..face.align import template_points, transform_points
 from ..face.blend import match_color, paste_into, soft_mask
 from ..face.choice import FaceChoice
 from ..face.cropper import FaceCropper
+from ..face.mouth import keep_target, mouth_mask
 from ..face.palette import face_mask
 from ..face.parse import get_parser
+from ..face.pose import POSE_TEMPERATURE, WEIGHTINGS, head_pose, pose_weights, weighted_identity
 from ..media.images import Photo, check_output_path, fit_to_size, photo_from_array, read_photo, write_image, write_photo
 from ..media.tensors import as_batch, to_uint8
 from ..models.hififace import HifiFace
@@ -126,6 +137,46 @@ class Blend:
     coverage: np.ndarray
 
 
+@dataclass
+class PoseSources:
+    """Several source photos kept apart for pose-matched weighting (:meth:`FaceSwapper.source`): their identities
+    (K rows), head poses (K x 3 degrees, yaw/pitch/roll of :func:`~hififace.face.pose.head_pose`) and names."""
+
+    identity: Identity
+    poses: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.identity)
+
+    def mean(self) -> Identity:
+        """The plain mean (what ``mean`` weighting uses; what ``--save-identity`` saves)."""
+        return self.identity.mean()
+
+
+@dataclass
+class FaceIdentities:
+    """What :meth:`FaceSwapper.face_identities` gives for a batch of target crops: the identity to swap with (one
+    row, or one per face), the source identity of each face before strength (pose weighting; None: the one source),
+    the targets' 3DMM coefficients (N x 257, None when not computed) and the source weights per face (N x K or None)."""
+
+    swap: Identity
+    sources: Identity | None = None
+    target_coeffs: "torch.Tensor | None" = None
+    weights: np.ndarray | None = None
+
+
+def check_strength(value: float, option: str = "identity strength") -> float:
+    """A strength in [0, 1] (NaN refused), or one :class:`ConfigError` line naming ``option``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option} {value!r}: use a number from 0 to 1") from None
+    if not 0.0 <= v <= 1.0:
+        raise ConfigError(f"{option} {value:g}: use a number from 0 to 1")
+    return v
+
+
 def low_coverage_reason(model_mask: bool) -> str:
     """Why a face may come out (almost) unchanged, and what to do; the end of a warning line."""
     if model_mask:
@@ -151,12 +202,19 @@ class FaceSwapper:
             ``--no-model-mask`` does; for models whose mask is empty).
         erode, blur: mask erosion and feathering, as fractions of the crop size.
         batch_size: faces per model call.
+        keep_mouth: keep the target's mouth interior (teeth, tongue); ``keep_lips``: its lips too.
+        identity_strength, shape_strength: 0..1 (default 1: the source's, today's swap; 0: the target's own).
+        source_weighting: ``mean`` (default), ``pose`` or ``nearest`` for several sources (see :meth:`source`).
+        pose_temperature: degrees of ``pose`` weighting (:data:`~hififace.face.pose.POSE_TEMPERATURE`).
     """
 
     def __init__(self, model: Any, *, detector: Any = "yunet", detector_model: str | Path | None = None,
                  threshold: float = 0.6, parsing: str = "auto", parsing_weights: str | Path | None = None,
                  min_face: float = DEFAULT_MIN_FACE, align_passes: int = 2, color_match: bool = False,
-                 model_mask: bool = True, erode: float = 0.03, blur: float = 0.05, batch_size: int = 8):
+                 model_mask: bool = True, erode: float = 0.03, blur: float = 0.05, batch_size: int = 8,
+                 keep_mouth: bool = False, keep_lips: bool = False, identity_strength: float = 1.0,
+                 shape_strength: float = 1.0, source_weighting: str = "mean",
+                 pose_temperature: float = POSE_TEMPERATURE):
         self.engine: SwapEngine = as_engine(model)
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size}: use 1 or more")
@@ -173,6 +231,18 @@ class FaceSwapper:
         self.blur = float(blur)
         self.batch_size = int(batch_size)
         self._identities: dict[Any, tuple[Identity, int]] = {}
+        self.keep_mouth = bool(keep_mouth or keep_lips)
+        self.keep_lips = bool(keep_lips)
+        self.identity_strength = check_strength(identity_strength, "identity strength")
+        self.shape_strength = check_strength(shape_strength, "shape strength")
+        if source_weighting not in WEIGHTINGS:
+            raise ConfigError(f"source weighting {printable(source_weighting, 20)!r}: use {', '.join(WEIGHTINGS)}")
+        if not (float(pose_temperature) > 0 and np.isfinite(pose_temperature)):
+            raise ConfigError(f"pose temperature {pose_temperature}: use a positive number of degrees")
+        self.source_weighting = source_weighting
+        self.pose_temperature = float(pose_temperature)
+        #: Sees every blended face (the quality report); None: nothing is scored.
+        self.observer: Any = None
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, device: Any = None, dtype: Any = None,
@@ -242,16 +312,20 @@ class FaceSwapper:
 
     def swap_crops(self, identity: "Identity", crops: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
         """The engine's (i_r, m_r) for aligned uint8 crops, in batches of ``batch_size``."""
-        outs = [self.engine.swap(identity, self._batch(crops[i : i + self.batch_size]))
+        per_face = len(identity) > 1 and len(identity) == len(crops)  # one identity per face (strength, pose)
+        outs = [self.engine.swap(identity[i : i + self.batch_size] if per_face else identity,
+                                 self._batch(crops[i : i + self.batch_size]))
                 for i in range(0, len(crops), self.batch_size)]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
     def blend_faces(self, targets: np.ndarray, i_r: "torch.Tensor", m_r: "torch.Tensor",
-                    landmarks_crop: np.ndarray) -> Blend:
+                    landmarks_crop: np.ndarray, mouth_landmarks: Sequence[np.ndarray | None] | None = None) -> Blend:
         """Crop-frame paste material: the swapped crops (N x S x S x 3 uint8, colour-matched when asked), their
-        soft alphas (N x S x S float32: face region x m_r, eroded and feathered) and how much of each face region
-        the alphas replace (their mean over it)."""
-        region = face_mask(self.parser.parse(targets, landmarks_crop)).astype(np.float32)
+        soft alphas (N x S x S float32: face region x m_r, eroded and feathered; with ``keep_mouth`` times one minus
+        the target's mouth) and how much of each face region the alphas replace (their mean over it).
+        ``mouth_landmarks``: per face, 68 crop-frame points when a landmark backend gave them (else the 5 points)."""
+        labels = self.parser.parse(targets, landmarks_crop)
+        region = face_mask(labels).astype(np.float32)
         faces = i_r.detach().float().clamp(0, 1).mul(255).add_(0.5).to("cpu").permute(0, 2, 3, 1).numpy()
         faces = faces.astype(np.uint8)
         alphas = np.empty(region.shape, np.float32)
@@ -261,6 +335,12 @@ class FaceSwapper:
             alphas[k] = soft_mask(self.size, mask, self.erode, self.blur)
             if self.color_match:  # statistics over the face region (skin, features), whatever the model's mask
                 faces[k] = match_color(faces[k], targets[k], region[k])
+            if self.keep_mouth:  # on the final, feathered alpha: the mouth is the target's, feathered itself
+                lm = mouth_landmarks[k] if mouth_landmarks is not None and mouth_landmarks[k] is not None else None
+                lab = labels[k] if self.parser.reads_pixels else None
+                keep = mouth_mask((self.size, self.size), landmarks_crop[k] if lm is None else lm, lab,
+                                  lips=self.keep_lips).alpha
+                alphas[k] = keep_target(alphas[k], keep)
         area = region.reshape(len(region), -1).sum(1)
         coverage = (alphas * region).reshape(len(region), -1).sum(1) / np.maximum(area, 1.0)
         return Blend(faces, alphas, coverage.astype(np.float64))
@@ -278,6 +358,71 @@ class FaceSwapper:
         if len(parts) == 1:
             return parts[0][0]
         return Identity.cat([p[0] for p in parts]).mean([float(p[1]) for p in parts])
+
+    def source(self, *sources: Any, aligned: bool | None = None) -> "Identity | PoseSources":
+        """What to swap with for this pipeline's ``source_weighting``: :meth:`identity` (the mean) for ``mean`` or a
+        single source, else the sources kept apart with their head poses (:class:`PoseSources`, photos only: an
+        identity file or an :class:`Identity` holds no pose and is refused in one line)."""
+        if self.source_weighting == "mean" or len(sources) < 2:
+            return self.identity(*sources, aligned=aligned)
+        analyse = self._analyser("--source-weighting " + self.source_weighting)
+        rows, names = [], []
+        for s in sources:
+            if isinstance(s, Identity) or (isinstance(s, (str, Path)) and Path(s).suffix.lower() == IDENTITY_SUFFIX):
+                name = printable(Path(s).name, 60) if isinstance(s, (str, Path)) else "an Identity"
+                raise ConfigError(f"{name}: an identity file holds no head pose; give photos with --source-weighting "
+                                  f"{self.source_weighting} (or use --source-weighting mean)")
+            photo = _as_photo(s)
+            crop = self._source_crop(photo, aligned)
+            v, c = analyse(self._batch(crop[None]))
+            rows.append((Identity(c[:, :N_ID_COEFFS], v), c))
+            names.append(printable(photo.path.name, 60) if photo.path else f"source #{len(names)}")
+        poses = head_pose(torch.cat([c for _, c in rows]))
+        for name, (yaw, pitch, _) in zip(names, poses):
+            log.info("source %s: head pose yaw %+.0f, pitch %+.0f degrees", name, yaw, pitch)
+        return PoseSources(Identity.cat([i for i, _ in rows]), poses, names)
+
+    def _analyser(self, what: str):
+        analyse = getattr(self.engine, "analyse", None)
+        if analyse is None:
+            raise ConfigError(f"{what} needs the 3DMM coefficients of the faces (engine.analyse), which this swap "
+                              f"engine ({type(self.engine).__name__}) does not give; use a HifiFace model")
+        return analyse
+
+    @property
+    def strength(self) -> bool:
+        """Whether identity or shape strength is below 1 (then the targets' own identities are needed)."""
+        return self.identity_strength < 1.0 or self.shape_strength < 1.0
+
+    def face_identities(self, identity: "Identity | PoseSources", crops: np.ndarray, tracks: Sequence[Any] | None = None,
+                        frames: Sequence[int] | None = None, smoother: Any = None) -> FaceIdentities:
+        """The identity to swap each of these target crops with: ``identity`` itself (mean weighting, strength 1:
+        nothing is computed), else one row per face from one ``engine.analyse`` pass over the crops: the sources
+        weighted by pose (``tracks``/``frames``/``smoother``: the video's per-track smoothing,
+        :class:`~hififace.face.pose.WeightSmoother`), then moved from the target's own identity by the strengths."""
+        pose = isinstance(identity, PoseSources)
+        if not (pose or self.strength) or len(crops) == 0:
+            return FaceIdentities(identity)
+        analyse = getattr(self.engine, "analyse", None)
+        coeffs = None
+        if analyse is None and not pose:  # a third-party engine: the target identity is all strength needs
+            target = Identity.cat([self.crop_identity(crops[i : i + self.batch_size])
+                                   for i in range(0, len(crops), self.batch_size)])
+        else:
+            analyse = analyse or self._analyser("--source-weighting " + self.source_weighting)
+            parts = [analyse(self._batch(crops[i : i + self.batch_size])) for i in range(0, len(crops), self.batch_size)]
+            v_id, coeffs = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            target = Identity(coeffs[:, :N_ID_COEFFS], v_id)
+        per_face, weights = None, None
+        source = identity
+        if pose:
+            weights = pose_weights(head_pose(coeffs), identity.poses, self.source_weighting, self.pose_temperature)
+            if smoother is not None and tracks is not None and frames is not None:
+                weights = np.stack([smoother.update(t, f, w) for t, f, w in zip(tracks, frames, weights)])
+            per_face = Identity.cat([weighted_identity(identity.identity, w) for w in weights])
+            source = per_face
+        swap = source.toward(target, self.identity_strength, self.shape_strength) if self.strength else source
+        return FaceIdentities(swap, per_face, coeffs, weights)
 
     def source_count(self, *sources: Any) -> int:
         """How many photos stand behind ``sources`` (identity files count the photos they were made from)."""
@@ -388,19 +533,29 @@ class FaceSwapper:
     def swap(self, source: Any, target: Any, face: int | None = None, all_faces: bool = False, match: Any = None,
              aligned: bool | None = None) -> PhotoResult:
         """Swap the source identity onto face(s) of ``target`` (path, array, PIL image or :class:`Photo`)."""
-        identity = self.identity(source, aligned=aligned)
+        identity = source if isinstance(source, PoseSources) else self.identity(source, aligned=aligned)
         photo = _as_photo(target)
         return self._swap_photo(identity, photo, FaceChoice(face, all_faces, match), aligned)
 
-    def _swap_photo(self, identity: "Identity", photo: Photo, choice: FaceChoice, aligned: bool | None) -> PhotoResult:
+    def _swap_photo(self, identity: "Identity | PoseSources", photo: Photo, choice: FaceChoice,
+                    aligned: bool | None) -> PhotoResult:
         name = photo.path or "target image"
         rgb = photo.rgb
         if self._is_aligned(rgb, aligned):
             if choice.index is not None or choice.match is not None:
                 log.warning("%s: taken as an aligned crop (%dx%d, the model size), swapped whole: --face/--match do "
                             "not apply; use --detect to pick a face in it", name, rgb.shape[1], rgb.shape[0])
-            i_r, _ = self.swap_crops(identity, self._fit(rgb, name)[None])
+            crop = self._fit(rgb, name)[None]
+            fid = self.face_identities(identity, crop)
+            i_r, _ = self.swap_crops(fid.swap, crop)
             out = to_uint8(i_r[0])  # as HifiFace.swap: clamp and truncate, like the reference's ToPILImage
+            if self.keep_mouth or self.observer is not None:  # the whole crop, but the template's mouth
+                lms = template_points(self.engine.align, self.size)[None].astype(np.float32)
+                alpha = np.ones((1, self.size, self.size), np.float32)
+                if self.keep_mouth:
+                    alpha[0] = keep_target(alpha[0], mouth_mask((self.size, self.size), lms[0], lips=self.keep_lips).alpha)
+                    out = (alpha[0, ..., None] * out + (1 - alpha[0, ..., None]) * crop[0] + 0.5).astype(np.uint8)
+                self._observe(0, [0], crop, out[None], alpha, lms, fid)
             return PhotoResult(out, changed=np.ones(out.shape[:2], bool), aligned=True, coverage=[1.0])
         found = self.face_crops(rgb, choice, name)
         faces, todo, crops, mats = found.faces, found.chosen, found.crops, found.matrices
@@ -412,10 +567,12 @@ class FaceSwapper:
         result = PhotoResult(rgb.copy(), faces, todo, found.skipped, np.zeros(rgb.shape[:2], bool))
         if not todo:
             return result
-        i_r, m_r = self.swap_crops(identity, crops)
+        fid = self.face_identities(identity, crops)
+        i_r, m_r = self.swap_crops(fid.swap, crops)
 
         lms = np.stack([transform_points(faces[i].landmarks, m) for i, m in zip(todo, mats)])
-        blend = self.blend_faces(crops, i_r, m_r, lms)
+        blend = self.blend_faces(crops, i_r, m_r, lms, self.mouth_landmarks([faces[i] for i in todo], mats))
+        self._observe(0, todo, crops, blend.faces, blend.alphas, lms, fid)
         for k in range(len(todo)):
             done = paste_into(result.image, blend.faces[k], mats[k], blend.alphas[k])
             if done is not None:
@@ -428,6 +585,19 @@ class FaceSwapper:
                 log.warning("%s: face #%d: only %.0f %% of the face replaced: %s", name, i, 100 * c,
                             low_coverage_reason(self.model_mask))
         return result
+
+    def mouth_landmarks(self, faces: Sequence["Face"], mats: Sequence[np.ndarray]) -> list[np.ndarray | None] | None:
+        """With ``keep_mouth``: each face's 68 crop-frame points when a landmark backend gave them, else None."""
+        if not self.keep_mouth:
+            return None
+        return [None if getattr(f, "landmarks68", None) is None else transform_points(f.landmarks68, m)
+                for f, m in zip(faces, mats)]
+
+    def _observe(self, frame: int, faces: Sequence[int], targets: np.ndarray, swapped: np.ndarray, alphas: np.ndarray,
+                 landmarks: np.ndarray, fid: FaceIdentities) -> None:
+        if self.observer is not None:
+            self.observer.add(frame, list(faces), targets, swapped, alphas, landmarks=landmarks,
+                              target_coeffs=fid.target_coeffs, sources=fid.sources)
 
     def swap_file(self, source: Any, target: str | Path | Photo, output: str | Path, face: int | None = None,
                   all_faces: bool = False, match: Any = None, aligned: bool | None = None, watermark: bool = False,

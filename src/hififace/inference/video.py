@@ -30,6 +30,7 @@ from ..errors import HifiFaceError, InputImageError
 from ..face.align import transform_points
 from ..face.blend import paste_back_torch, paste_into
 from ..face.choice import FaceChoice
+from ..face.pose import WeightSmoother
 from ..face.track import FaceTracker, Track
 from ..media.images import check_output_path
 from ..media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
@@ -37,7 +38,7 @@ from ..media.video import VIDEO_FORMATS, FrameReader, FrameWriter, VideoInfo, Vi
 from ..provenance.label import WATERMARK_TEXT, add_watermark
 from ..utils.atomic import atomic_path
 from ..models.identity import Identity
-from .pipeline import LOW_COVERAGE, FaceSwapper, low_coverage_reason
+from .pipeline import LOW_COVERAGE, FaceSwapper, PoseSources, low_coverage_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..face.detect import Face  # noqa: F401
@@ -138,7 +139,9 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
     out = check_output_path(output, VIDEO_FORMATS)
     info = probe(target, limits.max_frame_pixels)
     limits.check(info)  # from the header: nothing is decoded yet
-    identity = swapper.identity(source)
+    identity = source if isinstance(source, PoseSources) else swapper.identity(source)
+    # several sources weighted by head pose: the weights of each tracked face follow the head smoothly
+    smoother = WeightSmoother(info.fps) if isinstance(identity, PoseSources) else None
     if match is not None:  # encoded now: the detector is busy in the decoding thread once frames flow
         match = swapper.match_identity(match)
     choice = FaceChoice(face, all_faces, match)
@@ -170,7 +173,7 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
                 if len(batch) == batch_frames:
                     check_stop()
                     _run_batch(swapper, identity, batch, report, tracker, chooser, small_noted, use_torch, watermark,
-                               writer, bar)
+                               writer, bar, smoother)
                     batch = []
             if reader.oversize:  # the decoder refused frames over the cap that the header did not show
                 raise limits.frame_too_large(info.path, *reader.oversize, where=" (after the header's "
@@ -178,7 +181,7 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
             if batch:
                 check_stop()
                 _run_batch(swapper, identity, batch, report, tracker, chooser, small_noted, use_torch, watermark,
-                           writer, bar)
+                           writer, bar, smoother)
             if reader.frames == 0:
                 raise InputImageError(f"{info.path}: no frame could be decoded ({reader.error or 'empty stream'}); "
                                       f"the file is damaged, re-export it")
@@ -244,17 +247,20 @@ class _Progress:
         self.bar.close()
 
 
-def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[np.ndarray, list["Face"]]],
+def _run_batch(swapper: "FaceSwapper", identity: "Identity | PoseSources", batch: list[tuple[np.ndarray, list["Face"]]],
                report: VideoReport, tracker: "FaceTracker", chooser: _Chooser, small_noted: set[int], use_torch: bool,
-               watermark: bool, writer: FrameWriter, bar) -> None:
+               watermark: bool, writer: FrameWriter, bar, smoother: WeightSmoother | None = None) -> None:
     sec = report.seconds
     frames = [f for f, _ in batch]
     # track and choose (sequential: tracks carry over from frame to frame); detection ran in the decoding thread
     t0 = time.perf_counter()
     owners: list[int] = []
     faces: list["Face"] = []
+    tracks: list[int] = []  # track id of each face
+    indices: list[int] = []  # frame number of each batch frame
     for k, (frame, found) in enumerate(batch):
         index = report.frames_passed + report.frames_swapped
+        indices.append(index)
         if not found:
             report.frames_without_face += 1
         picked = chooser.pick(frame, tracker.update(index, found), index)
@@ -267,6 +273,7 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[n
                              "alone while that small", chooser.name, f.size, index, swapper.min_face)
                 continue
             todo.append(f)
+            tracks.append(track.id)
         owners += [k] * len(todo)
         faces += todo
         if todo:
@@ -284,13 +291,25 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[n
         crops_a, mats_a = np.concatenate(crops), np.concatenate(mats)
         sec["align"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        i_r, m_r = swapper.swap_crops(identity, crops_a)
+        fid = swapper.face_identities(identity, crops_a, tracks, [indices[k] for k in owners], smoother)
+        if smoother is not None:
+            smoother.forget([t.id for t in tracker.tracks])
+        i_r, m_r = swapper.swap_crops(fid.swap, crops_a)
         _sync(swapper)
         sec["swap"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         lms = np.stack([transform_points(f.landmarks, m) for f, m in zip(faces, mats_a)])
-        blend = swapper.blend_faces(crops_a, i_r, m_r, lms)
+        blend = swapper.blend_faces(crops_a, i_r, m_r, lms, swapper.mouth_landmarks(faces, mats_a))
         swapped, alphas = blend.faces, blend.alphas
+        if swapper.observer is not None:  # the quality report: one call per frame
+            own = np.asarray(owners)
+            for k in sorted(set(owners)):
+                sel = np.flatnonzero(own == k)
+                rows = torch.from_numpy(sel)
+                swapper.observer.add(indices[k], [tracks[j] for j in sel], crops_a[sel], swapped[sel], alphas[sel],
+                                     landmarks=lms[sel],
+                                     target_coeffs=None if fid.target_coeffs is None else fid.target_coeffs[rows.to(fid.target_coeffs.device)],
+                                     sources=None if fid.sources is None else fid.sources[rows.to(fid.sources.v_id.device)])
         if use_torch:
             frames = _paste_torch(frames, owners, swapped, mats_a, alphas, swapper.engine.device)
         else:

@@ -31,11 +31,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from .._version import __version__
+from ..errors import ConfigError, HifiFaceError
+from ..face.align import template_points
+from ..media.images import photo_from_array, read_photo
 from ..models.identity import Identity
 from ..utils.atomic import atomic_path, atomic_write_text
 from .evaluate import describe
-from .identity import IdentityModel, cosine
+from .identity import DlibIdentity, IdentityModel, cosine
 from .plots import series
 from .threedmm import expression_error, pose_error, shape_error
 
@@ -336,3 +339,54 @@ def write_quality_report(path: str | Path, report: QualityReport, plot: bool = T
             plot_report(report).save(tmp, format="PNG")
         written.append(png)
     return written
+
+
+# ---------------------------------------------------------------------------------------------- one output's report
+def recorder_for(swapper: Any, sources: Sequence[Any], identity: Any, kind: str = "photo", fps: float | None = None,
+                 swap_model: str = "", aligned: bool | None = None, independent: bool = True) -> QualityRecorder:
+    """The recorder of ``--report`` for a :class:`~hififace.inference.pipeline.FaceSwapper` (hand it to the pipeline
+    as ``swapper.observer``): the swap engine's ``analyse`` on its device, dlib's descriptor as the independent model
+    when the ``eval`` extra and its files are there (else skipped, with the reason), and the source set from
+    ``identity`` (an Identity, or pose-kept sources: their mean) and the source photos (``sources``)."""
+    analyse = getattr(swapper.engine, "analyse", None)
+    if analyse is None:
+        raise ConfigError(f"--report needs the swap engine's analyse() (ArcFace + 3DMM of crops), which "
+                          f"{type(swapper.engine).__name__} does not have; use a HifiFace model")
+    device = swapper.engine.device
+
+    def on_device(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return analyse(batch.to(device))
+
+    model, why = None, "the eval extra is not installed (pip install 'hififace[eval]')"
+    if independent:
+        try:
+            model = DlibIdentity()
+        except HifiFaceError as err:
+            why = str(err)
+    else:
+        why = "not asked for"
+    rec = QualityRecorder(on_device, swap_model, kind, fps, model, why)
+    one = identity.mean() if hasattr(identity, "poses") else identity
+    images, points = [], []
+    if model is not None:
+        lm = template_points(swapper.engine.align, swapper.size)
+        for s in sources:
+            if isinstance(s, Identity) or (isinstance(s, (str, Path)) and str(s).lower().endswith(".safetensors")):
+                continue
+            photo = read_photo(s) if isinstance(s, (str, Path)) else s if hasattr(s, "rgb") else photo_from_array(s)
+            found, crop = swapper.one_face_crop(photo.rgb, photo.path or "source", aligned)
+            if crop is not None:
+                images.append(crop)
+                points.append(lm)
+    rec.set_source(one, images, points)
+    return rec
+
+
+def finish_report(path: str | Path, recorder: QualityRecorder, **meta: Any) -> list[Path]:
+    """Write the recorder's report (:func:`write_quality_report`) with the run's ``meta`` (output, target, sources,
+    ...), the time it was written and the hififace version; returns the JSON and PNG paths."""
+    import datetime
+
+    meta.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("hififace_version", __version__)
+    return write_quality_report(path, recorder.report(), **meta)
