@@ -541,3 +541,30 @@ def test_the_processor_with_detection_on_every_frame():
     for i, f in enumerate(face_frames(4, size=(192, 224))):
         proc(f, i / 25)
     assert proc.full_detections == 4 and proc.frames_swapped == 4
+
+
+def test_the_processor_swaps_with_the_strength_and_keeps_the_mouth_as_swap_does(monkeypatch):
+    """--identity-strength and --keep-mouth reach live frames: the engine gets the identity moved toward each target
+    face (not the source's), and the paste alpha loses the mouth."""
+    import torch
+
+    from hififace.inference.pipeline import FaceSwapper
+    from hififace.live.swapper import build_processor
+
+    engine = FakeEngine()
+    seen, real_swap = [], engine.swap
+    monkeypatch.setattr(engine, "swap", lambda identity, crops: seen.append(identity) or real_swap(identity, crops))
+    frames = face_frames(2, size=(192, 224))
+    outs = {}
+    for strength, mouth in ((1.0, False), (0.0, True)):
+        swapper = FaceSwapper(engine, parsing="landmarks", align_passes=0, identity_strength=strength,
+                              keep_mouth=mouth)
+        proc = build_processor(swapper, [PHOTOS / "astronaut.png"], detect_every=1, fps=25.0)
+        seen.clear()
+        outs[strength] = [proc(f.copy(), i / 25) for i, f in enumerate(frames)]
+        assert proc.frames_swapped == 2
+        if strength == 1.0:
+            assert all(torch.equal(s.v_id, proc.identity.v_id) for s in seen)
+        else:  # strength 0: each face's own identity, not the source's
+            assert not any(torch.equal(s.v_id, proc.identity.v_id) for s in seen)
+    assert not np.array_equal(outs[1.0][1], outs[0.0][1])

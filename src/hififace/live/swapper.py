@@ -36,7 +36,8 @@ from ..face.blend import paste_into
 from ..face.detect import box_iou
 from ..face.track import FaceTracker
 from ..face.choice import FaceChoice
-from ..inference.pipeline import LOW_COVERAGE, low_coverage_reason
+from ..face.pose import WeightSmoother
+from ..inference.pipeline import LOW_COVERAGE, PoseSources, low_coverage_reason
 from ..inference.video import _Chooser, _paste_torch, _sync
 from ..media.images import check_output_path
 from ..media.limits import MAX_FRAME_PIXELS
@@ -70,7 +71,7 @@ class FrameProcessor:
 
     Args:
         swapper: the pipeline (detector, parser, engine, paste-back options).
-        identity: the source identity, computed once.
+        identity: the source identity, computed once (or the sources and their head poses: --source-weighting).
         choice: which faces (the largest by default; ``--face``, ``--all-faces``, ``--match``).
         detect_every: full-frame detection every N frames (1: every frame); in between, faces are followed.
         smooth: landmark smoothing (as ``hififace video --smooth``; 0 = off).
@@ -83,7 +84,7 @@ class FrameProcessor:
         frames, frames_swapped, faces_swapped, full_detections: counters.
     """
 
-    def __init__(self, swapper: "FaceSwapper", identity: "Identity", choice: FaceChoice | None = None, *,
+    def __init__(self, swapper: "FaceSwapper", identity: "Identity | PoseSources", choice: FaceChoice | None = None, *,
                  detect_every: int = 5, smooth: float = 1.0, fps: float = 30.0, paste: str = "auto",
                  name: str = "live"):
         if detect_every < 1:
@@ -92,6 +93,8 @@ class FrameProcessor:
         self.choice = choice or FaceChoice()
         self.detect_every = int(detect_every)
         self.tracker = FaceTracker(fps, max_lost=max(1, int(round(fps / 2))), smooth=smooth)
+        # --source-weighting pose|nearest: per-track weights that follow the head smoothly, as in the video path
+        self.smoother = WeightSmoother(fps) if isinstance(identity, PoseSources) else None
         self.chooser = _Chooser(swapper, self.choice, self.tracker, name)
         device = getattr(swapper.engine, "device", None)
         self.use_torch = paste == "torch" or (paste == "auto" and getattr(device, "type", "cpu") == "cuda")
@@ -109,7 +112,7 @@ class FrameProcessor:
         """One swap of a blank crop: the first live frame does not pay for the first call (CUDA kernels, a
         compiled graph, onnxruntime's allocations)."""
         blank = np.zeros((1, self.swapper.size, self.swapper.size, 3), np.uint8)
-        self.swapper.swap_crops(self.identity, blank)
+        self.swapper.swap_crops(self.swapper.face_identities(self.identity, blank).swap, blank)
         _sync(self.swapper)
 
     # ------------------------------------------------------------------ one frame
@@ -125,12 +128,12 @@ class FrameProcessor:
         t1 = time.perf_counter()
         last["detect"] = t1 - t0
         picked = self.chooser.pick(frame, self.tracker.update(index, faces), index)
-        todo = [f for track, f in picked if self._big_enough(track.id, f, index)]
+        todo = [(track, f) for track, f in picked if self._big_enough(track.id, f, index)]
         last["track"] = time.perf_counter() - t1
         self._index = index
         self.frames += 1
         if todo:
-            frame = self._swap(frame, todo, last)
+            frame = self._swap(frame, [t for t, _ in todo], [f for _, f in todo], index, last)
         self.last = last
         return frame
 
@@ -143,16 +146,20 @@ class FrameProcessor:
                      "that small", self.name, face.size, index, self.swapper.min_face)
         return False
 
-    def _swap(self, frame: np.ndarray, faces: list["Face"], last: dict[str, float]) -> np.ndarray:
+    def _swap(self, frame: np.ndarray, tracks: list[Any], faces: list["Face"], index: int,
+              last: dict[str, float]) -> np.ndarray:
         sw = self.swapper
         t0 = time.perf_counter()
         crops, mats = sw.align(frame, [f.landmarks for f in faces])
         t1 = time.perf_counter()
-        i_r, m_r = sw.swap_crops(self.identity, crops)
+        fid = sw.face_identities(self.identity, crops, tracks, [index] * len(faces), self.smoother)
+        if self.smoother is not None:
+            self.smoother.forget([t.id for t in self.tracker.tracks])
+        i_r, m_r = sw.swap_crops(fid.swap, crops)
         _sync(sw)
         t2 = time.perf_counter()
         lms = np.stack([transform_points(f.landmarks, m) for f, m in zip(faces, mats)])
-        blend = sw.blend_faces(crops, i_r, m_r, lms)
+        blend = sw.blend_faces(crops, i_r, m_r, lms, sw.mouth_landmarks(faces, mats))
         if self.use_torch:
             frame = _paste_torch([frame], [0] * len(faces), blend.faces, mats, blend.alphas, sw.engine.device)[0]
         else:
@@ -233,7 +240,7 @@ def build_processor(swapper: "FaceSwapper", sources: list[Any], match: Any = Non
                     all_faces: bool = False, **options: Any) -> FrameProcessor:
     """A :class:`FrameProcessor` for ``sources`` (photos or identity files, averaged; a photo without a face is one
     error, before any frame is read) and the face choice of ``swap``/``video``."""
-    identity = swapper.identity(*sources)
+    identity = swapper.source(*sources)
     if match is not None:
         match = swapper.match_identity(match)
     return FrameProcessor(swapper, identity, FaceChoice(face, all_faces, match), **options)
