@@ -40,14 +40,15 @@ def swap_image(source: Any, target: Any, output: str | Path | None = None, *, we
 
     ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
     ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
-    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ``model_mask``, ...).
+    loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ``model_mask``, ...;
+    ``restorer="weights/gfpgan-1.4"`` or an ONNX restorer file restores each swapped face, ``enhance_blend`` 0..1).
     """
     swapper = _swapper(model, weights, device, options)
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]), aligned=aligned)
     if output is None:
         return swapper.swap(identity, target, face, all_faces, match, aligned)
     return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
-                             meta=output_label("swap_image", swapper.engine))
+                             meta=output_label("swap_image", swapper.engine, **swapper.label()))
 
 
 def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
@@ -65,5 +66,5 @@ def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: 
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
     return video.swap_video(swapper, identity, target, output, face=face, all_faces=all_faces, match=match,
                             batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
-                            meta=output_label("swap_video", swapper.engine), progress=progress,
+                            meta=output_label("swap_video", swapper.engine, **swapper.label()), progress=progress,
                             max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)

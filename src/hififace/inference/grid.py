@@ -5,9 +5,14 @@ Cell (i, j) holds source i swapped onto target j. Every image has a caption band
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+
+from ..face.align import template_points
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .enhance import FaceEnhancer
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +97,13 @@ def swap_grid(
     targets: Sequence[np.ndarray],
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
+    enhancer: "FaceEnhancer | None" = None,
 ) -> list[list[np.ndarray]]:
     """Every source on every target. Each source identity (``model.identity``) and each target batch
     (``model.prepare_target``: its 3DMM coefficients and encoder features) is computed once and reused.
 
-    ``progress(n)`` is called after each batch with the number of swaps done in it.
+    ``progress(n)`` is called after each batch with the number of swaps done in it. ``enhancer`` restores each
+    swapped crop (its five points are the model's alignment template), one restorer call per batch.
     """
     batch_size = max(1, int(batch_size))
     identities = [model.identity(src) for src in sources]
@@ -104,7 +111,11 @@ def swap_grid(
     for start in range(0, len(targets), batch_size):
         prepared = model.prepare_target(list(targets[start : start + batch_size]))
         for row, ident in zip(results, identities):
-            row.extend(model.swap(ident, prepared))
+            swapped = model.swap(ident, prepared)
+            if enhancer is not None:
+                size = swapped[0].shape[0]
+                swapped = list(enhancer.enhance_aligned(np.stack(swapped), template_points(model.config.align, size)))
+            row.extend(swapped)
             if progress is not None:
                 progress(len(prepared))
     return results

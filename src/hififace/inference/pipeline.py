@@ -34,7 +34,7 @@ import torch
 
 from ..config import N_ID_COEFFS
 from ..errors import ConfigError, InputImageError, WeightsError
-from ..face.align import transform_points
+from ..face.align import template_points, transform_points
 from ..face.blend import match_color, paste_into, soft_mask
 from ..face.choice import FaceChoice
 from ..face.cropper import FaceCropper
@@ -47,6 +47,7 @@ from ..models.identity import Identity
 from ..utils.text import printable
 from ..weights.io import read_safetensors, save_safetensors
 from .engine import SwapEngine, as_engine
+from .enhance import DEFAULT_BLEND, FaceEnhancer, as_restorer
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..face.detect import Face, FaceDetector
@@ -151,12 +152,17 @@ class FaceSwapper:
             ``--no-model-mask`` does; for models whose mask is empty).
         erode, blur: mask erosion and feathering, as fractions of the crop size.
         batch_size: faces per model call.
+        restorer: a face restorer run on each swapped face after the paste-back (``--enhance``): a restorer folder
+            (``hififace convert --gfpgan``), an ONNX restorer file (loaded on the model's device) or a
+            :class:`~hififace.restore.FaceRestorer`; None: no restoration.
+        enhance_blend: 0 to 1, the share of the restored face over the unrestored one (default 1).
     """
 
     def __init__(self, model: Any, *, detector: Any = "yunet", detector_model: str | Path | None = None,
                  threshold: float = 0.6, parsing: str = "auto", parsing_weights: str | Path | None = None,
                  min_face: float = DEFAULT_MIN_FACE, align_passes: int = 2, color_match: bool = False,
-                 model_mask: bool = True, erode: float = 0.03, blur: float = 0.05, batch_size: int = 8):
+                 model_mask: bool = True, erode: float = 0.03, blur: float = 0.05, batch_size: int = 8,
+                 restorer: Any = None, enhance_blend: float = DEFAULT_BLEND):
         self.engine: SwapEngine = as_engine(model)
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size}: use 1 or more")
@@ -173,6 +179,8 @@ class FaceSwapper:
         self.blur = float(blur)
         self.batch_size = int(batch_size)
         self._identities: dict[Any, tuple[Identity, int]] = {}
+        restorer = as_restorer(restorer, self.engine.device)
+        self.enhancer = FaceEnhancer(restorer, enhance_blend, erode, blur) if restorer is not None else None
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, device: Any = None, dtype: Any = None,
@@ -264,6 +272,18 @@ class FaceSwapper:
         area = region.reshape(len(region), -1).sum(1)
         coverage = (alphas * region).reshape(len(region), -1).sum(1) / np.maximum(area, 1.0)
         return Blend(faces, alphas, coverage.astype(np.float64))
+
+    def label(self) -> dict[str, str]:
+        """Extra output-label fields of this pipeline's settings (the restorer, when there is one)."""
+        return self.enhancer.label() if self.enhancer is not None else {}
+
+    def _restore_faces(self, images: Sequence[np.ndarray], owners: Sequence[int], landmarks: Sequence[np.ndarray],
+                       matrices: np.ndarray, alphas: np.ndarray) -> None:
+        """``restorer``: restore the swapped faces in place (one restorer call for all of them), each limited to its
+        swap paste-back alpha, so pixels the swap left alone stay bit-identical. Face ``j``: ``images[owners[j]]``,
+        its five points in that image, its swap crop's image -> crop matrix and crop-frame alpha."""
+        if self.enhancer is not None and len(owners):
+            self.enhancer.enhance_swapped(images, owners, landmarks, matrices, alphas)
 
     # ------------------------------------------------------------------ identities
     def identity(self, *sources: Any, aligned: bool | None = None) -> "Identity":
@@ -401,6 +421,8 @@ class FaceSwapper:
                             "not apply; use --detect to pick a face in it", name, rgb.shape[1], rgb.shape[0])
             i_r, _ = self.swap_crops(identity, self._fit(rgb, name)[None])
             out = to_uint8(i_r[0])  # as HifiFace.swap: clamp and truncate, like the reference's ToPILImage
+            if self.enhancer is not None:  # the crop's five points are the model template's
+                out = self.enhancer.enhance_aligned(out, template_points(self.engine.align, self.size))
             return PhotoResult(out, changed=np.ones(out.shape[:2], bool), aligned=True, coverage=[1.0])
         found = self.face_crops(rgb, choice, name)
         faces, todo, crops, mats = found.faces, found.chosen, found.crops, found.matrices
@@ -421,6 +443,7 @@ class FaceSwapper:
             if done is not None:
                 (x0, y0, x1, y1), a = done
                 result.changed[y0:y1, x0:x1] |= a > 0
+        self._restore_faces([result.image], [0] * len(todo), [faces[i].landmarks for i in todo], mats, blend.alphas)
         result.matrices = list(mats)
         result.coverage = [float(c) for c in blend.coverage]
         for i, c in zip(todo, result.coverage):

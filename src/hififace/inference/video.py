@@ -296,6 +296,7 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity", batch: list[tuple[n
         else:
             for j, k in enumerate(owners):
                 paste_into(frames[k], swapped[j], mats_a[j], alphas[j])
+        swapper._restore_faces(frames, owners, [f.landmarks for f in faces], mats_a, alphas)
         done = report.faces_swapped
         report.coverage = (float(blend.coverage.sum()) + (report.coverage or 0.0) * done) / (done + len(faces))
         report.faces_low_coverage += int((blend.coverage < LOW_COVERAGE).sum())
