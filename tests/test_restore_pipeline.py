@@ -185,3 +185,38 @@ def test_video_restores_the_swapped_faces_and_labels_the_restorer(tmp_path, rest
     diffs = [np.abs(a.astype(int) - b.astype(int)).mean(axis=2) for a, b in zip(plain, enhanced)]
     assert diffs[0][90:150, 70:130].mean() > 10 and diffs[2][90:150, 70:130].mean() > 10  # the faces restored
     assert diffs[1].mean() < 1.5 and diffs[0][:, :10].mean() < 1.5  # a frame without a face, the border: untouched
+
+
+# ------------------------------------------------------------------------------------------------ the app
+def test_app_service_restores_only_when_asked_and_only_with_its_own_restorer(tmp_path, restorer_dir):
+    from hififace.app.service import SwapService
+    from hififace.media.labels import read_label
+
+    plain = SwapService(FakeEngine(), workdir=tmp_path / "p", parsing="landmarks")
+    with pytest.raises(ConfigError, match="--enhance"):  # no restorer configured: the tick box is not offered
+        plain.run([str(PHOTOS / "astronaut.png")], str(PHOTOS / "grace_hopper.jpg"), enhance=True)
+    service = SwapService(FakeEngine(), workdir=tmp_path / "e", parsing="landmarks", restorer=restorer_dir,
+                          enhance_blend=0.9)
+    off = service.run([str(PHOTOS / "astronaut.png")], str(PHOTOS / "grace_hopper.jpg"))
+    on = service.run([str(PHOTOS / "astronaut.png")], str(PHOTOS / "grace_hopper.jpg"), enhance=True)
+    def label(path) -> str:  # a JPEG keeps the fields in one EXIF comment, a PNG in text chunks
+        return " ".join(f"{k}={v}" for k, v in read_label(path).items())
+
+    assert "hififace:restorer" not in label(off.path)
+    assert "hififace:restorer=GFPGAN (random weights)" in label(on.path)
+    assert "hififace:enhance_blend=0.9" in label(on.path)
+    assert not np.array_equal(read_crop(off.path), read_crop(on.path))
+
+
+def test_app_page_offers_enhance_only_with_a_restorer(tmp_path, restorer_dir):
+    pytest.importorskip("gradio")
+    from hififace.app.service import SwapService
+    from hififace.app.ui import build_ui
+
+    def enhance_box(service):
+        page = build_ui(service)
+        return [b for b in page.blocks.values() if getattr(b, "elem_id", None) == "enhance"][0]
+
+    assert enhance_box(SwapService(FakeEngine(), workdir=tmp_path / "a")).visible is False
+    box = enhance_box(SwapService(FakeEngine(), workdir=tmp_path / "b", restorer=restorer_dir))
+    assert box.visible is True and "GFPGAN" in box.label

@@ -77,6 +77,9 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
                     mark = gr.Checkbox(label="visible 'AI-generated' mark" + (" (always, random weights)"
                                                                             if service.random else ""),
                                        value=service.random, interactive=not service.random)
+                    enhance = gr.Checkbox(label=f"enhance: restore the swapped faces ({service.restorer.name})"
+                                          if service.restorer is not None else "enhance", value=False,
+                                          visible=service.restorer is not None, elem_id="enhance")
                 button = gr.Button("Swap", variant="primary", elem_id="swap")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
@@ -92,10 +95,11 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
             except HifiFaceError as err:
                 return None, _error_md(err)
 
-        def on_swap(src, tgt, face_mode, face_index, ref, color_match, watermark, progress=gr.Progress(track_tqdm=True)):
+        def on_swap(src, tgt, face_mode, face_index, ref, color_match, watermark, restore,
+                    progress=gr.Progress(track_tqdm=True)):
             try:
                 out = service.run(src, tgt, face_mode, face_index, ref, color_match, watermark,
-                                  progress=lambda fraction, what: progress(fraction, desc=what))
+                                  progress=lambda fraction, what: progress(fraction, desc=what), enhance=restore)
             except HifiFaceError as err:
                 return None, None, None, _error_md(err)
             except Exception as err:  # a bug or a library failure: one line on the page, the traceback in the log
@@ -108,7 +112,7 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
             return (path, None, path, done) if out.kind == "image" else (None, path, path, done)
 
         target.change(on_target, inputs=target, outputs=[faces, status])
-        button.click(on_swap, inputs=[sources, target, mode, index, reference, color, mark],
+        button.click(on_swap, inputs=[sources, target, mode, index, reference, color, mark, enhance],
                      outputs=[image_out, video_out, download, status])
     return page
 

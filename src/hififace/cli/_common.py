@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from ..errors import HifiFaceError
 from ..export.providers import PROVIDERS, parse_providers
+from ..inference.enhance import DEFAULT_BLEND, FaceEnhancer, as_restorer, check_blend
 
 log = logging.getLogger("hififace")
 
@@ -232,10 +234,6 @@ def add_enhance_args(p: argparse.ArgumentParser) -> None:
 
 def check_enhance_args(args: argparse.Namespace, required: bool = False) -> None:
     """Refuse bad ``--enhance``/``--enhance-blend`` values before any work (the restorer itself loads later)."""
-    from pathlib import Path
-
-    from ..inference.enhance import DEFAULT_BLEND, check_blend
-
     enhance = getattr(args, "enhance", None)
     blend = getattr(args, "enhance_blend", None)
     if enhance is None and required:
@@ -254,8 +252,6 @@ def load_enhancer(args: argparse.Namespace, device: Any):
     """The :class:`~hififace.inference.enhance.FaceEnhancer` of ``--enhance`` on ``device`` (None without it)."""
     if getattr(args, "enhance", None) is None:
         return None
-    from ..inference.enhance import FaceEnhancer, as_restorer
-
     return FaceEnhancer(as_restorer(args.enhance, device), _blend(args))
 
 

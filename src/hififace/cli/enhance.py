@@ -5,7 +5,16 @@ import argparse
 import logging
 from pathlib import Path
 
-from ._common import CONSENT, VIDEOS, add_enhance_args, add_watermark_arg
+from ..errors import HifiFaceError, InputImageError
+from ..face.cropper import FaceCropper
+from ..face.detect import available_detectors
+from ..inference.enhance import FaceEnhancer, as_restorer, enhance_photo
+from ..inference.pipeline import DEFAULT_MIN_FACE
+from ..media.images import check_output_path, read_photo, write_image, write_photo
+from ..provenance.label import output_label
+from ._common import (CONSENT, VIDEOS, add_enhance_args, add_watermark_arg, check_enhance_args, check_threshold,
+                      pick_device, progress)
+from .swap import _names, plan_folder
 
 log = logging.getLogger("hififace")
 
@@ -24,8 +33,6 @@ orientation, colour mode and metadata and is labelled as altered (synthetic) in 
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..inference.pipeline import DEFAULT_MIN_FACE
-
     p = sub.add_parser("enhance", help="restore the faces of photos with a face restorer (GFPGAN, ONNX), no swap",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="photo(s), aligned 512x512 crop(s), or a folder")
@@ -49,19 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import HifiFaceError, InputImageError
-    from ..inference.enhance import FaceEnhancer, enhance_photo
-    from ..media.images import check_output_path, read_photo, write_image, write_photo
-    from ..provenance.label import output_label
-    from ..restore import load_restorer
-    from ._common import check_enhance_args, check_threshold, pick_device
-    from ._common import progress
-    from .swap import _names, plan_folder
-
     check_enhance_args(args, required=True)
     check_threshold(args.threshold)
-    from ..face.detect import available_detectors
-
     if args.detector.lower() not in available_detectors():
         raise HifiFaceError(f"--detector {args.detector}: choose one of {', '.join(available_detectors())}")
     if args.detector.lower() != "yunet" and not args.detector_model:
@@ -94,13 +90,11 @@ def run(args: argparse.Namespace) -> int:
         photos = {}
 
     device = pick_device(args.device)
-    enhancer = FaceEnhancer(load_restorer(args.enhance, device=str(device)), args.enhance_blend)
+    enhancer = FaceEnhancer(as_restorer(args.enhance, device), args.enhance_blend)
     if enhancer.restorer.is_random:
         log.warning("this restorer holds RANDOM weights: its output means nothing and is labelled 'random weights'")
     detector = None
     if aligned is not True:
-        from ..face.cropper import FaceCropper
-
         detector = FaceCropper(args.detector, refine_passes=args.align_passes, threshold=args.threshold,
                                detector_model=args.detector_model)
     meta = output_label("enhance", None, **enhancer.label())
