@@ -102,7 +102,8 @@ class FaceEnhancer:
             return 0
         mats = self.matrices([landmarks[j] for j in todo])
         size = self.restorer.size
-        crops = np.stack([align_crop(images[owners[j]], m, size, border="reflect") for j, m in zip(todo, mats)])
+        crops = np.stack([align_crop(np.ascontiguousarray(images[owners[j]]), m, size, border="reflect")
+                          for j, m in zip(todo, mats)])  # (frames of the GPU paste come back as strided views)
         restored = self.restore_crops(crops)
         for n, j in enumerate(todo):
             image = images[owners[j]]
