@@ -220,3 +220,23 @@ def test_app_page_offers_enhance_only_with_a_restorer(tmp_path, restorer_dir):
     assert enhance_box(SwapService(FakeEngine(), workdir=tmp_path / "a")).visible is False
     box = enhance_box(SwapService(FakeEngine(), workdir=tmp_path / "b", restorer=restorer_dir))
     assert box.visible is True and "GFPGAN" in box.label
+
+
+def test_live_frames_are_restored_inside_the_swap_only(restorer):
+    import cv2
+
+    from hififace.live.swapper import build_processor
+    from videokit import face_frames
+
+    frames = face_frames(2, size=(192, 224))
+    outs = {}
+    for key, r in (("plain", None), ("enhanced", restorer)):
+        proc = build_processor(_swapper(r), [PHOTOS / "astronaut.png"], detect_every=1, fps=25.0, name="test")
+        outs[key] = [proc(f.copy(), i / 25) for i, f in enumerate(frames)]
+    for frame, plain, enhanced in zip(frames, outs["plain"], outs["enhanced"]):
+        swapped = (plain != frame).any(axis=2)
+        # the swap's feathered rim, where its alpha is too small to change a value: a few pixels wide
+        near = cv2.dilate(swapped.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        assert swapped.any() and not np.array_equal(plain, enhanced)
+        assert np.array_equal(enhanced[~near], frame[~near])  # nothing outside what the swap changed
+        assert (enhanced != plain).any(axis=2)[swapped].mean() > 0.5
