@@ -156,15 +156,11 @@ def test_swap_with_enhance_labels_the_output_and_refuses_a_bad_restorer(tmp_path
     weights = tiny_model_dir(tmp_path / "w")
     a, b = PHOTOS / "obama_crop.jpg", PHOTOS / "obama2_crop.jpg"
     args = ["swap", "--source", a, "--target", b, "--aligned", "--weights", weights, "--device", "cpu"]
-    rc, _, err = run_cli([*args, "-o", tmp_path / "plain.png"], capsys)
-    assert rc == 0, err
     rc, _, err = run_cli([*args, "-o", tmp_path / "e.png", "--enhance", restorer_dir, "--enhance-blend", "0.8"],
                          capsys)
     assert rc == 0, err
     label = read_label(tmp_path / "e.png")
     assert label["hififace:restorer"] == "GFPGAN (random weights)" and label["hififace:enhance_blend"] == "0.8"
-    assert "hififace:restorer" not in read_label(tmp_path / "plain.png")
-    assert not np.array_equal(read_crop(tmp_path / "e.png"), read_crop(tmp_path / "plain.png"))
     rc, _, err = run_cli([*args, "-o", tmp_path / "bad.png", "--enhance", weights], capsys)  # a swap model folder
     assert_one_error(rc, err, "not a face-restorer folder")
     assert not (tmp_path / "bad.png").exists()
@@ -240,3 +236,45 @@ def test_live_frames_are_restored_inside_the_swap_only(restorer):
         assert swapped.any() and not np.array_equal(plain, enhanced)
         assert np.array_equal(enhanced[~near], frame[~near])  # nothing outside what the swap changed
         assert (enhanced != plain).any(axis=2)[swapped].mean() > 0.5
+
+
+def test_an_onnx_restorer_file_through_the_api(tmp_path, target, plain, ident):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import hififace
+    from hififace.media.labels import read_label
+    from test_restore_onnx import F32, make_graph
+
+    # a 64 px "restorer" computing 0.5 * x in [-1, 1]: it halves the contrast of each face around mid-grey
+    onnx_file = make_graph(tmp_path / "gpen_bfr_64.onnx", [("input", F32, [1, 3, 64, 64])], ("output", [1, 3, 64, 64]))
+    swapper = _swapper(str(onnx_file))
+    result = hififace.swap_image(ident, PHOTOS / "two_people.jpg", tmp_path / "out.png", model=swapper, all_faces=True)
+    assert np.array_equal(result.image[~plain.changed], target.rgb[~plain.changed])
+    face = plain.changed & (result.image != plain.image).any(axis=2)
+    assert face.sum() > 0.5 * plain.changed.sum()
+    label = read_label(tmp_path / "out.png")
+    assert label["hififace:restorer"] == "gpen_bfr_64.onnx" and len(label["hififace:restorer_fingerprint"]) == 16
+    assert "hififace:restorer_weights" not in label
+
+
+def test_grid_with_enhance_restores_each_cell_and_labels_it(tmp_path, restorer_dir, capsys):
+    import shutil
+
+    from hififace.media.labels import read_label
+    from inferkit import SAMPLES
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    shutil.copy(SAMPLES / "astronaut.png", faces / "astronaut.png")  # a 1 x 1 grid: one swap, one restore
+    weights = tiny_model_dir(tmp_path / "w")
+    for out, extra in (("plain.png", []), ("e.png", ["--enhance", restorer_dir])):
+        rc, _, err = run_cli(["grid", faces, "-o", tmp_path / out, "--weights", weights, "--device", "cpu", *extra],
+                             capsys)
+        assert rc == 0, err
+    plain, enhanced = read_crop(tmp_path / "plain.png"), read_crop(tmp_path / "e.png")
+    assert plain.shape == enhanced.shape and not np.array_equal(plain, enhanced)
+    assert read_label(tmp_path / "e.png")["hififace:restorer"] == "GFPGAN (random weights)"
+    rc, _, err = run_cli(["grid", faces, "-o", tmp_path / "bad.png", "--weights", weights, "--enhance-blend", "0.5"],
+                         capsys)
+    assert_one_error(rc, err, "--enhance-blend 0.5", "--enhance")
+    assert not (tmp_path / "bad.png").exists()

@@ -91,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     enhancer = FaceEnhancer(as_restorer(args.enhance, device), args.enhance_blend)
-    if enhancer.restorer.is_random:
-        log.warning("this restorer holds RANDOM weights: its output means nothing and is labelled 'random weights'")
     detector = None
     if aligned is not True:
         detector = FaceCropper(args.detector, refine_passes=args.align_passes, threshold=args.threshold,

@@ -56,7 +56,11 @@ def as_restorer(restorer: Any, device: Any = None) -> FaceRestorer | None:
     if restorer is None or isinstance(restorer, FaceRestorer):
         return restorer
     if isinstance(restorer, (str, Path)):
-        return load_restorer(restorer, device=None if device is None else str(device))
+        loaded = load_restorer(restorer, device=None if device is None else str(device))
+        if loaded.is_random:
+            log.warning("%s: the face restorer holds RANDOM weights: the restored faces mean nothing and are "
+                        "labelled 'random weights'", restorer)
+        return loaded
     raise ConfigError(f"restorer: give a restorer folder, an ONNX restorer file or a FaceRestorer, not a "
                       f"{type(restorer).__name__}")
 
