@@ -20,6 +20,10 @@ touched, and pixels whose alpha is 0 keep their exact values. How much of each f
 alpha over the face region, :attr:`PhotoResult.coverage`) is reported, with a warning when it is almost nothing: a
 model whose mask ``m_r`` collapsed to zero (a known training failure; random weights do it too) pastes nothing.
 
+Face restoration (``restorer=``, ``--enhance``): after the paste-back each swapped face is aligned to the restorer's
+template, restored (one call per photo or batch of frames) and pasted back inside the swap's own alpha, so pixels
+the swap left alone stay bit-identical (:mod:`hififace.inference.enhance`).
+
 The model is used only through a :class:`~hififace.inference.engine.SwapEngine`.
 """
 from __future__ import annotations
