@@ -278,3 +278,22 @@ def test_grid_with_enhance_restores_each_cell_and_labels_it(tmp_path, restorer_d
                          capsys)
     assert_one_error(rc, err, "--enhance-blend 0.5", "--enhance")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_enhance_command_on_several_photos_writes_a_folder_and_a_faceless_photo_is_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    from hififace.models.restorers.gfpgan import RANDOM_NOTE_KEY
+
+    model = GFPGAN.random(TINY, seed=3)
+    model.config.notes.pop(RANDOM_NOTE_KEY)  # stands in for trained weights: no 'random weights' warning line
+    restorer_dir = model.save_pretrained(tmp_path / "trained")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(blank)
+    rc, _, err = run_cli(["enhance", blank, "-o", tmp_path / "b.png", "--enhance", restorer_dir], capsys)
+    assert_one_error(rc, err, "blank.png", "no face found")
+    assert not (tmp_path / "b.png").exists() and not leftovers(tmp_path)
+    rc, _, err = run_cli(["enhance", PHOTOS / "grace_hopper.jpg", PHOTOS / "obama_crop.jpg", "-o", tmp_path / "out",
+                          "--enhance", restorer_dir, "--enhance-blend", "0.5"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grace_hopper.jpg", "obama_crop.jpg"]
