@@ -13,9 +13,17 @@ load path is the one real weights take. ``gflop`` gives the network's FLOPs per 
 bf16 on a CPU without native bf16 (no AVX512-BF16/AMX) is skipped unless ``--force-bf16`` (emulated, many times
 slower than fp32). ``onnx`` exports our model with ``torch.onnx`` (dynamo) once per run (``export_onnx`` line) and
 times onnxruntime alternately with PyTorch, call by call; ``max_abs_vs_torch_fp32`` lines give each variant's largest
-difference from PyTorch fp32 on the same crops (output in [0, 1]; one grey level is 0.0039). The GPU target of issue 21 (swap + restore >= 30 frames/s
-on 1080p with one face) is measured end to end by the pipeline once ``--enhance`` exists; on a GPU this script gives
-the restorer's share.
+difference from PyTorch fp32 on the same crops (output in [0, 1]; one grey level is 0.0039).
+
+``--pipeline`` adds the swap pipeline around it (the full-size 256 HifiFace, random weights unless
+``--swap-weights``): ``swap_photo`` and ``swap_restore_photo`` time ``FaceSwapper.swap`` on a 1920x1080 photo with one
+face without and with the restorer (detection, alignment, swap, paste-back, then alignment to ffhq5, restoration and
+paste-back; seconds per face), ``restore_share`` the restorer's part of it. On CUDA it also runs issue 21's GPU
+target, swap + restore on a 1080p video with one face (``swap_restore_video_1080p``: frames/s end to end, through
+``hififace.swap_video`` with ``--video-frames`` frames in batches of ``--video-batch``)::
+
+    python benchmarks/restore.py --pipeline --quick                      # CPU: one repeat of each
+    python benchmarks/restore.py --pipeline --device cuda --dtypes bf16 --channels-last --batches 8
 """
 from __future__ import annotations
 
@@ -77,6 +85,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: torch's)")
     ap.add_argument("--force-bf16", action="store_true", help="run bf16 even on a CPU without native bf16")
     ap.add_argument("--channels-last", action="store_true", help="also time the channels_last layout")
+    ap.add_argument("--pipeline", action="store_true", help="also time swap + restore per face (and video on CUDA)")
+    ap.add_argument("--swap-weights", type=Path, help="swap model folder for --pipeline (default: random 256 model)")
+    ap.add_argument("--video-frames", type=int, default=120, help="frames of the --pipeline video case (CUDA)")
+    ap.add_argument("--video-batch", type=int, default=8, help="frames per batch of the --pipeline video case")
     args = ap.parse_args()
 
     import torch
@@ -140,7 +152,61 @@ def main() -> int:
                     diff = float((r.restore(crops).float() - reference.restore(crops)).abs().max())
                     emit(BENCH, case="max_abs_vs_torch_fp32", batch=batch, size=size, device=args.device, dtype=dtype,
                          engine=engine, value=float(f"{diff:.3g}"), unit="max |delta| of [0,1] output")
+        if args.pipeline:
+            key = ("torch_channels_last", dtypes[-1]) if args.channels_last else ("torch", dtypes[-1])
+            pipeline(args, root, restorers.get(key, first), key[1], repeats, sync)
     return 0
+
+
+def pipeline(args, root: Path, restorer, dtype: str, repeats: int, sync) -> None:
+    """Swap (+ restore) per face on a 1080p photo; on CUDA swap + restore on a 1080p video, frames/s."""
+    import numpy as np
+
+    from hififace import HifiFace, HifiFaceConfig
+    from hififace.inference.pipeline import FaceSwapper
+    from hififace.media.images import read_photo
+    from video import PHOTO, make_clip
+
+    weights = args.swap_weights
+    if weights is None:
+        weights = HifiFace.random(HifiFaceConfig(), seed=0).save_pretrained(root / "hififace-random-256")
+    model = HifiFace.from_pretrained(weights, device=args.device, dtype=dtype)
+    face = read_photo(PHOTO).rgb
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    h, w = face.shape[:2]
+    frame[300 : 300 + h, 800 : 800 + w] = face
+    # without the model's mask: a random network's m_r is empty, and the swap would paste (and restore) nothing
+    options = dict(parsing="landmarks", align_passes=0, model_mask=bool(args.swap_weights))
+    plain = FaceSwapper(model, **options)
+    enhanced = FaceSwapper(model, restorer=restorer, **options)
+    ident = plain.identity(PHOTO)
+    common = dict(batch=1, size="1920x1080", device=args.device, dtype=dtype, restorer_size=restorer.size)
+    times: dict = {"swap_photo": [], "swap_restore_photo": []}
+    for s in (plain, enhanced):  # warm-up
+        s.swap(ident, frame)
+    for _ in range(repeats):  # alternated, as above
+        times["swap_photo"].append(median_time(lambda: plain.swap(ident, frame), 1, warmup=0, sync=sync))
+        times["swap_restore_photo"].append(median_time(lambda: enhanced.swap(ident, frame), 1, warmup=0, sync=sync))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for case, value in med.items():
+        emit(BENCH, case=case, value=round(value, 4), unit="s/face", **common)
+    emit(BENCH, case="restore_share", value=round(1 - med["swap_photo"] / med["swap_restore_photo"], 3),
+         unit="share of swap_restore_photo", **common)
+    if not args.device.startswith("cuda"):
+        return
+    from hififace.inference.video import swap_video
+
+    clip = make_clip(root / "clip.mp4", 1920, 1080, args.video_frames)
+    warm = make_clip(root / "warm.mp4", 1920, 1080, args.video_batch)
+    video_swapper = FaceSwapper(model, restorer=restorer, **options)
+    swap_video(video_swapper, PHOTO, warm, root / "warm_out.mp4", batch_frames=args.video_batch, progress=False,
+               preset="veryfast")
+    report = swap_video(video_swapper, PHOTO, clip, root / "out.mp4", batch_frames=args.video_batch, progress=False,
+                        preset="veryfast")
+    emit(BENCH, case="swap_restore_video_1080p", value=round(report.frames_per_second, 2), unit="frames/s",
+         batch=args.video_batch, size="1920x1080", device=args.device, dtype=dtype, frames=report.frames,
+         faces=report.faces_swapped, target=">= 30",
+         stages={k: round(v / max(report.frames, 1), 4) for k, v in report.seconds.items()})
 
 
 if __name__ == "__main__":

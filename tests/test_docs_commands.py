@@ -22,7 +22,7 @@ ELLIPSIS = ("...", "…")
 #: Shell values the docs use -> something of the same kind.
 SHELL = {"$(nproc)": "4", "$SLURM_CPUS_PER_TASK": "8", "$SLURM_ARRAY_TASK_ID": "0"}
 #: Commands cheap enough to run on a tiny model in a sandbox (convert/train/preprocess need real files or time).
-RUNNABLE = ("swap", "grid", "interpolate", "info", "faces", "demo", "video", "live")
+RUNNABLE = ("swap", "grid", "interpolate", "info", "faces", "demo", "video", "live", "enhance")
 
 
 def _fenced(text: str) -> list[tuple[str, str]]:
@@ -123,6 +123,9 @@ def sandbox(tmp_path_factory):
         make_clip(box / "clip.mp4", face_frames(3))
     for folder in ("DIR", "weights/hififace-256", "weights/my-model", "home/hififace-256"):
         tiny_model_dir(box / folder)
+    from hififace.models.restorers import GFPGAN, GFPGANConfig
+
+    GFPGAN.random(GFPGANConfig(out_size=64, narrow=1 / 32)).save_pretrained(box / "weights" / "gfpgan-1.4")
     return box
 
 
@@ -144,7 +147,7 @@ RUNS = _first_of_each(ALL)
 
 def test_some_commands_are_run():
     assert {_tokens(c)[0][0] for _, c in RUNS} >= {"swap", "grid", "interpolate", "info", "faces", "demo", "video",
-                                                   "live"}
+                                                   "live", "enhance"}
 
 
 @pytest.mark.parametrize("where, command", RUNS, ids=[w for w, _ in RUNS])
@@ -152,7 +155,7 @@ def test_documented_command_runs(where, command, sandbox, monkeypatch, capsys):
     argv, _ = _tokens(command, where)
     if any(a.endswith(".mp4") for a in argv):
         pytest.importorskip("imageio_ffmpeg")
-    if argv[0] == "faces":
+    if argv[0] in ("faces", "enhance"):
         pytest.importorskip("cv2")
     monkeypatch.chdir(sandbox)
     monkeypatch.setenv("HIFIFACE_HOME", str(sandbox / "home"))

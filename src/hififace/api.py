@@ -63,7 +63,8 @@ def swap_image(source: Any, target: Any, output: str | Path | None = None, *, we
     ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
     ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
     loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ``model_mask``,
-    ``keep_mouth``, ``identity_strength``, ``shape_strength``, ``source_weighting``, ...). ``report``: also write
+    ``keep_mouth``, ``identity_strength``, ``shape_strength``, ``source_weighting``, ...; ``restorer=`` a restorer
+    folder or an ONNX restorer file restores each swapped face, ``enhance_blend`` 0..1). ``report``: also write
     the quality report of the output there (JSON, and its PNG plot beside it; see :mod:`hififace.metrics.quality`).
     """
     report = _check_report(report, output, target)
@@ -77,7 +78,7 @@ def swap_image(source: Any, target: Any, output: str | Path | None = None, *, we
             result = swapper.swap(identity, target, face, all_faces, match, aligned)
         else:
             result = swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
-                                       meta=output_label("swap_image", swapper.engine))
+                                       meta=output_label("swap_image", swapper.engine, **swapper.label()))
     finally:
         swapper.observer = observer
     if recorder is not None:
@@ -112,7 +113,8 @@ def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: 
     try:
         done = video.swap_video(swapper, identity, target, output, face=face, all_faces=all_faces, match=match,
                                 batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
-                                meta=output_label("swap_video", swapper.engine), progress=progress,
+                                meta=output_label("swap_video", swapper.engine, **swapper.label()),
+                                progress=progress,
                                 max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)
     finally:
         swapper.observer = observer

@@ -36,6 +36,7 @@ import numpy as np
 from ..errors import ConfigError, HifiFaceError, InputImageError
 from ..face.draw import draw_faces
 from ..inference.engine import as_engine
+from ..inference.enhance import DEFAULT_BLEND, as_restorer, check_blend
 from ..inference.pipeline import IDENTITY_SUFFIX, FaceSwapper
 from ..inference.video import swap_video
 from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, read_photo
@@ -84,14 +85,19 @@ class SwapService:
         job_seconds: longest job; a video stops between batches of frames (0 or None: no limit).
         result_seconds: results are deleted this long after they were written (0 or None: kept until :meth:`close`).
         video_limits: caps on target videos (default :class:`~hififace.media.video.VideoLimits`'s).
+        restorer: a face restorer the page may run on the swapped faces (an "enhance" tick box): a restorer folder or
+            ONNX file given by whoever starts the app (``hififace app --enhance DIR``), loaded once on the model's
+            device; uploaded weights are never loaded. ``enhance_blend``: its share over the unrestored face.
         options: :class:`~hififace.inference.pipeline.FaceSwapper` options (detector, parsing, min_face, ...).
     """
 
     def __init__(self, model: Any, workdir: str | Path | None = None, *,
                  max_upload_mb: float | None = APP_MAX_UPLOAD_MB, job_seconds: float | None = APP_JOB_SECONDS,
                  result_seconds: float | None = APP_RESULT_SECONDS, video_limits: VideoLimits | None = None,
-                 **options: Any):
+                 restorer: Any = None, enhance_blend: float = DEFAULT_BLEND, **options: Any):
         self.engine = as_engine(model)
+        self.enhance_blend = check_blend(enhance_blend)
+        self.restorer = as_restorer(restorer, self.engine.device)
         self.random = bool(getattr(self.engine, "is_random", False))
         self.max_upload_mb = max_upload_mb or 0
         self.job_seconds = job_seconds or 0
@@ -123,6 +129,10 @@ class SwapService:
         """Extra label fields of every output (the synthetic-content label itself is always written)."""
         return dict(self._meta)
 
+    def _label(self, swapper: FaceSwapper) -> dict[str, str]:
+        """:meth:`meta` plus the request's own settings (the restorer, when the swapped faces were restored)."""
+        return {**self.meta(), **output_label("app", self.engine, **swapper.label())}
+
     def faces_preview(self, target: str | Path | None) -> np.ndarray | None:
         """The target photo with its faces boxed and numbered left to right (what "face number N" counts), or
         None for no file or a video."""
@@ -138,10 +148,14 @@ class SwapService:
     def run(self, sources: Sequence[str | Path] | None, target: str | Path | None, face_mode: str = "largest",
             face_index: float | int | None = 0, reference: str | Path | None = None, color_match: bool = False,
             watermark: bool = False, progress: Progress | None = None, keep_mouth: bool = False,
-            identity_strength: float = 1.0, shape_strength: float = 1.0, source_weighting: str = "mean") -> Outcome:
+            identity_strength: float = 1.0, shape_strength: float = 1.0, source_weighting: str = "mean",
+            enhance: bool = False) -> Outcome:
         """Swap the identity of ``sources`` (photos or identity files, averaged) onto the chosen face(s) of
         ``target`` (photo or video); returns the written output. ``keep_mouth``, ``identity_strength``,
-        ``shape_strength`` and ``source_weighting`` as the :class:`FaceSwapper` options of those names."""
+        ``shape_strength`` and ``source_weighting`` as the :class:`FaceSwapper` options of those names; ``enhance``:
+        restore the swapped faces with the service's restorer."""
+        if enhance and self.restorer is None:
+            raise ConfigError("face restoration is not set up on this app; start it with --enhance DIR|FILE.onnx")
         look = dict(keep_mouth=bool(keep_mouth), identity_strength=identity_strength, shape_strength=shape_strength,
                     source_weighting=source_weighting or "mean")
         say = progress or (lambda fraction, what: None)
@@ -161,7 +175,7 @@ class SwapService:
                                           f"({IDENTITY_SUFFIX}); upload a photo of the source face")
             self._check_sizes([*sources, target, *([reference] if reference else [])])
             watermark = bool(watermark) or self.random  # random weights: always the visible mark too
-            swapper = self._swapper(color_match, video=kind == "video", **look)
+            swapper = self._swapper(color_match, video=kind == "video", enhance=enhance, **look)
             out = self._output_path(target, kind)
             self._busy.add(out.parent)  # not pruned while it is written (the lifetime counts from the rename)
             try:
@@ -197,7 +211,7 @@ class SwapService:
             identity = self._identity(swapper, sources, say)
             check("encoding the sources")
             report = swap_video(swapper, identity, info.path, out, face=face, all_faces=all_faces, match=match,
-                                watermark=watermark, meta=self.meta(), progress=True,
+                                watermark=watermark, meta=self._label(swapper), progress=True,
                                 max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
                                 max_seconds=limits.max_seconds, should_stop=should_stop)
             message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
@@ -212,7 +226,7 @@ class SwapService:
             check("encoding the sources")
             say(0.6, "swapping")
             result = swapper.swap_file(identity, photo, out, face=face, all_faces=all_faces, match=match,
-                                       watermark=watermark, meta=self.meta())
+                                       watermark=watermark, meta=self._label(swapper))
             message = ("taken as an aligned face crop" if result.aligned else
                        f"{len(result.swapped)} of {len(result.faces)} face(s) swapped")
             if result.skipped:
@@ -309,11 +323,13 @@ class SwapService:
         self._pruner.start()
 
     # ------------------------------------------------------------------ parts
-    def _swapper(self, color_match: bool, video: bool = False, **look: Any) -> FaceSwapper:
+    def _swapper(self, color_match: bool, video: bool = False, enhance: bool = False, **look: Any) -> FaceSwapper:
         # a fresh pipeline per request: its identity cache (keyed by file path) never outlives the request
         options = {"align_passes": 0, **self.options} if video else dict(self.options)  # as 'hififace video' does
         options.update(look)  # this request's mouth / strength / source weighting
-        return FaceSwapper(self.engine, color_match=bool(color_match), **options)
+        restorer = self.restorer if enhance else None
+        return FaceSwapper(self.engine, color_match=bool(color_match), restorer=restorer,
+                           enhance_blend=self.enhance_blend, **options)
 
     @staticmethod
     def _choice(mode: str, index: float | int | None, reference: Any) -> tuple[int | None, bool, Any]:

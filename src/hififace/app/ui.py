@@ -77,6 +77,9 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
                     mark = gr.Checkbox(label="visible 'AI-generated' mark" + (" (always, random weights)"
                                                                             if service.random else ""),
                                        value=service.random, interactive=not service.random)
+                    enhance = gr.Checkbox(label=f"enhance: restore the swapped faces ({service.restorer.name})"
+                                          if service.restorer is not None else "enhance", value=False,
+                                          visible=service.restorer is not None, elem_id="enhance")
                 with gr.Accordion("What the swapped face keeps of the target", open=False):
                     mouth = gr.Checkbox(label="keep the target's mouth (teeth, tongue)", value=False,
                                         elem_id="keep-mouth")
@@ -102,12 +105,13 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
             except HifiFaceError as err:
                 return None, _error_md(err)
 
-        def on_swap(src, tgt, face_mode, face_index, ref, color_match, watermark, keep_mouth, id_a, shape_b,
+        def on_swap(src, tgt, face_mode, face_index, ref, color_match, watermark, restore, keep_mouth, id_a, shape_b,
                     weights, progress=gr.Progress(track_tqdm=True)):
             try:
                 out = service.run(src, tgt, face_mode, face_index, ref, color_match, watermark,
                                   progress=lambda fraction, what: progress(fraction, desc=what), keep_mouth=keep_mouth,
-                                  identity_strength=id_a, shape_strength=shape_b, source_weighting=weights)
+                                  identity_strength=id_a, shape_strength=shape_b, source_weighting=weights,
+                                  enhance=restore)
             except HifiFaceError as err:
                 return None, None, None, _error_md(err)
             except Exception as err:  # a bug or a library failure: one line on the page, the traceback in the log
@@ -120,7 +124,7 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
             return (path, None, path, done) if out.kind == "image" else (None, path, path, done)
 
         target.change(on_target, inputs=target, outputs=[faces, status])
-        button.click(on_swap, inputs=[sources, target, mode, index, reference, color, mark, mouth, id_strength,
+        button.click(on_swap, inputs=[sources, target, mode, index, reference, color, mark, enhance, mouth, id_strength,
                                       shape_strength, weighting],
                      outputs=[image_out, video_out, download, status])
     return page

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from ..errors import HifiFaceError
 from ..export.providers import PROVIDERS, parse_providers
+from ..inference.enhance import DEFAULT_BLEND, FaceEnhancer, as_restorer, check_blend
+
 from ..utils.text import printable
 
 log = logging.getLogger("hififace")
@@ -185,6 +188,7 @@ def add_face_args(p: argparse.ArgumentParser, align_passes: int) -> None:
     g.add_argument("--save-identity", metavar="FILE.safetensors",
                    help="also save the (averaged) source identity; reuse it later with --source FILE.safetensors")
     add_look_args(p, sources=True)
+    add_enhance_args(p)
 
 
 def add_look_args(p: argparse.ArgumentParser, sources: bool = False) -> None:
@@ -297,6 +301,7 @@ def add_model_mask_arg(p: Any) -> None:
 def check_face_args(args: argparse.Namespace) -> None:
     """Refuse bad values of :func:`add_face_args` options before any work."""
     check_provider_args(args)
+    check_enhance_args(args)
     if args.batch_size < 1:
         raise HifiFaceError(f"--batch-size {args.batch_size}: use 1 or more")
     if args.min_face < 0:
@@ -325,6 +330,40 @@ def check_face_args(args: argparse.Namespace) -> None:
         check_output_path(args.save_identity, {".safetensors": "safetensors"}, getattr(args, "no_clobber", False))
 
 
+def add_enhance_args(p: argparse.ArgumentParser) -> None:
+    """``--enhance`` and ``--enhance-blend``: a face restorer run on each swapped (or, in 'enhance', each) face."""
+    g = p.add_argument_group("face restoration (docs/restoration.md)")
+    g.add_argument("--enhance", metavar="DIR|FILE.onnx",
+                   help="restore each swapped face with this restorer: a folder made by 'hififace convert --gfpgan "
+                        "GFPGANv1.4.pth -o DIR', or an ONNX restorer (gfpgan_1.4.onnx, gpen_bfr_512.onnx, "
+                        "codeformer.onnx, ...); it runs on --device")
+    g.add_argument("--enhance-blend", metavar="B",
+                   help="0 to 1: how much of the restored face replaces the unrestored one (default 1)")
+
+
+def check_enhance_args(args: argparse.Namespace, required: bool = False) -> None:
+    """Refuse bad ``--enhance``/``--enhance-blend`` values before any work (the restorer itself loads later)."""
+    enhance = getattr(args, "enhance", None)
+    blend = getattr(args, "enhance_blend", None)
+    if enhance is None and required:
+        raise HifiFaceError("give the restorer: --enhance DIR (hififace convert --gfpgan GFPGANv1.4.pth -o DIR) or "
+                            "--enhance FILE.onnx")
+    if blend is not None and enhance is None:
+        raise HifiFaceError(f"--enhance-blend {str(blend)[:40]} applies to the restorer of --enhance; add --enhance "
+                            "DIR|FILE.onnx or drop it")
+    args.enhance_blend = check_blend(DEFAULT_BLEND if blend is None else blend)
+    if enhance is not None and not Path(enhance).expanduser().exists():
+        raise HifiFaceError(f"--enhance {enhance}: not found; give a restorer folder (hififace convert --gfpgan "
+                            "GFPGANv1.4.pth -o DIR) or an ONNX restorer file (.onnx)")
+
+
+def load_enhancer(args: argparse.Namespace, device: Any):
+    """The :class:`~hififace.inference.enhance.FaceEnhancer` of ``--enhance`` on ``device`` (None without it)."""
+    if getattr(args, "enhance", None) is None:
+        return None
+    return FaceEnhancer(as_restorer(args.enhance, device), _blend(args))
+
+
 def check_threshold(threshold: float) -> None:
     """A detector score threshold outside (0, 1) finds every blob or nothing: refused, not blamed on a photo."""
     if not 0.0 < threshold < 1.0:
@@ -338,7 +377,13 @@ def build_swapper(args: argparse.Namespace, model: Any):
     return FaceSwapper(model, detector=args.detector, detector_model=args.detector_model, threshold=args.threshold,
                        parsing=args.parsing, parsing_weights=args.parsing_weights, min_face=args.min_face,
                        align_passes=args.align_passes, color_match=args.color_match, blur=args.blur,
-                       batch_size=args.batch_size, model_mask=not args.no_model_mask, **look_options(args))
+                       batch_size=args.batch_size, model_mask=not args.no_model_mask,
+                       restorer=getattr(args, "enhance", None), enhance_blend=_blend(args), **look_options(args))
+
+
+def _blend(args: argparse.Namespace) -> Any:
+    blend = getattr(args, "enhance_blend", None)
+    return 1.0 if blend is None else blend
 
 
 def read_sources(paths: list[str], option: str = "--source") -> list[Any]:

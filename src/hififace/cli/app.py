@@ -11,7 +11,7 @@ from pathlib import Path
 from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_QUEUE_SIZE, APP_RESULT_SECONDS
 from ..utils.net import is_loopback
 from ..utils.optional import require
-from ._common import CONSENT, add_model_args, add_model_mask_arg
+from ._common import CONSENT, add_enhance_args, add_model_args, add_model_mask_arg, check_enhance_args
 from .video import add_limit_args, video_limits
 
 log = logging.getLogger("hififace")
@@ -51,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_limit_args(p)
     add_model_args(p)
     add_model_mask_arg(p)
+    add_enhance_args(p)
     p.set_defaults(func=run)
 
 
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for option in ("max_upload_mb", "queue_size", "job_timeout"):
         if getattr(args, option) < 0:
             raise HifiFaceError(f"--{option.replace('_', '-')} {getattr(args, option):g}: use 0 (no limit) or more")
+    check_enhance_args(args)
     limits = video_limits(args)
     # one private folder (0700) for everything the app writes, Gradio's uploads and copies too (GRADIO_TEMP_DIR,
     # unless the user set it): nothing in /tmp for others to read, and nothing at all once the app stops
@@ -93,6 +95,7 @@ def _serve(args: argparse.Namespace, root: Path, limits) -> int:
     # results inside Gradio's cache folder: served from there as they are, not copied
     service = SwapService(model, workdir=root / "results", max_upload_mb=args.max_upload_mb,
                           job_seconds=args.job_timeout, result_seconds=APP_RESULT_SECONDS, video_limits=limits,
+                          restorer=args.enhance, enhance_blend=args.enhance_blend,
                           **({"model_mask": False} if args.no_model_mask else {}))
     page = None
     try:

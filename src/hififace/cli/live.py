@@ -186,10 +186,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         outputs = open_outputs(plan, args, source.fps)
         model = load_model(args)
-        for out in outputs:
-            if hasattr(out, "meta"):  # the file's label names the model
-                out.meta = output_label("live", model)
         swapper = build_swapper(args, model)
+        for out in outputs:
+            if hasattr(out, "meta"):  # the file's label names the model (and the restorer of --enhance)
+                out.meta = output_label("live", model, **swapper.label())
         # a source photo without a face: one line, now
         processor = live.swapper.build_processor(swapper, sources, match=match, face=args.face,
                                                  all_faces=args.all_faces, detect_every=args.detect_every,

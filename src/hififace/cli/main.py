@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "info": ".info",
     "swap": ".swap",
     "video": ".video",
+    "enhance": ".enhance",
     "live": ".live",
     "grid": ".grid",
     "interpolate": ".interpolate",

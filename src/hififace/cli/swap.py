@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if target is None:
         return 0
     options = dict(face=args.face, all_faces=args.all_faces, match=match, aligned=aligned, watermark=args.watermark,
-                   meta=output_label("swap", model))
+                   meta=output_label("swap", model, **swapper.label()))
     if not folder:
         finish = start_report(args, swapper, sources, identity, "photo", aligned=aligned)
         result = swapper.swap_file(identity, photo, out, **options)

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     finish = start_report(args, swapper, sources, identity, "video", fps=info.fps)
     report = swap_video(swapper, identity, info.path, out, face=args.face, all_faces=args.all_faces, match=match,
                         batch_frames=args.frames_per_batch, smooth=args.smooth, crf=args.crf,
-                        preset=args.preset, watermark=args.watermark, meta=output_label("video", model),
+                        preset=args.preset, watermark=args.watermark, meta=output_label("video", model, **swapper.label()),
                         max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
                         max_seconds=limits.max_seconds)
     w, h = report.size

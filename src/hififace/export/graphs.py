@@ -18,7 +18,6 @@ takes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from .._version import __version__
 from ..config import HifiFaceConfig
+from ..utils.files import fingerprint
 from ..models.hififace import ARCFACE_FILE, GENERATOR_FILE, RECON_FILE
 
 #: ONNX operator set of the exports: the opset torch.onnx's dynamo exporter writes natively (no version
@@ -99,22 +99,6 @@ def metadata(config: HifiFaceConfig, spec: GraphSpec, extra: dict[str, str] | No
     }
     meta.update(extra or {})
     return meta
-
-
-def fingerprint(path: Path, samples: int = 64, chunk: int = 1 << 16) -> str:
-    """A cheap content fingerprint of a weight file: its size and 64 evenly spaced 64 KiB chunks (all of a small
-    file). Retraining or re-converting changes essentially every value, so this tells a stale export apart
-    without reading hundreds of megabytes; copying the folder (new mtimes) does not change it."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        if size <= samples * chunk:
-            digest.update(f.read())
-        else:
-            for i in range(samples):
-                f.seek(i * (size - chunk) // (samples - 1))
-                digest.update(f.read(chunk))
-    return digest.hexdigest()[:16]
 
 
 def source_fingerprint(folder: Path, spec: GraphSpec) -> dict[str, str]:

@@ -136,3 +136,45 @@ def paste_back_torch(frames: torch.Tensor, crops: torch.Tensor, matrices: torch.
     back = unwarp_faces_torch(crops, matrices, hw)
     alpha = unwarp_faces_torch(m, matrices, hw).clamp(0, 1)
     return frames * (1 - alpha) + back * alpha
+
+
+def footprint_alpha(matrix: np.ndarray, alpha: np.ndarray,
+                    image_hw: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The crop-frame ``alpha`` warped into the image as :func:`paste_into` warps it: the crop's footprint box and
+    the alpha there (``> 0`` exactly where :func:`paste_into` may change pixels), or None outside the image."""
+    import cv2
+
+    box = crop_footprint(matrix, alpha.shape[:2], image_hw)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    m = np.asarray(matrix, np.float64).copy()
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+    a = cv2.warpAffine(np.ascontiguousarray(alpha, np.float32), m, (x1 - x0, y1 - y0),
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return box, np.clip(a, 0.0, 1.0)
+
+
+def paste_within(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, alpha: np.ndarray,
+                 limit: tuple[tuple[int, int, int, int], np.ndarray], strength: float = 1.0) -> None:
+    """Blend ``crop`` (made with ``matrix`` image -> crop) into ``image`` in place, inside ``limit`` only.
+
+    ``limit`` is an image-frame box and alpha (:func:`footprint_alpha` of an earlier paste): the alpha applied is
+    ``strength`` x the crop-frame ``alpha`` warped into the image x the limit's alpha, so every pixel outside the
+    limit box, or where the limit's alpha is 0, keeps its exact value (face restoration stays inside the swap).
+    """
+    import cv2
+
+    (x0, y0, x1, y1), a_lim = limit
+    m = np.asarray(matrix, np.float64).copy()
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # image pixels of the box -> crop pixels
+    size = (x1 - x0, y1 - y0)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    back = cv2.warpAffine(crop, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(np.ascontiguousarray(alpha, np.float32), m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=0)
+    a = np.clip(a, 0.0, 1.0) * a_lim * np.float32(strength)
+    roi = image[y0:y1, x0:x1]
+    a3 = a[:, :, None]
+    blended = roi.astype(np.float32) * (1.0 - a3) + back.reshape(roi.shape).astype(np.float32) * a3
+    image[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)

@@ -5,12 +5,15 @@ Cell (i, j) holds source i swapped onto target j. Every image has a caption band
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from ..face.align import template_points
 from ..face.mouth import keep_target, mouth_mask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .enhance import FaceEnhancer
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ def swap_grid(
     keep_lips: bool = False,
     identity_strength: float = 1.0,
     shape_strength: float = 1.0,
+    enhancer: "FaceEnhancer | None" = None,
 ) -> list[list[np.ndarray]]:
     """Every source on every target. Each source identity (``model.identity``) and each target batch
     (``model.prepare_target``: its 3DMM coefficients and encoder features) is computed once and reused.
@@ -106,7 +110,8 @@ def swap_grid(
     ``progress(n)`` is called after each batch with the number of swaps done in it. ``keep_mouth``/``keep_lips``:
     the target's mouth (the alignment template's 5 points: crops are aligned) is blended back into each result;
     ``identity_strength``/``shape_strength`` below 1 move each source toward each target's own identity
-    (:meth:`~hififace.Identity.toward`; one more identity pass per target).
+    (:meth:`~hififace.Identity.toward`; one more identity pass per target). ``enhancer`` restores each swapped crop
+    (its five points are the model's alignment template), one restorer call per batch.
     """
     batch_size = max(1, int(batch_size))
     identities = [model.identity(src) for src in sources]
@@ -126,6 +131,9 @@ def swap_grid(
             outs = model.swap(ident.toward(own, identity_strength, shape_strength) if strength else ident, prepared)
             if keep is not None:
                 outs = [((1.0 - keep) * o + keep * t + 0.5).astype(np.uint8) for o, t in zip(outs, chunk)]
+            if enhancer is not None:
+                size = outs[0].shape[0]
+                outs = list(enhancer.enhance_aligned(np.stack(outs), template_points(model.config.align, size)))
             row.extend(outs)
             if progress is not None:
                 progress(len(prepared))

@@ -28,6 +28,9 @@ head pose for each target face (:mod:`hififace.face.pose`; the sources come from
 last two need one ``engine.analyse`` pass over the target crops, shared by both. ``observer``: an object with
 ``add(frame, faces, targets, swapped, alphas, landmarks=..., target_coeffs=..., sources=...)`` that sees every
 blended face (the quality report's recorder, built above this module: :mod:`hififace.metrics.quality`).
+Face restoration (``restorer=``, ``--enhance``): after the paste-back each swapped face is aligned to the restorer's
+template, restored (one call per photo or batch of frames) and pasted back inside the swap's own alpha, so pixels
+the swap left alone stay bit-identical (:mod:`hififace.inference.enhance`).
 
 The model is used only through a :class:`~hififace.inference.engine.SwapEngine`.
 """
@@ -58,6 +61,7 @@ from ..models.identity import Identity
 from ..utils.text import printable
 from ..weights.io import read_safetensors, save_safetensors
 from .engine import SwapEngine, as_engine
+from .enhance import DEFAULT_BLEND, FaceEnhancer, as_restorer
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..face.detect import Face, FaceDetector
@@ -206,6 +210,10 @@ class FaceSwapper:
         identity_strength, shape_strength: 0..1 (default 1: the source's, today's swap; 0: the target's own).
         source_weighting: ``mean`` (default), ``pose`` or ``nearest`` for several sources (see :meth:`source`).
         pose_temperature: degrees of ``pose`` weighting (:data:`~hififace.face.pose.POSE_TEMPERATURE`).
+        restorer: a face restorer run on each swapped face after the paste-back (``--enhance``): a restorer folder
+            (``hififace convert --gfpgan``), an ONNX restorer file (loaded on the model's device) or a
+            :class:`~hififace.restore.FaceRestorer`; None: no restoration.
+        enhance_blend: 0 to 1, the share of the restored face over the unrestored one (default 1).
     """
 
     def __init__(self, model: Any, *, detector: Any = "yunet", detector_model: str | Path | None = None,
@@ -214,7 +222,8 @@ class FaceSwapper:
                  model_mask: bool = True, erode: float = 0.03, blur: float = 0.05, batch_size: int = 8,
                  keep_mouth: bool = False, keep_lips: bool = False, identity_strength: float = 1.0,
                  shape_strength: float = 1.0, source_weighting: str = "mean",
-                 pose_temperature: float = POSE_TEMPERATURE):
+                 pose_temperature: float = POSE_TEMPERATURE, restorer: Any = None,
+                 enhance_blend: float = DEFAULT_BLEND):
         self.engine: SwapEngine = as_engine(model)
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size}: use 1 or more")
@@ -243,6 +252,8 @@ class FaceSwapper:
         self.pose_temperature = float(pose_temperature)
         #: Sees every blended face (the quality report); None: nothing is scored.
         self.observer: Any = None
+        restorer = as_restorer(restorer, self.engine.device)
+        self.enhancer = FaceEnhancer(restorer, enhance_blend, erode, blur) if restorer is not None else None
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, device: Any = None, dtype: Any = None,
@@ -344,6 +355,18 @@ class FaceSwapper:
         area = region.reshape(len(region), -1).sum(1)
         coverage = (alphas * region).reshape(len(region), -1).sum(1) / np.maximum(area, 1.0)
         return Blend(faces, alphas, coverage.astype(np.float64))
+
+    def label(self) -> dict[str, str]:
+        """Extra output-label fields of this pipeline's settings (the restorer, when there is one)."""
+        return self.enhancer.label() if self.enhancer is not None else {}
+
+    def restore_faces(self, images: Sequence[np.ndarray], owners: Sequence[int], landmarks: Sequence[np.ndarray],
+                       matrices: np.ndarray, alphas: np.ndarray) -> None:
+        """``restorer``: restore the swapped faces in place (one restorer call for all of them), each limited to its
+        swap paste-back alpha, so pixels the swap left alone stay bit-identical. Face ``j``: ``images[owners[j]]``,
+        its five points in that image, its swap crop's image -> crop matrix and crop-frame alpha."""
+        if self.enhancer is not None and len(owners):
+            self.enhancer.enhance_swapped(images, owners, landmarks, matrices, alphas)
 
     # ------------------------------------------------------------------ identities
     def identity(self, *sources: Any, aligned: bool | None = None) -> "Identity":
@@ -556,6 +579,8 @@ class FaceSwapper:
                     alpha[0] = keep_target(alpha[0], mouth_mask((self.size, self.size), lms[0], lips=self.keep_lips).alpha)
                     out = (alpha[0, ..., None] * out + (1 - alpha[0, ..., None]) * crop[0] + 0.5).astype(np.uint8)
                 self._observe(0, [0], crop, out[None], alpha, lms, fid)
+            if self.enhancer is not None:  # the crop's five points are the model template's
+                out = self.enhancer.enhance_aligned(out, template_points(self.engine.align, self.size))
             return PhotoResult(out, changed=np.ones(out.shape[:2], bool), aligned=True, coverage=[1.0])
         found = self.face_crops(rgb, choice, name)
         faces, todo, crops, mats = found.faces, found.chosen, found.crops, found.matrices
@@ -578,6 +603,7 @@ class FaceSwapper:
             if done is not None:
                 (x0, y0, x1, y1), a = done
                 result.changed[y0:y1, x0:x1] |= a > 0
+        self.restore_faces([result.image], [0] * len(todo), [faces[i].landmarks for i in todo], mats, blend.alphas)
         result.matrices = list(mats)
         result.coverage = [float(c) for c in blend.coverage]
         for i, c in zip(todo, result.coverage):

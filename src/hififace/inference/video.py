@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "detect", "track", "align", "swap", "paste", "encode", "mux")
+STAGES = ("decode", "detect", "track", "align", "swap", "paste", "restore", "encode", "mux")
 #: Seconds between progress lines in the log when no progress bar is drawn (stderr is not a terminal).
 LOG_EVERY = 10.0
 
@@ -315,6 +315,12 @@ def _run_batch(swapper: "FaceSwapper", identity: "Identity | PoseSources", batch
         else:
             for j, k in enumerate(owners):
                 paste_into(frames[k], swapped[j], mats_a[j], alphas[j])
+        if swapper.enhancer is not None:  # --enhance: its own stage, out of the paste time
+            t1 = time.perf_counter()
+            swapper.restore_faces(frames, owners, [f.landmarks for f in faces], mats_a, alphas)
+            _sync(swapper)
+            sec["restore"] += time.perf_counter() - t1
+            t0 += time.perf_counter() - t1
         done = report.faces_swapped
         report.coverage = (float(blend.coverage.sum()) + (report.coverage or 0.0) * done) / (done + len(faces))
         report.faces_low_coverage += int((blend.coverage < LOW_COVERAGE).sum())

@@ -165,6 +165,7 @@ class FrameProcessor:
         else:
             for j in range(len(faces)):
                 paste_into(frame, blend.faces[j], mats[j], blend.alphas[j])
+        sw.restore_faces([frame], [0] * len(faces), [f.landmarks for f in faces], mats, blend.alphas)
         last["align"], last["swap"], last["paste"] = t1 - t0, t2 - t1, time.perf_counter() - t2
         self.frames_swapped += 1
         self.faces_swapped += len(faces)

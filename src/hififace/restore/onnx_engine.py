@@ -29,6 +29,7 @@ import torch
 
 from ..errors import ConfigError, WeightsError
 from ..face.align import template_points
+from ..utils.files import fingerprint
 from ..utils.onnxrt import CPU, onnx_providers
 from ..utils.optional import require
 from ..weights.resolve import tensorrt_cache
@@ -91,6 +92,7 @@ class OnnxRestorer:
         self.session = self._open(ort, options, providers, CPU)
         self.providers = self.session.get_providers()
         self.name = _clean(path.name)
+        self.fingerprint = fingerprint(path)  # for the output label: which file restored the faces
         self.fidelity = check_fidelity(fidelity)
         self.batch_size = max(1, int(batch_size))
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from ..models.restorers.gfpgan import GFPGAN
+from ..models.restorers.gfpgan import GFPGAN, WEIGHTS_FILE
+from ..utils.files import fingerprint
 from .base import check_crops
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class GFPGANRestorer:
     """
 
     template = "ffhq5"
+    #: content fingerprint of the weight file (:func:`~hififace.utils.files.fingerprint`; None: built in memory)
+    fingerprint: str | None = None
 
     def __init__(self, model: GFPGAN, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                  batch_size: int = 4, channels_last: bool = False):
@@ -72,8 +75,10 @@ class GFPGANRestorer:
                         dtype: str | torch.dtype | None = None, batch_size: int = 4,
                         channels_last: bool = False) -> "GFPGANRestorer":
         """Load a restorer folder (``hififace convert --gfpgan GFPGANv1.4.pth -o DIR``)."""
-        return cls(GFPGAN.from_pretrained(folder), device=device, dtype=dtype, batch_size=batch_size,
-                   channels_last=channels_last)
+        restorer = cls(GFPGAN.from_pretrained(folder), device=device, dtype=dtype, batch_size=batch_size,
+                       channels_last=channels_last)
+        restorer.fingerprint = fingerprint(Path(folder).expanduser() / WEIGHTS_FILE)
+        return restorer
 
     @torch.inference_mode()
     def restore(self, crops: torch.Tensor) -> torch.Tensor:

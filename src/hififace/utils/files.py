@@ -7,6 +7,7 @@ read it), which refuse anything but a regular file in one line.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -56,3 +57,19 @@ def open_regular(path: str | Path, what: str = "input", error: type[HifiFaceErro
     except BaseException:
         os.close(fd)
         raise
+
+
+def fingerprint(path: Path, samples: int = 64, chunk: int = 1 << 16) -> str:
+    """A cheap content fingerprint of a weight file: its size and 64 evenly spaced 64 KiB chunks (all of a small
+    file). Retraining or re-converting changes essentially every value, so this tells a stale export apart
+    without reading hundreds of megabytes; copying the folder (new mtimes) does not change it."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= samples * chunk:
+            digest.update(f.read())
+        else:
+            for i in range(samples):
+                f.seek(i * (size - chunk) // (samples - 1))
+                digest.update(f.read(chunk))
+    return digest.hexdigest()[:16]
