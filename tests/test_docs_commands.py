@@ -123,7 +123,8 @@ def sandbox(tmp_path_factory):
         make_clip(box / "clip.mp4", face_frames(3))
     for folder in ("DIR", "weights/hififace-256", "weights/my-model", "home/hififace-256"):
         tiny_model_dir(box / folder)
-    return box
+    yield box
+    shutil.rmtree(box, ignore_errors=True)  # session folders outlive the module otherwise
 
 
 def _first_of_each(commands):
