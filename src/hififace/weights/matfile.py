@@ -101,8 +101,8 @@ def check_mat_file(f: BinaryIO, path, what: str, limits: MatLimits | None = None
                 if len(body) < 8:
                     raise _Bad(f"a compressed element at byte {pos} holds no complete element")
                 itype, ibytes = struct.unpack(end + "II", body[:8])
-                if itype != _MI_MATRIX or ibytes != inflated - 8:
-                    raise _Bad(f"a compressed element at byte {pos} does not hold one matrix of its size")
+                if itype != _MI_MATRIX or ibytes > inflated - 8:  # (padding after it is scipy's to skip)
+                    raise _Bad(f"a compressed element at byte {pos} does not hold the matrix it declares")
                 total += inflated
                 body = body[8:]
             elif mtype == _MI_MATRIX:
