@@ -204,3 +204,22 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=300) == 141, (argv, err)
         assert err == "", (argv, err)
+
+
+def test_file_names_listed_from_a_folder_reach_the_terminal_escaped(tiny_weights, tmp_path, capsys):
+    """`hififace swap --target FOLDER`: names of files found in the folder (an ANSI escape, a newline) appear in
+    the skipped-files warning, in a failed image's warning and in the error line, escaped: nothing raw reaches the
+    terminal, and each message stays one line."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "astronaut.png", folder / "ok\x1b[2J.png")
+    (folder / "bad\x1b[31m\nOK: all 3 images swapped.png").write_bytes(b"not an image")
+    (folder / "notes\x1b]0;owned\x07.txt").write_text("hello")
+    rc, _, err = run_cli(["swap", "--source", SAMPLES / "grace_hopper.png", "--target", folder,
+                          "-o", tmp_path / "out", "--weights", tiny_weights], capsys)
+    text = "\n".join(err)
+    assert rc != 0 and err[-1].startswith("error: ")
+    assert "\x1b" not in text and "\x07" not in text, text
+    assert not any(line.startswith("OK:") for line in err), err  # the newline did not forge a line
+    assert "notes\\x1b]0;owned\\x07.txt" in text and "bad\\x1b[31m\\x0aOK: all 3 images swapped.png" in text, text
+    assert (tmp_path / "out" / "ok\x1b[2J.png").is_file()  # the file itself is processed under its own name

@@ -231,3 +231,38 @@ def test_resume_goes_on_in_the_checkpoints_own_run_folder(run, data, tmp_path):
     loose = tmp_path / "loose.ckpt"
     shutil.copy(last, loose)
     assert resume_config(loose, None, more).checkpoint.dir == str(run_dir)  # no run folder around it: the config's
+
+
+def test_sigterm_stops_a_run_with_143_in_one_line_and_it_resumes(data, tmp_path, capsys, monkeypatch):
+    """SIGTERM (how schedulers and services stop a job) during training: one 'terminated' line and exit 143, as every
+    other command, not Lightning's interrupt path (exit 1); the last checkpoint is complete and the run resumes.
+    The signal is sent to this process in the middle of the third iteration, through the command's own handler."""
+    import os
+    import signal
+
+    import lightning as L
+
+    from hififace.training import build
+
+    class SendSigterm(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if pl_module.iteration == 2:  # iterations 1 and 2 are checkpointed (checkpoint.every 1)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    real = build.build_trainer
+    monkeypatch.setattr(build, "build_trainer", lambda cfg, extra=(), **kw: real(cfg, (*extra, SendSigterm()), **kw))
+    _, args = data
+    run_dir = tmp_path / "run"
+    before = signal.getsignal(signal.SIGINT)
+    rc, _, err = run_cli(["train", "--config", "hififace_tiny", "--checkpoint.dir", run_dir,
+                          "--trainer.max_steps", "100", "--trainer.progress_bar", "false", *args], capsys)
+    assert rc == 143 and err[-1] == "error: terminated (SIGTERM)", (rc, err)
+    assert not [ln for ln in err if "error" in ln.lower() or "interrupt" in ln.lower()][:-1], err
+    assert signal.getsignal(signal.SIGINT) is before  # Lightning's SIG_IGN for SIGINT is undone
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert sorted(p.name for p in last.parent.glob("iter*.ckpt")) == ["iter00000001.ckpt", "iter00000002.ckpt"]
+    torch.load(last, map_location="cpu", weights_only=True)  # complete
+    monkeypatch.setattr(build, "build_trainer", real)
+    rc, _, err = run_cli(["train", "--resume", last, "--trainer.max_steps", "3"], capsys)
+    assert rc == 0, err
+    assert "finished at iteration 3" in err[-1]

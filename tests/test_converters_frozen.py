@@ -3,6 +3,8 @@ BFM_model_front.mat; every manifest key consumed, wrong or damaged files refused
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -218,6 +220,125 @@ def test_bfm_missing_unreadable_incomplete(tmp_path):
                                   "exBase": np.zeros((30, 64)), "keypoints": np.arange(1, 69).reshape(1, -1)})
     _raises_with_path(wrong, load_bfm, "keypoints outside 1..10")
     _raises_with_path(tmp_path, load_bfm_mat, "folder")
+
+
+# MAT v5 built from bytes (MathWorks "MAT-File Format": 128-byte header; elements are a uint32 type and byte count,
+# data padded to 8 bytes; a matrix holds array flags, int32 dimensions, an int8 name, then its data)
+def _element(mtype: int, data: bytes, pad: bool = True) -> bytes:
+    return struct.pack("<II", mtype, len(data)) + data + (b"\0" * (-len(data) % 8) if pad else b"")
+
+
+def _matrix(name: str, dims, data: bytes = b"", cls: int = 6, dtype: int = 9, nbytes: int | None = None) -> bytes:
+    """A miMATRIX element; ``nbytes`` overrides the data element's declared byte count."""
+    body = (_element(6, struct.pack("<II", cls, 0)) + _element(5, struct.pack(f"<{len(dims)}i", *dims))
+            + _element(1, name.encode()))
+    if cls != 1:  # a cell array's cells would follow; none here
+        body += struct.pack("<II", dtype, len(data) if nbytes is None else nbytes) + data + b"\0" * (-len(data) % 8)
+    return _element(14, body)
+
+
+def _mat_file(*elements: bytes, version: bytes = b"\x00\x01IM") -> bytes:
+    text = b"MATLAB 5.0 MAT-file, written by hand for a test".ljust(116, b" ")
+    return text + b"\0" * 8 + version + b"".join(elements)
+
+
+def _bfm_variables(n: int = 100, keypoints: bytes | None = None) -> list[bytes]:
+    """The four arrays the loader reads, real and small (double, uncompressed)."""
+    kp = np.arange(1, 69, dtype="<f8").tobytes() if keypoints is None else keypoints
+    return [_matrix("meanshape", (1, 3 * n), bytes(8 * 3 * n)), _matrix("idBase", (3 * n, 80), bytes(8 * 3 * n * 80)),
+            _matrix("exBase", (3 * n, 64), bytes(8 * 3 * n * 64)), _matrix("keypoints", (1, 68), kp)]
+
+
+def _zero_bomb(n_mib: int, head: bytes = b"") -> bytes:
+    """A zlib stream of ``head`` then ``n_mib`` MiB of zeros (~1 KB per MiB), built without compressing them all:
+    after a full flush every MiB of zeros deflates to the same bytes; the trailer is the Adler-32 of it all (zeros
+    leave its sum A as it is and add A to B once per byte)."""
+    c = zlib.compressobj(9)
+    start = c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)
+    mib = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    adler = zlib.adler32(head)
+    a, b = adler & 0xFFFF, ((adler >> 16) + (n_mib << 20) * (adler & 0xFFFF)) % 65521
+    return start + mib * n_mib + b"\x03\x00" + struct.pack(">I", b << 16 | a)
+
+
+def test_bfm_mat_built_from_bytes_is_read():
+    """The writer below is MAT v5 as scipy reads it: the hostile files that follow differ from a good one in one way."""
+    import io
+
+    good = _mat_file(*_bfm_variables())
+    mat = scipy.io.loadmat(io.BytesIO(good))
+    assert mat["idBase"].shape == (300, 80) and mat["keypoints"][0, -1] == 68
+    bomb = _zero_bomb(3, b"head")
+    assert zlib.decompress(bomb) == b"head" + bytes(3 << 20) and len(bomb) < 8192
+
+
+@pytest.mark.parametrize("case, needles", [
+    ("huge dims", ("keypoints", "declares 1073741824 x 1073741824")),
+    ("huge cell", ("idBase", "cell array")),
+    ("text dims", ("keypoints", "does not hold the data")),
+    ("past the end", ("past the end of the file",)),
+    ("v7.3", ("v7.3 (HDF5)", "-v7")),
+    ("v4", ("cannot read as a MATLAB 5 .mat file",)),
+    ("truncated zlib", ("compressed",)),
+    ("text keypoints", ("keypoints is text", "expected real numbers")),
+    ("complex idBase", ("idBase is complex",)),
+    ("NaN keypoints", ("keypoints outside 1..100 or not whole numbers",)),
+    ("struct", ("'extra' is a struct",)),
+])
+def test_hostile_bfm_mat_is_one_line(tmp_path, case, needles):
+    good = _bfm_variables()
+    files = {
+        "huge dims": _mat_file(*good[:3], _matrix("keypoints", (2**30, 2**30), bytes(8))),
+        "huge cell": _mat_file(good[0], _matrix("idBase", (2**30, 64), cls=1), *good[2:]),
+        "text dims": _mat_file(*good[:3], _matrix("keypoints", (1, 2**26), bytes(136), cls=4, dtype=4)),
+        "past the end": _mat_file(*good)[:-8],
+        "v7.3": _mat_file(*good, version=b"\x00\x02IM"),
+        "v4": struct.pack("<5i", 0, 1, 1, 0, 2) + b"a\0" + bytes(8),
+        "truncated zlib": _mat_file(*good[:3], _element(15, zlib.compress(good[3])[:-10], pad=False)),
+        "text keypoints": _mat_file(*good[:3], _matrix("keypoints", (1, 68), b"k\0" * 68, cls=4, dtype=4)),
+        "complex idBase": None,
+        "NaN keypoints": _mat_file(*_bfm_variables(keypoints=np.full(68, np.nan).tobytes())),
+        "struct": None,
+    }
+    path = tmp_path / "BFM_model_front.mat"
+    if files[case] is None:  # through scipy itself: types a MATLAB user could save by mistake
+        extra = {"complex idBase": {"idBase": np.ones((300, 80)) * 1j}, "struct": {"extra": {"a": 1.0}}}[case]
+        scipy.io.savemat(str(path), {"meanshape": np.zeros((1, 300)), "idBase": np.zeros((300, 80)),
+                                     "exBase": np.zeros((300, 64)), "keypoints": np.arange(1.0, 69.0)[None], **extra},
+                         do_compression=True)
+    else:
+        path.write_bytes(files[case])
+    _raises_with_path(path, load_bfm, *(re.escape(n) for n in needles))
+
+
+def test_bfm_zlib_bomb_is_refused_with_bounded_memory(tmp_path, capsys):
+    """288 MiB of zeros in 300 KB: the compressed keypoints are refused after inflating at most the cap, a MiB at a
+    time (scipy alone inflates all of it); `hififace convert --bfm` refuses a hostile file in one line."""
+    import tracemalloc
+
+    from hififace.cli.main import main as cli
+
+    n_mib = 288
+    inner = (_element(6, struct.pack("<II", 6, 0)) + _element(5, struct.pack("<2i", n_mib << 17, 1))
+             + _element(1, b"keypoints") + struct.pack("<II", 9, n_mib << 20))  # then the zeros
+    body = _zero_bomb(n_mib, struct.pack("<II", 14, len(inner) + (n_mib << 20)) + inner)
+    path = tmp_path / "BFM_model_front.mat"
+    path.write_bytes(_mat_file(*_bfm_variables()[:3], _element(15, body, pad=False)))
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        _raises_with_path(path, load_bfm, "inflates to more than 256 MiB")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, f"{peak / 2**20:.0f} MiB"
+    (tmp_path / "ref.ckpt").write_bytes(b"stand-in")
+    path.write_bytes(_mat_file(*_bfm_variables()[:3], _matrix("keypoints", (2**30, 2**30), bytes(8))))
+    capsys.readouterr()
+    assert cli(["convert", str(tmp_path / "ref.ckpt"), "--bfm", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "BFM_model_front.mat" in err[0], err
+    assert not (tmp_path / "out").exists()
 
 
 def test_convert_checkpoint_writes_the_bfm_it_is_given(tmp_path, monkeypatch, capsys):

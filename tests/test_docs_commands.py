@@ -126,7 +126,8 @@ def sandbox(tmp_path_factory):
     from hififace.models.restorers import GFPGAN, GFPGANConfig
 
     GFPGAN.random(GFPGANConfig(out_size=64, narrow=1 / 32)).save_pretrained(box / "weights" / "gfpgan-1.4")
-    return box
+    yield box
+    shutil.rmtree(box, ignore_errors=True)  # session folders outlive the module otherwise
 
 
 def _first_of_each(commands):

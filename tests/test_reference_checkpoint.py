@@ -1,7 +1,13 @@
-"""The reference Lightning checkpoint: strict conversion to our folder and back, bit-exact."""
+"""The reference Lightning checkpoint: strict conversion to our folder and back, bit-exact.
+
+One full-size random checkpoint (2791 keys, ~1 GB) is written and converted once per module; only its first MiB is
+kept after that, and the module's files are removed when it ends. The broken variants are the same checkpoint as
+the loader returns it with one thing changed, handed to the converter without writing a file each.
+"""
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -10,8 +16,11 @@ from fakes import read_manifest, reference_state, write_reference_ckpt
 from hififace import HifiFace
 from hififace.cli.main import main as cli
 from hififace.errors import WeightsError
+from hififace.converters import convert as conv
 from hififace.converters.convert import convert_checkpoint
 from hififace.converters.reference import build_reference_state, convert_reference_checkpoint
+
+CKPT = "hififace_opensouce_299999.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +29,22 @@ def ref_state():
 
 
 @pytest.fixture(scope="module")
-def ref_ckpt(tmp_path_factory, ref_state):
-    return write_reference_ckpt(tmp_path_factory.mktemp("ref") / "hififace_opensouce_299999.ckpt", state=ref_state)
+def released(tmp_path_factory, ref_state):
+    """(the converted folder, the checkpoint's first MiB): the checkpoint itself is gone once converted."""
+    folder = tmp_path_factory.mktemp("ref")
+    ckpt = write_reference_ckpt(folder / CKPT, state=ref_state)
+    with open(ckpt, "rb") as f:
+        head = f.read(1 << 20)
+    out = folder / "hififace-256"
+    assert cli(["convert", str(ckpt), "-o", str(out)]) == 0
+    ckpt.unlink()
+    yield out, head
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, ref_ckpt):
-    out = tmp_path_factory.mktemp("conv") / "hififace-256"
-    assert cli(["convert", str(ref_ckpt), "-o", str(out)]) == 0
-    return out
+def converted(released):
+    return released[0]
 
 
 def test_folder_layout_and_config(converted):
@@ -73,15 +89,21 @@ def test_converted_weights_drive_the_model(converted, ref_state):
                        ref_state["generator.id_extractor.f_id.features.running_var"])
 
 
-def _write(tmp_path, state, name="bad.ckpt"):
-    return write_reference_ckpt(tmp_path / name, state=state)
+def _loaded(state):
+    """The checkpoint as :func:`load_legacy` returns it (the callbacks' class key is a stand-in the converter never
+    reads), holding ``state``."""
+    return {"epoch": 0, "global_step": 299999, "pytorch-lightning_version": "1.4.5", "state_dict": state,
+            "optimizer_states": [], "lr_schedulers": []}
 
 
-def test_unknown_key_is_named(tmp_path, ref_state):
+def test_unknown_key_is_named(tmp_path, ref_state, monkeypatch):
     state = dict(ref_state)
     state["generator.encoder.extra_block.weight"] = torch.zeros(3)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"stand-in: the loader below returns the checkpoint")
+    monkeypatch.setattr(conv, "load_legacy", lambda path, what: _loaded(state))
     with pytest.raises(WeightsError, match="generator.encoder.extra_block.weight"):
-        convert_checkpoint(_write(tmp_path, state), tmp_path / "out")
+        convert_checkpoint(bad, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
@@ -90,14 +112,14 @@ def test_missing_key_is_named(tmp_path, ref_state):
     state = dict(ref_state)
     del state["generator.sff_module.sigma.side_path.0.bias"]
     with pytest.raises(WeightsError, match="sff_module.sigma.side_path.0.bias"):
-        convert_reference_checkpoint(_write(tmp_path, state), tmp_path / "out")
+        convert_reference_checkpoint(tmp_path / "bad.ckpt", tmp_path / "out", obj=_loaded(state))
 
 
 def test_shape_mismatch_is_named(tmp_path, ref_state):
     state = dict(ref_state)
     state["generator.encoder.conv_first.weight"] = torch.zeros(32, 3, 3, 3)
     with pytest.raises(WeightsError, match="stem.weight"):
-        convert_reference_checkpoint(_write(tmp_path, state), tmp_path / "out")
+        convert_reference_checkpoint(tmp_path / "bad.ckpt", tmp_path / "out", obj=_loaded(state))
 
 
 def test_nan_weights_are_refused(tmp_path, ref_state):
@@ -106,12 +128,12 @@ def test_nan_weights_are_refused(tmp_path, ref_state):
     w[0, 0, 0, 0] = math.nan
     state["generator.decoder.block_list.0.main_path1.1.weight"] = w
     with pytest.raises(WeightsError, match="NaN"):
-        convert_reference_checkpoint(_write(tmp_path, state), tmp_path / "out")
+        convert_reference_checkpoint(tmp_path / "bad.ckpt", tmp_path / "out", obj=_loaded(state))
 
 
-def test_truncated_and_wrong_kind_files(tmp_path, ref_ckpt, capsys):
+def test_truncated_and_wrong_kind_files(tmp_path, released, capsys):
     truncated = tmp_path / "truncated.ckpt"
-    truncated.write_bytes(ref_ckpt.read_bytes()[: 1 << 20])
+    truncated.write_bytes(released[1])
     assert cli(["convert", str(truncated), "-o", str(tmp_path / "o1")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "truncated.ckpt" in err[0]

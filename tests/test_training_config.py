@@ -128,3 +128,36 @@ def test_model_init_folder_lpips_file_is_loaded_frozen_without_a_random_weights_
             assert all(torch.equal(v, state[k]) for k, v in lpips.state_dict().items())
         else:
             assert not lpips.pretrained and len(warned) == 1 and "random ones" in warned[0]
+
+
+@pytest.mark.parametrize("yaml_text, needles", [
+    ("data:\n  batch_size: sixteen\n", ("data.batch_size must be an integer", "'sixteen'")),
+    ("data:\n  batch_size: 2.5\n", ("data.batch_size must be an integer", "2.5")),
+    ("optim:\n  g_lr: [0.1, 0.2]\n", ("optim.g_lr must be a number", "[0.1, 0.2]")),
+    ("optim:\n  betas: 0.9\n", ("optim.betas must be a list",)),
+    ("model:\n  variant: null\n", ("model.variant must be a string", "None")),
+    ("trainer:\n  deterministic: maybe\n", ("trainer.deterministic must be true or false",)),
+    ("trainer: 5\n", ("trainer must be a mapping",)),
+    ("losses:\n  seg: high\n", ("losses.seg must be a number",)),
+    ("data:\n  colour: 1\n  7: 2\n", ("unknown key(s) data.7, data.colour", "known: batch_size")),
+    ("model:\n  \"\\e[2Jname\": 1\n", ("unknown key(s) model.\\x1b[2Jname",)),
+])
+def test_wrong_types_in_the_file_name_the_file_key_and_type(tmp_path, capsys, yaml_text, needles):
+    p = tmp_path / "my config.yaml"
+    p.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    line = str(err.value)
+    assert line.startswith(f"{p}: ") and "\n" not in line and "\x1b" not in line, line
+    for needle in needles:
+        assert needle in line, (needle, line)
+    assert main(["train", "--config", str(p), "--print-config"]) == 2
+    out = capsys.readouterr()
+    assert out.err == f"error: {line}\n" and out.out == ""
+
+
+def test_an_oversized_or_special_config_file_is_one_line(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match="over 1 MiB"):
+        load_config(big)

@@ -17,3 +17,13 @@ def test_long_text_is_cut_with_an_ellipsis():
     assert printable("k" * 80) == "k" * 80
     assert len(printable("\x00" * 100, 20)) == 20
     assert printable_list(["b", "a\x1b", "c"], 2) == "b, a\\x1b (+1 more)"
+
+
+def test_terminal_line_escapes_a_whole_message_once():
+    from hififace.utils.text import printable, terminal_line
+
+    name = "evil\x1b[2J\nOK: done\u202e.png"
+    line = terminal_line(f"{name}: skipped")
+    assert line == "evil\\x1b[2J\\x0aOK: done\\u202e.png: skipped"
+    assert terminal_line(line) == line and terminal_line(printable(name)) == printable(name)  # no double escaping
+    assert len(terminal_line("x" * 10_000_000)) <= 4001

@@ -115,3 +115,17 @@ def test_a_model_folder_with_int_weights_is_one_line(tmp_path):
     save_file(state, str(folder / "generator.safetensors"))
     with pytest.raises(WeightsError, match=f"generator.safetensors: 1 tensor.*{key} is int32, expected float32"):
         HifiFace.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_check_finite_finds_one_bad_value_in_any_float_dtype(dtype, bad):
+    from hififace.errors import WeightsError
+    from hififace.weights.io import check_finite
+
+    good = {"a": torch.randn(3, 5).to(dtype), "empty": torch.zeros(0, 4, dtype=dtype), "n": torch.zeros(2, dtype=torch.int64)}
+    check_finite(good, "x.safetensors")
+    w = torch.randn(7, 9).to(dtype)
+    w[4, 2] = bad
+    with pytest.raises(WeightsError, match=r"x.safetensors: non-finite values \(NaN/inf\) in w;"):
+        check_finite({**good, "w": w}, "x.safetensors")

@@ -3,13 +3,16 @@ mapped, bad files one line), its architecture (SFF heads, bicubic ArcFace input)
 alignment taken from the folder's config, ONNX parity, `hififace info`, and `hififace train` refusing it.
 
 The converter runs on one random-weight file in the released layout (the 1425 keys of
-``tests/data/manifests/xuehy_hififace_generator_keys.tsv``, 151 M elements: ~600 MB written once per module);
+``tests/data/manifests/xuehy_hififace_generator_keys.tsv``, 151 M elements: ~600 MB written and converted once per
+module, then removed; the converted folder goes when the module ends). Its variants (no BatchNorm counters, an
+extra key) are the same state handed to the converter as the loader would return it, without writing a file each;
 everything else uses a tiny xuehy model (narrow widths).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,18 +47,38 @@ def state():
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory, state) -> Path:
-    """``standard_model/generator_320000.pth`` as the release holds it."""
-    return write_xuehy_generator(tmp_path_factory.mktemp("xuehy") / "standard_model" / "generator_320000.pth", state=state)
+def release(tmp_path_factory, state):
+    """``standard_model/generator_320000.pth`` as the release holds it, converted: (the folder, the file's sha256).
+    The 600 MB file is removed once converted; the folder when the module ends."""
+    from hififace.cli.main import main as cli
+
+    root = tmp_path_factory.mktemp("xuehy")
+    released = write_xuehy_generator(root / "standard_model" / "generator_320000.pth", state=state)
+    sha = hashlib.sha256()
+    with open(released, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    out = root / "xuehy-standard"
+    assert cli(["convert", str(released), "-o", str(out)]) == 0
+    released.unlink()
+    yield out, sha.hexdigest()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, released) -> Path:
-    from hififace.cli.main import main as cli
+def converted(release) -> Path:
+    return release[0]
 
-    out = tmp_path_factory.mktemp("conv") / "xuehy-standard"
-    assert cli(["convert", str(released), "-o", str(out)]) == 0
-    return out
+
+def stand_in_file(path: Path, monkeypatch, state: dict) -> Path:
+    """A small file at ``path`` that `hififace convert` reads as ``state`` (its loader is replaced): the file's name
+    and place matter to the command, its bytes are the module's released file already read once for real."""
+    from hififace.converters import convert as conv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"stand-in")
+    monkeypatch.setattr(conv, "load_legacy", lambda p, what: dict(state))
+    return path
 
 
 def test_manifest_is_the_released_layout():
@@ -68,7 +91,7 @@ def test_manifest_is_the_released_layout():
     assert sum(k.startswith(F_ID) for k in keys) == 925 and sum(k.startswith(F_3D) for k in keys) == 332
 
 
-def test_one_file_gives_a_complete_folder_with_its_origin(converted, released):
+def test_one_file_gives_a_complete_folder_with_its_origin(converted, release):
     assert sorted(p.name for p in converted.iterdir()) == ["arcface.safetensors", "config.json", "generator.safetensors",
                                                           "recon3d.safetensors"]
     model = HifiFace.from_pretrained(converted)
@@ -81,7 +104,7 @@ def test_one_file_gives_a_complete_folder_with_its_origin(converted, released):
     notes = cfg.notes
     assert notes["converted_from"] == "generator_320000.pth" and notes["source_iteration"] == 320000
     assert notes["source_model"].startswith("standard_model")
-    assert notes["source_sha256"] == hashlib.sha256(released.read_bytes()).hexdigest()
+    assert notes["source_sha256"] == release[1]
 
 
 def test_every_key_lands_bit_exact(converted, state):
@@ -101,12 +124,12 @@ def test_every_key_lands_bit_exact(converted, state):
     assert sum(len(t) for t in folder.values()) == 1425  # nothing added, nothing dropped
 
 
-def test_gaze_and_mouth_folder_with_iteration(converted, state, tmp_path, capsys):
+def test_gaze_and_mouth_folder_with_iteration(converted, state, tmp_path, capsys, monkeypatch):
     """The other released kind has the same keys; given as folder + --iteration as xuehy's own loader takes it. This
     copy also lacks the BatchNorm counters (files from old PyTorch), which are optional."""
     folder = tmp_path / "with_gaze_and_mouth"
-    write_xuehy_generator(folder / "generator_190000.pth",
-                          state={k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
+    stand_in_file(folder / "generator_190000.pth", monkeypatch,
+                  {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
     (folder / "discriminator_190000.pth").write_bytes(b"never read")
     out = tmp_path / "xuehy-gaze-mouth"
     rc, _, err = run_cli(["convert", folder, "--iteration", "190000", "-o", out], capsys)
@@ -118,8 +141,8 @@ def test_gaze_and_mouth_folder_with_iteration(converted, state, tmp_path, capsys
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
-def test_extra_key_is_one_line_naming_it(state, tmp_path, capsys):
-    bad = write_xuehy_generator(tmp_path / "generator_1.pth", state={**state, "sff_module.extra_head.weight": torch.zeros(3)})
+def test_extra_key_is_one_line_naming_it(state, tmp_path, capsys, monkeypatch):
+    bad = stand_in_file(tmp_path / "generator_1.pth", monkeypatch, {**state, "sff_module.extra_head.weight": torch.zeros(3)})
     rc, _, err = run_cli(["convert", bad, "-o", tmp_path / "out"], capsys)
     assert_one_error(rc, err, "generator_1.pth", "sff_module.extra_head.weight", "not in xuehy's Generator layout")
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
@@ -172,12 +195,12 @@ def test_folder_and_file_mistakes_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_info_names_the_variant_and_the_source(converted, released, capsys):
+def test_info_names_the_variant_and_the_source(release, capsys):
+    converted, sha = release
     rc, out, err = run_cli(["info", converted], capsys)
     assert rc == 0, err
     assert "xuehy variant: xuehy/HiFiFace-pytorch's generator (inference only)" in out
     assert "frontal template" in out
-    sha = hashlib.sha256(released.read_bytes()).hexdigest()
     assert "weights: converted from generator_320000.pth (xuehy/HiFiFace-pytorch" in out and sha in out
 
 

@@ -23,6 +23,7 @@ from ..errors import HifiFaceError
 from ..utils.logs import cli_logging
 from ..utils.optional import EXTRAS as OPTIONAL
 from ..utils.signals import Terminated, sigterm_as_interrupt
+from ..utils.text import terminal_line
 
 # name -> module (relative to this package); modules are imported lazily so that `hififace --help`
 # stays fast and a missing optional extra only breaks its own command.
@@ -213,7 +214,7 @@ def _main(argv: list[str], verbose: bool) -> int:
         return int(args.func(args) or 0)
     except HifiFaceError as err:
         log.debug("error details", exc_info=True)
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {terminal_line(err)}", file=sys.stderr)
         return err.exit_code
     except Terminated:
         print("error: terminated (SIGTERM)", file=sys.stderr)
@@ -231,7 +232,7 @@ def _main(argv: list[str], verbose: bool) -> int:
         if mapped is None:
             return _unexpected(err, verbose)
         log.debug("error details", exc_info=True)
-        print(f"error: {mapped}", file=sys.stderr)
+        print(f"error: {terminal_line(mapped)}", file=sys.stderr)
         return mapped.exit_code
     except Exception as err:  # not foreseen (a bug, or a library failing): one line, the traceback with -v
         return _unexpected(err, verbose)
@@ -241,7 +242,7 @@ def _unexpected(err: Exception, verbose: bool) -> int:
     if isinstance(err, BrokenPipeError) and stdout_is_broken():
         raise err  # the reader of stdout went away: main() exits quietly
     log.debug("traceback", exc_info=True)
-    text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    text = terminal_line(str(err).strip().splitlines()[0], 300) if str(err).strip() else ""
     hint = "" if verbose else "; run with -v for the traceback"
     print(f"error: unexpected {type(err).__name__}{': ' + text if text else ''}{hint}", file=sys.stderr)
     return 1

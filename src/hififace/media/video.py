@@ -8,7 +8,7 @@
   orientation;
 - :func:`mux` puts the encoded video, the input's audio (copied; re-encoded to AAC only when the container cannot
   hold it), its container metadata, the display rotation and our ``comment``/``description`` label into the output;
-- :func:`write_animation` writes a short sequence of frames as a looping GIF (PIL) or an MP4 (imageio), labelled.
+- :func:`write_animation` writes a short sequence of frames as a looping GIF (PIL) or an MP4 (ffmpeg), labelled.
 
 :func:`mux` and :func:`write_animation` are where every video output is finished and labelled (see
 :mod:`hififace.provenance.label`); :class:`FrameWriter` is where every frame of a swapped video passes.
@@ -612,8 +612,7 @@ def check_animation_path(path: str | Path, no_clobber: bool = False) -> Path:
 
 
 def _imageio_ffmpeg() -> str:
-    """Path of the ffmpeg binary imageio uses, or a :class:`MissingDependencyError`."""
-    require("imageio", "MP4 output (or write a .gif)")
+    """Path of the ffmpeg binary imageio-ffmpeg ships, or a :class:`MissingDependencyError`."""
     return ffmpeg_exe("MP4 output (or write a .gif)")
 
 
@@ -633,23 +632,42 @@ def write_animation(path: str | Path, frames: Sequence[Any], frame_ms: int = FRA
             images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0,
                            comment=comment.encode("utf-8"))
         else:
-            _write_mp4(tmp, images, 1000.0 / frame_ms, comment)
+            _write_mp4(tmp, images, 1000.0 / frame_ms, comment, name=str(path))
     return path
 
 
-def _write_mp4(path: Path, images: Sequence[Any], fps: float, comment: str) -> None:
-    _imageio_ffmpeg()
-    import imageio.v2 as iio
-
+def _write_mp4(path: Path, images: Sequence[Any], fps: float, comment: str, name: str | None = None) -> None:
+    """Encode ``images`` (PIL, one size) to ``path`` with libx264, the output given to ffmpeg as a file
+    (:func:`ffmpeg_path`); a full disk or an encoder failure is one line naming the file (``name``: the final
+    output, when ``path`` is its temporary)."""
     w, h = images[0].size
-    writer = iio.get_writer(
-        str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8, pixelformat="yuv420p",
-        macro_block_size=2 if w % 2 == 0 and h % 2 == 0 else 16,
-        output_params=["-metadata", f"comment={comment}", "-metadata", "description=" + comment.split(" (")[0]],
-        ffmpeg_log_level="error",
-    )
+    name = name or str(path)
+    err = tempfile.TemporaryFile()
+    # crf 10: imageio's quality=8 for libx264, what this writer used before; odd sizes are padded to even for
+    # yuv420p (what players expect) instead of being resized
+    cmd = [_imageio_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "rawvideo",
+           "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", exact_rate(fps), "-i", "-", "-an",
+           "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+           "-metadata", f"comment={comment}", "-metadata", "description=" + comment.split(" (")[0],
+           "-movflags", "+faststart", "-f", "mp4", ffmpeg_path(path)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                            start_new_session=True)
     try:
-        for im in images:
-            writer.append_data(np.asarray(im))
-    finally:
-        writer.close()
+        try:
+            for im in images:
+                proc.stdin.write(np.ascontiguousarray(np.asarray(im.convert("RGB"))).tobytes())
+            proc.stdin.close()
+        except OSError:  # ffmpeg stopped reading (a full disk, bad parameters): its own words say why, below
+            pass
+        rc = proc.wait()
+    except BaseException:
+        _stop_process(proc)
+        err.close()
+        raise
+    err.seek(0)
+    text = err.read().decode("utf-8", "replace")
+    err.close()
+    if _NO_SPACE in text:
+        raise no_space_error(path, name)
+    if rc != 0:
+        raise HifiFaceError(f"{name}: writing the MP4 failed ({_last_line(text)})")

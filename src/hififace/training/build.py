@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -239,9 +241,32 @@ def fit(cfg: TrainConfig, resume: str | None = None, callbacks_extra=()):
                 module.model.generator = torch.compile(module.model.generator)
             if not spawned:
                 _write_config(cfg, run_dir)
-            trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if _fit_takes_weights_only() else \
-                trainer.fit(module, datamodule=dm, ckpt_path=resume)
+            with interrupts_passed_on():
+                trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if _fit_takes_weights_only() \
+                    else trainer.fit(module, datamodule=dm, ckpt_path=resume)
     return trainer, module
+
+
+@contextlib.contextmanager
+def interrupts_passed_on() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (:class:`~hififace.utils.signals.Terminated`) come out of ``trainer.fit`` as themselves.
+
+    Lightning catches a :class:`KeyboardInterrupt`, shuts down (its checkpoints are written atomically: the last
+    complete one stays), leaves SIGINT ignored and calls ``sys.exit(1)``; the caller would see exit 1 for a Ctrl-C
+    and for a SIGTERM alike. The interrupt is raised again instead, so the command says "interrupted" (130) or
+    "terminated (SIGTERM)" (143) in one line as every other command does, and SIGINT's handler is put back.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as stop:
+        if isinstance(stop.__context__, KeyboardInterrupt):
+            raise stop.__context__ from None
+        raise
+    finally:
+        if main and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
 
 
 def started_by_a_launcher() -> bool:
@@ -293,12 +318,13 @@ def removed_on_failure(run_dir: Path) -> Iterator[None]:
 
 
 class _DropChatter(logging.Filter):
-    """Lightning's advertisement, and its 'fit stopped: max_steps=N' line (N counts optimizer steps, twice our
-    iterations; the CLI says where the run finished in iterations)."""
+    """Lightning's advertisement, its 'fit stopped: max_steps=N' line (N counts optimizer steps, twice our
+    iterations; the CLI says where the run finished in iterations) and its 'Detected KeyboardInterrupt' line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return "litlogger" not in msg and "`Trainer.fit` stopped" not in msg
+        return ("litlogger" not in msg and "`Trainer.fit` stopped" not in msg
+                and "Detected KeyboardInterrupt" not in msg)  # the command says it: interrupted / terminated
 
 
 @contextlib.contextmanager

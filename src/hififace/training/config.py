@@ -14,6 +14,8 @@ from typing import Any
 from ..config import INFERENCE_ONLY_VARIANTS, HifiFaceConfig
 from ..errors import ConfigError
 from ..losses.config import LossConfig
+from ..utils.files import open_regular
+from ..utils.text import printable, printable_list
 from ..weights.resolve import find_model_dir
 
 #: Configs shipped inside the package (``--config hififace_256_reference`` names one).
@@ -168,9 +170,10 @@ class TrainConfig:
         if init_variant in INFERENCE_ONLY_VARIANTS:  # said before any data is indexed or weights are read
             raise ConfigError(f"model.init {self.model.init}: {not_trainable(init_variant)}")
         known = {f.name for f in dataclasses.fields(LossConfig)}
-        unknown = sorted(set(self.losses) - known)
+        unknown = sorted(str(k) for k in self.losses if k not in known)
         if unknown:
-            raise ConfigError(f"unknown key(s) losses.{', losses.'.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown key(s) {printable_list(['losses.' + u for u in unknown])}; known: "
+                              f"{', '.join(sorted(known))}")
         self.loss_config()
         m, d, o, t, c = self.model, self.data, self.optim, self.trainer, self.checkpoint
         _check(0.0 <= m.ema_decay < 1.0, "model.ema_decay", m.ema_decay, "in [0, 1)")
@@ -221,10 +224,19 @@ def not_trainable(variant: str) -> str:
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}={value!r} is invalid: must be {allowed}")
+        raise ConfigError(f"{key}={_got(value)} is invalid: must be {allowed}")
 
 
 # ---------------------------------------------------------------------- building from dicts
+#: Largest training config file read (the shipped ones are under 2 KB).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _got(value: Any) -> str:
+    """A value found in a config, for a one-line message: its repr, escaped and cut short."""
+    return printable(repr(value), 60)
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -237,21 +249,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _coerce(value, inner[0], key)
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {_got(value)}")
         return [_coerce(v, args[0] if args else Any, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping, got {_got(value)}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {_got(value)}")
     if tp is int:
         if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {_got(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -263,17 +275,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                     return int(f)
             except ValueError:
                 pass
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
+        raise ConfigError(f"{key} must be an integer, got {_got(value)}")
     if tp is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+            raise ConfigError(f"{key} must be a number, got {_got(value)}")
         try:
             return float(value)  # "1e-4" from YAML 1.1 and integer betas both become floats
         except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+            raise ConfigError(f"{key} must be a number, got {_got(value)}") from None
     if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
+        if value is None or isinstance(value, (bool, dict, list)):  # null would become 'None', yes 'True'
+            raise ConfigError(f"{key} must be a string, got {_got(value)}")
         return str(value)
     return value
 
@@ -282,12 +294,13 @@ def _build(cls, data: dict[str, Any], prefix: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping (section), got {_got(data)}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(k) for k in data if k not in known)  # YAML keys may be numbers, dates, ...
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown key(s) {printable_list([prefix + u for u in unknown])}; known: "
+                          f"{', '.join(sorted(known))}")
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
@@ -323,7 +336,7 @@ def _fix_loss_types(losses: dict[str, Any]) -> dict[str, Any]:
     hints = typing.get_type_hints(LossConfig)
     out = {}
     for k, v in losses.items():
-        out[k] = _coerce(v, hints[k], f"losses.{k}") if k in hints else v
+        out[k] = _coerce(v, hints[k], f"losses.{k}") if isinstance(k, str) and k in hints else v
     return out
 
 
@@ -357,12 +370,20 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         path = config_path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            with open_regular(path, "training config", ConfigError) as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: over {MAX_CONFIG_BYTES // 2**20} MiB; not a training config (a few KB)")
+            data = yaml.safe_load(raw.decode("utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"{path}: not a readable YAML file ({first})") from None
+            raise ConfigError(f"{path}: not a readable YAML file ({printable(first, 160)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model, data, ...), got {type(data).__name__}")
+        try:  # the file's own keys and types first, so that the line names the file
+            _fix_loss_types(_build(TrainConfig, copy.deepcopy(data), "").losses)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, _parse_override(value) if isinstance(value, str) else value)
     cfg = _build(TrainConfig, data, "")

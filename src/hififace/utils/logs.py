@@ -14,6 +14,8 @@ import sys
 import warnings
 from typing import Iterator
 
+from .text import terminal_line
+
 #: Environment variables that quieten native libraries (read when they load, also by worker processes);
 #: OPENCV_FFMPEG_LOGLEVEL -8 (AV_LOG_QUIET): FFmpeg inside OpenCV prints e.g. "moov atom not found" for a bad
 #: video, which our own one-line message already reports.
@@ -36,6 +38,20 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the live sys.stderr wins
         pass
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Each message as one safe terminal line (:func:`~hififace.utils.text.terminal_line`): file names listed from
+    a folder, names and values read from files reach the terminal escaped (an ANSI escape or a newline in a file
+    name cannot clear the screen or forge a line), wherever the message was written. Other libraries' records
+    (shown with ``-v``) keep their line breaks (Lightning's model summary is a table), each line escaped; a
+    traceback is appended as it is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        if record.name == "hififace" or record.name.startswith("hififace."):
+            return terminal_line(text)
+        return "\n".join(terminal_line(line) for line in text.split("\n"))
 
 
 class _LibraryFilter(logging.Filter):
@@ -71,7 +87,7 @@ def setup_logging(verbose: bool = False) -> None:
     for old in [h for h in root.handlers if _is_ours(h)]:
         root.removeHandler(old)
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(name)s: %(message)s"))
+    handler.setFormatter(_OneLineFormatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(name)s: %(message)s"))
     handler.addFilter(_LibraryFilter(verbose))
     handler._hififace = True  # type: ignore[attr-defined]
     root.addHandler(handler)

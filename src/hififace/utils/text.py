@@ -39,3 +39,15 @@ def printable_list(values: Iterable[Any], limit: int = 5, each: int = MAX_NAME) 
     values = list(values)
     shown = ", ".join(printable(v, each) for v in values[:limit])
     return shown + (f" (+{len(values) - limit} more)" if len(values) > limit else "")
+
+
+#: Longest line :func:`terminal_line` lets through (a message may quote many names; a 10 MB one is cut).
+MAX_LINE = 4000
+
+
+def terminal_line(text: Any, limit: int = MAX_LINE) -> str:
+    """A whole message made safe for one terminal line (what the CLI prints and logs): every hidden character
+    escaped, whatever part of the message it came from (a file name listed from a folder, a value read from a
+    file), cut at ``limit`` characters. Text already passed through :func:`printable` comes out unchanged."""
+    return printable(text, limit)
+

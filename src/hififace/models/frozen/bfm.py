@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from ...errors import WeightsError
-from ...utils.files import require_regular
+from ...utils.files import open_regular
+from ...utils.text import printable
+from ...weights.matfile import MatLimits, check_mat_file
 from ._frozen import FrozenModule
 
 log = logging.getLogger(__name__)
@@ -118,8 +120,11 @@ def reduce_bfm(meanshape: np.ndarray, id_base: np.ndarray, exp_base: np.ndarray,
     return BFMLandmarks(mean[kp], np.asarray(id_base)[rows], np.asarray(exp_base)[rows])
 
 
-def load_bfm_mat(path: str | Path) -> BFMLandmarks:
-    """Read Deep3DFaceRecon's ``BFM_model_front.mat`` and keep only the 68 landmark vertices."""
+def load_bfm_mat(path: str | Path, limits: MatLimits | None = None) -> BFMLandmarks:
+    """Read Deep3DFaceRecon's ``BFM_model_front.mat`` and keep only the 68 landmark vertices.
+
+    The file is walked first (:func:`hififace.weights.matfile.check_mat_file`: MAT v5 only, every declared size
+    and every compressed element bounded by ``limits``), then scipy reads the same open file."""
     import scipy.io
 
     path = Path(path)
@@ -128,17 +133,26 @@ def load_bfm_mat(path: str | Path) -> BFMLandmarks:
         raise WeightsError(f"{path}: file not found; expected {where}")
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder; pass the {BFM_MAT_NAME} file inside it")
-    require_regular(path, BFM_MAT_NAME, WeightsError)
     try:
-        mat = scipy.io.loadmat(str(path), variable_names=list(BFM_ARRAYS))
+        with open_regular(path, BFM_MAT_NAME, WeightsError) as f:
+            check_mat_file(f, path, BFM_MAT_NAME, limits)
+            f.seek(0)
+            mat = scipy.io.loadmat(f, variable_names=list(BFM_ARRAYS))
+    except WeightsError:
+        raise
     except Exception as err:  # scipy raises ValueError, TypeError, OSError, MatReadError... on damaged files
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        reason = printable((str(err).strip().splitlines() or [type(err).__name__])[0], 200)
         raise WeightsError(f"{path}: cannot read as a MATLAB .mat file ({reason}); expected {where}") from None
     missing = [k for k in BFM_ARRAYS if k not in mat]
     if missing:
         raise WeightsError(f"{path}: missing array(s) {', '.join(missing)}; not a {BFM_MAT_NAME} (expected {where})")
+    wrong = [f"{k} is {_kind(mat[k])}" for k in BFM_ARRAYS
+             if not (isinstance(mat[k], np.ndarray) and mat[k].dtype.kind in "fiub")]
+    if wrong:
+        raise WeightsError(f"{path}: {'; '.join(wrong)}, expected real numbers; not a {BFM_MAT_NAME} "
+                           f"(expected {where})")
     mean, id_base, exp_base = mat["meanshape"], mat["idBase"], mat["exBase"]
-    keypoints = np.asarray(mat["keypoints"]).reshape(-1)
+    keypoints = np.asarray(mat["keypoints"], dtype=np.float64).reshape(-1)
     n3 = mean.size
     problems = []
     if n3 == 0 or n3 % 3:
@@ -149,8 +163,9 @@ def load_bfm_mat(path: str | Path) -> BFMLandmarks:
         problems.append(f"exBase is {exp_base.shape}, expected ({n3}, {N_EXP})")
     if keypoints.size != N_LANDMARKS:
         problems.append(f"keypoints has {keypoints.size} entries, expected {N_LANDMARKS}")
-    elif n3 and (keypoints.min() < 1 or keypoints.max() > n3 // 3):
-        problems.append(f"keypoints outside 1..{n3 // 3} (they are 1-based vertex indices)")
+    elif n3 and not (np.isfinite(keypoints).all() and (keypoints == np.round(keypoints)).all()
+                     and keypoints.min() >= 1 and keypoints.max() <= n3 // 3):
+        problems.append(f"keypoints outside 1..{n3 // 3} or not whole numbers (they are 1-based vertex indices)")
     if problems:
         raise WeightsError(f"{path}: inconsistent face model ({'; '.join(problems)}); expected {where}")
     arrays = (mean, id_base[:, :N_ID], exp_base[:, :N_EXP])
@@ -158,3 +173,12 @@ def load_bfm_mat(path: str | Path) -> BFMLandmarks:
         raise WeightsError(f"{path}: non-finite values (NaN/inf) in the face model; the file is damaged")
     log.info("BFM %s: %d vertices, keeping the %d landmark vertices", path, n3 // 3, N_LANDMARKS)
     return reduce_bfm(mean, id_base[:, :N_ID], exp_base[:, :N_EXP], keypoints.astype(np.int64) - 1)
+
+
+def _kind(value) -> str:
+    """What scipy made of a variable, in a few words (for a message)."""
+    if not isinstance(value, np.ndarray):
+        return type(value).__name__
+    kinds = {"c": "complex", "U": "text", "S": "text", "O": "a cell array", "V": "a struct", "b": "logical"}
+    return kinds.get(value.dtype.kind, str(value.dtype))
+
