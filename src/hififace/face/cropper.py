@@ -142,8 +142,8 @@ class FaceCropper:
         """Aligned crops (N x S x S x 3 uint8) and their image -> crop matrices (N x 2 x 3) for 5-point landmarks."""
         if not len(landmarks):
             return np.zeros((0, self.size, self.size, 3), np.uint8), np.zeros((0, 2, 3))
-        mats = np.stack([estimate_transform(lm, self.template, self.size) for lm in landmarks])
-        return np.stack([align_crop(image, m, self.size) for m in mats]), mats
+        mats = face_matrices(landmarks, self.template, self.size)
+        return warp_crops([image] * len(mats), mats, self.size), mats
 
     def crop(self, image: np.ndarray, landmarks: np.ndarray, landmarks68: np.ndarray | None = None,
              face: Face | None = None) -> FaceCrop:
@@ -190,6 +190,19 @@ def crop_face(image: np.ndarray, landmarks: np.ndarray, template: str = "arcface
     lm = np.asarray(landmarks, dtype=np.float64)
     matrix = estimate_transform(landmarks68 if (template == "ffhq" and landmarks68 is not None) else lm, template, size)
     return FaceCrop(align_crop(image, matrix, size), matrix, lm, None, landmarks68)
+
+
+def face_matrices(landmarks: Sequence[np.ndarray], template: str, size: int) -> np.ndarray:
+    """Image -> crop matrices (N x 2 x 3) aligning each face's 5 points to ``template`` at ``size`` (the swap
+    model's template, or a face restorer's)."""
+    return np.stack([estimate_transform(np.asarray(lm, np.float64), template, size) for lm in landmarks])
+
+
+def warp_crops(images: Sequence[np.ndarray], matrices: Sequence[np.ndarray], size: int,
+               border: str = "constant") -> np.ndarray:
+    """The aligned crops (N x S x S x 3 uint8) of ``images[j]`` through ``matrices[j]``, anti-aliased; ``border``
+    ``reflect`` fills what lies outside an image with its mirror (restorers, which see the whole crop)."""
+    return np.stack([align_crop(np.ascontiguousarray(im), m, size, border=border) for im, m in zip(images, matrices)])
 
 
 def largest(faces: Sequence[Face]) -> int:

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..face.align import align_crop, estimate_transform, template_points
+from ..face.align import template_points
+from ..face.cropper import face_matrices, warp_crops
 from ..face.blend import footprint_alpha, paste_into, paste_within, soft_mask
 from ..provenance.label import RANDOM_WEIGHTS
 from ..restore import FaceRestorer, load_restorer
@@ -86,8 +87,7 @@ class FaceEnhancer:
 
     def matrices(self, landmarks: Sequence[np.ndarray]) -> np.ndarray:
         """Image -> restorer-crop matrices (N x 2 x 3) from five-point landmarks in the image."""
-        r = self.restorer
-        return np.stack([estimate_transform(np.asarray(lm, np.float64), r.template, r.size) for lm in landmarks])
+        return face_matrices(landmarks, self.restorer.template, self.restorer.size)
 
     def restore_crops(self, crops: np.ndarray) -> np.ndarray:
         """N x S x S x 3 uint8 aligned crops -> restored, the same (one restorer call; it batches inside)."""
@@ -106,8 +106,7 @@ class FaceEnhancer:
             return 0
         mats = self.matrices([landmarks[j] for j in todo])
         size = self.restorer.size
-        crops = np.stack([align_crop(np.ascontiguousarray(images[owners[j]]), m, size, border="reflect")
-                          for j, m in zip(todo, mats)])  # (frames of the GPU paste come back as strided views)
+        crops = warp_crops([images[owners[j]] for j in todo], mats, size, border="reflect")
         restored = self.restore_crops(crops)
         for n, j in enumerate(todo):
             image = images[owners[j]]
@@ -136,7 +135,7 @@ class FaceEnhancer:
             return crops.copy()
         m = self.matrices([landmarks])[0]
         size = self.restorer.size
-        restored = self.restore_crops(np.stack([align_crop(c, m, size, border="reflect") for c in batch]))
+        restored = self.restore_crops(warp_crops(batch, [m] * len(batch), size, border="reflect"))
         h, w = batch.shape[1:3]
         out = np.empty_like(batch)
         for n, (crop, face) in enumerate(zip(batch, restored)):
