@@ -11,6 +11,7 @@ Photos go through :mod:`hififace.inference.pipeline` (which knows nothing of vid
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from .inference import video
 from .inference.pipeline import FaceSwapper, PhotoResult
 from .media.limits import MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS
 from .provenance.label import output_label
+from .provenance.outputs import Provenance, using
 
-__all__ = ["FaceSwapper", "swap_image", "swap_video"]
+__all__ = ["FaceSwapper", "Provenance", "swap_image", "swap_video"]
 
 
 def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[str, Any]) -> FaceSwapper:
@@ -32,38 +34,55 @@ def _swapper(model: Any, weights: str | Path | None, device: Any, options: dict[
     return FaceSwapper.from_pretrained(weights, device=device, **options)
 
 
+def _provenance(provenance: Provenance | None):
+    """``provenance`` as the writers' default for one call (checked first); None: the defaults (both marks)."""
+    if provenance is None:
+        return contextlib.nullcontext()
+    provenance.check()
+    return using(provenance)
+
+
 def swap_image(source: Any, target: Any, output: str | Path | None = None, *, weights: str | Path | None = None,
                model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
-               match: Any = None, aligned: bool | None = None, watermark: bool = False, **options: Any) -> PhotoResult:
+               match: Any = None, aligned: bool | None = None, watermark: bool = False,
+               provenance: Provenance | None = None, **options: Any) -> PhotoResult:
     """Swap ``source``'s identity onto face(s) of ``target`` and return a :class:`PhotoResult`; with ``output``
     also write it (keeping the target file's size, orientation, colour mode and metadata, labelled as synthetic).
 
     ``source``: photo path/array/PIL image, identity file, :class:`~hififace.Identity`, or a list of them (averaged).
     ``model``: a loaded :class:`~hififace.HifiFace`, swap engine or :class:`FaceSwapper` (else ``weights`` is
     loaded). ``options`` go to :class:`FaceSwapper` (``min_face``, ``color_match``, ``parsing``, ``model_mask``, ...).
+    The written file carries the invisible watermark and a signed C2PA manifest; ``provenance``
+    (:class:`~hififace.provenance.outputs.Provenance`) changes that: ``Provenance(sign_cert=..., sign_key=...)``,
+    ``Provenance(c2pa=False)``, or ``Provenance(invisible=False)`` for research that must measure the unmarked
+    output.
     """
     swapper = _swapper(model, weights, device, options)
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]), aligned=aligned)
     if output is None:
         return swapper.swap(identity, target, face, all_faces, match, aligned)
-    return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
-                             meta=output_label("swap_image", swapper.engine))
+    with _provenance(provenance):
+        return swapper.swap_file(identity, target, output, face, all_faces, match, aligned, watermark,
+                                 meta=output_label("swap_image", swapper.engine))
 
 
 def swap_video(source: Any, target: str | Path, output: str | Path, *, weights: str | Path | None = None,
                model: Any = None, device: Any = None, face: int | None = None, all_faces: bool = False,
                match: Any = None, batch_frames: int = 8, smooth: float = 1.0, crf: int = 18, preset: str = "medium",
                watermark: bool = False, progress: bool = True, max_frame_pixels: int | None = MAX_FRAME_PIXELS,
-               max_frames: int | None = MAX_FRAMES, max_seconds: float | None = MAX_SECONDS, **options: Any):
+               max_frames: int | None = MAX_FRAMES, max_seconds: float | None = MAX_SECONDS,
+               provenance: Provenance | None = None, **options: Any):
     """Swap ``source``'s identity onto face(s) throughout video ``target`` and write ``output``; returns a
     :class:`~hififace.inference.video.VideoReport`. Arguments as :func:`swap_image` and
     :func:`hififace.inference.video.swap_video`; ``max_frame_pixels`` (default 4096 x 4096), ``max_frames``
-    (216,000) and ``max_seconds`` (3600) cap the video, 0 = no limit."""
+    (216,000) and ``max_seconds`` (3600) cap the video, 0 = no limit. Every frame carries the invisible watermark
+    and the file a signed C2PA manifest (MP4, MOV); ``provenance`` as in :func:`swap_image`."""
     if not isinstance(model, FaceSwapper):  # an existing pipeline keeps its own settings
         options.setdefault("align_passes", 0)
     swapper = _swapper(model, weights, device, options)
     identity = swapper.identity(*(source if isinstance(source, (list, tuple)) else [source]))
-    return video.swap_video(swapper, identity, target, output, face=face, all_faces=all_faces, match=match,
-                            batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
-                            meta=output_label("swap_video", swapper.engine), progress=progress,
-                            max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)
+    with _provenance(provenance):
+        return video.swap_video(swapper, identity, target, output, face=face, all_faces=all_faces, match=match,
+                                batch_frames=batch_frames, smooth=smooth, crf=crf, preset=preset, watermark=watermark,
+                                meta=output_label("swap_video", swapper.engine), progress=progress,
+                                max_frame_pixels=max_frame_pixels, max_frames=max_frames, max_seconds=max_seconds)

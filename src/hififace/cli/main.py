@@ -209,7 +209,10 @@ def _main(argv: list[str], verbose: bool) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        from ._common import provenance_scope
+
+        with provenance_scope(args):  # what every output carries (C2PA manifest, invisible watermark)
+            return int(args.func(args) or 0)
     except HifiFaceError as err:
         log.debug("error details", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
