@@ -150,24 +150,32 @@ def test_a_bad_signing_key_is_one_line_before_any_work(case, home, tiny_weights,
     assert "Traceback" not in line and not (home / "o.png").exists()
 
 
-# ---------------------------------------------------------------------------------------------- grid, interpolate
+# ---------------------------------------------------------------------------------------------- grid, GIF
 @needs_c2pa
 def test_grid_png_is_signed_and_watermarked(home, tiny_weights, capsys):
-    faces = _crops(home / "faces", "astronaut", "cameraman", "grace_hopper")
+    faces = _crops(home / "faces", "astronaut", "cameraman")
     rc, _, err = run_cli(["grid", faces, "-o", home / "g.png", "--weights", tiny_weights], capsys)
     assert rc == 0, err
     assert cr.read(home / "g.png").status == "untrusted"
     assert wm.detect(_rgb(home / "g.png")).detected
 
 
-def test_interpolate_gif_says_once_it_cannot_be_signed(home, tiny_weights, capsys):
-    faces = _crops(home / "faces", "astronaut", "grace_hopper")
-    rc, _, err = run_cli(["interpolate", "--source", faces / "astronaut.png", "--source2", faces / "grace_hopper.png",
-                          "--target", SAMPLES / "cameraman.png", "-o", home / "i.gif", "--frames", "3",
-                          "--weights", tiny_weights], capsys)
-    assert rc == 0, err
-    said = [line for line in err if "cannot carry Content Credentials" in line]
-    assert (home / "i.gif").is_file() and len(said) == (1 if cr.available() else 0), err
+def test_a_gif_says_once_it_cannot_be_signed_and_carries_the_mark(home, caplog):
+    """interpolate's GIF goes through write_animation: the watermark in every frame, one info line, no manifest."""
+    from hififace.media.video import write_animation
+
+    frame = _rgb(SAMPLES / "astronaut.png")
+    meta = {"hififace:command": "interpolate", "hififace:fingerprint": FINGERPRINT}
+    with caplog.at_level(logging.INFO, logger="hififace"), po.using(po.Provenance()):
+        for name in ("a.gif", "b.gif"):
+            write_animation(home / name, [frame, frame[::-1].copy()], meta=meta)
+    said = [r.getMessage() for r in caplog.records if "cannot carry Content Credentials" in r.getMessage()]
+    assert len(said) == (1 if cr.available() else 0) and all(r.levelno == logging.INFO for r in caplog.records
+                                                              if "cannot carry" in r.getMessage())
+    write_animation(home / "c.gif", [frame, frame[::-1].copy()], meta=meta, provenance=po.Provenance(invisible=False))
+    with Image.open(home / "a.gif") as marked, Image.open(home / "c.gif") as plain:
+        assert not np.array_equal(np.asarray(marked.convert("RGB")), np.asarray(plain.convert("RGB")))
+    assert cr.read(home / "a.gif").status in ("none", "unknown")
 
 
 # ---------------------------------------------------------------------------------------------- video
@@ -186,11 +194,11 @@ def test_video_every_frame_watermarked_and_the_file_signed(home, capsys):
     engine = FakeEngine()
     swapper = FaceSwapper(engine, parsing="landmarks", align_passes=0)
     meta = {**output_label("video", engine), "hififace:fingerprint": FINGERPRINT}
-    swap_video(swapper, swapper.identity(SAMPLES / "astronaut.png"), clip, home / "out.mp4", meta=meta,
+    swap_video(swapper, swapper.identity(SAMPLES / "astronaut.png"), clip, home / "out.mov", meta=meta,
                progress=False)
-    creds = cr.read(home / "out.mp4")
+    creds = cr.read(home / "out.mov")  # MOV: signed like MP4
     assert creds.status == "untrusted" and creds.fingerprint == FINGERPRINT
-    rc, text, _ = run_cli(["verify", home / "out.mp4", "--json"], capsys)
+    rc, text, _ = run_cli(["verify", home / "out.mov", "--json"], capsys)
     rep = json.loads(text)[0]
     assert rc == 0 and rep["watermark"]["detected"] and rep["watermark"]["bits"] == FINGERPRINT[:4], rep
     assert rep["verdict"] == "signed-untrusted" and leftovers(home) == []

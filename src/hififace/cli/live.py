@@ -204,13 +204,15 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         _close_quietly(outputs)
         raise
+    invisible = FrameMarker(output_label("live", model))  # every frame, every output (unless turned off)
     if args.no_visible_mark:
         log.warning("--no-visible-mark: the live output carries no visible mark, and live pictures have no metadata: "
-                    "it is unlabelled; tell everyone who sees it that it is synthetic")
+                    "it is unlabelled%s; tell everyone who sees it that it is synthetic",
+                    " to viewers (only the invisible watermark says it, to 'hififace verify' on a recording)"
+                    if invisible.enabled else "")
     _announce(source, outputs, args)
     status = _Status()
     mark = None if args.no_visible_mark else live.overlay.VisibleMark(live.swapper.render_mark)
-    invisible = FrameMarker(output_label("live", model))  # every frame, every output (unless turned off)
     report = live.run_live(live.Capture(source, reopen, loop=args.loop, retries=args.reconnect), processor, outputs,
                            mark=mark, overlay=args.overlay, invisible=invisible if invisible.enabled else None,
                            on_stats=status)

@@ -170,6 +170,8 @@ class FrameMarker:
         self.enabled = prov is not None and prov.invisible
         self.key = prov.key if prov is not None else wm.DEFAULT_KEY
         self.payload = payload(meta)
+        if self.enabled:
+            wm.patterns(self.key)  # made (and cached) now, not while the first frame waits
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         if not self.enabled:
