@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import HifiFaceError
 from ..media.images import IMAGE_EXTENSIONS
+from ..provenance.report import VERDICTS
 from .service import FACE_MODES, VIDEO_EXTENSIONS, SwapService
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,6 @@ def build_ui(service: SwapService, random_reason: str = "") -> Any:
 
 def verify_markdown(rep: dict) -> str:
     """The verify report of one file (:meth:`FileReport.as_dict`) as Markdown for the page."""
-    from ..provenance.report import VERDICTS
-
     c, w = rep["c2pa"], rep["watermark"]
     mark = (f"detected (confidence {w['confidence']:.4f}, bits {w['bits'] or '-'})" if w.get("detected")
             else f"not found (score {w.get('score', 0):.1f})")

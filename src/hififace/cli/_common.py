@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from typing import Any
 
 from ..errors import HifiFaceError
 from ..export.providers import PROVIDERS, parse_providers
+from ..provenance.outputs import Provenance, using
 
 log = logging.getLogger("hififace")
 
@@ -64,16 +66,13 @@ def add_provenance_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-invisible-watermark", action="store_true",
                    help="for research that must measure the unmarked output: leave out the invisible watermark "
                         "(the output can then only be recognised by its metadata and manifest)")
+    p.set_defaults(provenance_scope=provenance_scope)  # applied by cli.main around the command
 
 
 def provenance_scope(args: argparse.Namespace):
     """The context a command runs in: the :class:`~hififace.provenance.outputs.Provenance` its options describe,
     made the writers' default. A signing certificate or key that cannot be used is one error now, before any
     work; a command without these options runs with the defaults (both marks)."""
-    import contextlib
-
-    from ..provenance.outputs import Provenance, using
-
     if not hasattr(args, "no_c2pa"):
         return contextlib.nullcontext()
     prov = Provenance(invisible=not args.no_invisible_watermark, c2pa=not args.no_c2pa, sign_cert=args.sign_cert,
