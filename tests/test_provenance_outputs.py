@@ -80,8 +80,8 @@ def test_writers_mark_and_sign_model_outputs_only(home):
 def test_swap_photo_is_labelled_signed_and_watermarked(home, tiny_weights, capsys):
     pytest.importorskip("cv2")
     out = home / "out.jpg"
-    rc, _, err = run_cli(["swap", "-s", SAMPLES / "astronaut.png", "-t", PHOTOS / "two_people.jpg", "-o", out,
-                          "--all-faces", "--weights", tiny_weights, "--align-passes", "0"], capsys)
+    rc, _, err = run_cli(["swap", "-s", SAMPLES / "astronaut.png", "-t", PHOTOS / "grace_hopper.jpg", "-o", out,
+                          "--weights", tiny_weights, "--align-passes", "0"], capsys)
     assert rc == 0, err
     label = _label(out)
     assert "hififace:command=swap" in label["UserComment"]
@@ -219,10 +219,10 @@ def test_app_outputs_are_signed_and_the_verify_tab_reports(home, trained_like, t
     from hififace.errors import HifiFaceError
 
     service = SwapService(trained_like, workdir=tmp_path / "work", model_mask=False, max_upload_mb=1)
-    upload = tmp_path / "upload" / "two_people.jpg"
+    upload = tmp_path / "upload" / "grace_hopper.jpg"
     upload.parent.mkdir()
-    shutil.copy(PHOTOS / "two_people.jpg", upload)
-    out = service.run([str(SAMPLES / "astronaut.png")], str(upload), "all")
+    shutil.copy(PHOTOS / "grace_hopper.jpg", upload)
+    out = service.run([str(SAMPLES / "astronaut.png")], str(upload))
     rep = service.verify(out.path)
     assert rep.verdict == "signed-untrusted" and rep.label and rep.watermark["detected"]
     assert rep.file == out.path.name  # never the server's path
