@@ -16,7 +16,10 @@ largest score seen, and the scores' upper quantiles (the threshold was set from 
 
 Region: the mark over the whole frame vs only a face-sized box (a quarter of the frame), at the same PSNR.
 
-    python benchmarks/watermark.py [--quick] [--null 1000] [--parts robustness,region,video,null] [--scores FILE]
+Cost (what every output pays, hififace.provenance.outputs): embedding per video frame at 720p and 1080p, and
+signing one file with the C2PA manifest (local key; JPEG, PNG and MP4 of a 1080p picture), median of repeats.
+
+    python benchmarks/watermark.py [--quick] [--null 1000] [--parts robustness,region,video,null,cost] [--scores FILE]
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrix products: thr
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, machine  # noqa: E402
+from _common import emit, machine, median_time  # noqa: E402
 
 BENCH = "watermark"
 ROOT = Path(__file__).resolve().parents[1]
@@ -314,13 +317,49 @@ def null_trials(photo_set, wm, rng, n: int, scores_file=None) -> None:
          worst_kind=kinds[int(np.argmax(s))])
 
 
+def cost(images, wm, repeats: int) -> None:
+    """Per-frame embedding time at 720p / 1080p and per-file signing time (JPEG, PNG, MP4 of a 1080p picture)."""
+    from PIL import Image
+
+    from hififace.provenance import credentials as cr
+    from hififace.provenance import outputs as po
+
+    base = max(images, key=lambda x: x[1].size)[1]
+    for name, (h, w) in (("720p", (720, 1280)), ("1080p", (1080, 1920))):
+        frame = np.asarray(Image.fromarray(base).resize((w, h), Image.BICUBIC))
+        marker = po.FrameMarker({"hififace:command": "video", "hififace:fingerprint": "beef0123456789ab"})
+        emit(BENCH, case=f"embed_frame:{name}", batch=1, size=f"{w}x{h}", device="cpu", dtype="uint8",
+             value=round(median_time(lambda: marker(frame), repeats), 4), threads=1)
+    if not cr.available():
+        print("# c2pa-python not installed: signing not measured", file=sys.stderr)
+        return
+    frame = np.asarray(Image.fromarray(base).resize((1920, 1080), Image.BICUBIC))
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("HIFIFACE_HOME", str(Path(tmp) / "home"))
+        identity = cr.resolve_identity()
+        files = {".jpg": Path(tmp) / "f.jpg", ".png": Path(tmp) / "f.png"}
+        Image.fromarray(frame).save(files[".jpg"], quality=95)
+        Image.fromarray(frame).save(files[".png"])
+        with contextlib.suppress(Exception):
+            import imageio.v2 as iio
+
+            files[".mp4"] = Path(tmp) / "f.mp4"
+            iio.mimwrite(files[".mp4"], [frame] * 25, fps=25, codec="libx264", quality=8, macro_block_size=8)
+        for ext, src in files.items():
+            out = Path(tmp) / f"signed{ext}"
+            value = median_time(lambda: cr.sign_file(src, out, cr.Facts(fingerprint="beef0123456789ab"), identity),
+                                repeats)
+            emit(BENCH, case=f"sign_file:{ext[1:]}", batch=1, size=f"1920x1080 ({src.stat().st_size // 1024} KiB)",
+                 device="cpu", dtype="uint8", value=round(value, 4), threads=1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a few images, 100 null trials, a short clip")
     p.add_argument("--null", type=int, default=None, help="unmarked trials (default 1000, --quick 100)")
     p.add_argument("--stand-ins", type=int, default=None, help="generated images (default 10, --quick 2)")
-    p.add_argument("--parts", default="robustness,region,video,null",
-                   help="comma-separated subset of robustness,region,video,null")
+    p.add_argument("--parts", default="robustness,region,video,null,cost",
+                   help="comma-separated subset of robustness,region,video,null,cost")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scores", default=None, help="write every unmarked trial's score to this file")
     p.add_argument("--verbose", action="store_true", help="one stderr line per detection")
@@ -341,6 +380,8 @@ def main() -> None:
         region(images if not args.quick else images[:3], wm, rng)
     if "video" in parts:
         video(images[:2] if args.quick else images[:8], wm, rng, 8 if args.quick else 16)
+    if "cost" in parts:
+        cost(photo_set, wm, 3 if args.quick else 7)
     if "null" in parts:
         with open(args.scores, "w") if args.scores else contextlib.nullcontext() as f:
             null_trials(photo_set, wm, rng, args.null if args.null is not None else (100 if args.quick else 1000), f)

@@ -44,7 +44,8 @@ TINY = dict(channel_multiplier=1 / 16, frozen_width=0.125, arcface_arch="r18", r
 CASES = ("swap", "video", "preprocess", "faces", "eval")
 TEXT = {".json", ".jsonl", ".csv", ".md", ".txt"}
 IMAGES = {".png", ".jpg", ".jpeg", ".webp"}
-VOLATILE = {"seconds", "created"}  # JSON keys holding wall-clock times
+#: JSON keys holding wall-clock times, and verify's C2PA signer (each folder makes its own local signing key)
+VOLATILE = {"seconds", "created", "signer"}
 #: (file name, JSON key) pairs that depend on file times: eval's results stamp fingerprints the weights by mtime
 VOLATILE_IN = {(".hififace-weights.json", "fingerprint")}
 TIMESTAMP = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})? UTC"

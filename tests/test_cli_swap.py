@@ -66,7 +66,8 @@ def expected(weights) -> np.ndarray:
 
 
 def test_swap_writes_the_models_output(work, weights, expected, capsys):
-    rc, out, err = run_cli(swap_args(work, weights), capsys)
+    # the unmarked output (the default adds the invisible watermark: tests/test_provenance_outputs.py)
+    rc, out, err = run_cli(swap_args(work, weights) + ["--no-invisible-watermark"], capsys)
     assert rc == 0, err
     assert [line for line in err if not line.startswith("hififace")] == []  # our messages only
     result = read_crop(work / "out.png")
@@ -373,7 +374,7 @@ def test_save_identity_from_two_sources_then_swap_a_chosen_face(tmp_path, weight
     assert rc == 0, err
     assert any("identity of 2 source photo(s)" in line for line in err)
     rc, _, err = run_cli(["swap", "--source", ident, "--target", PHOTOS / "two_people.jpg", "-o", tmp_path / "o.png",
-                          "--face", "1", "--weights", weights, "--color-match"], capsys)
+                          "--face", "1", "--weights", weights, "--color-match", "--no-invisible-watermark"], capsys)
     assert rc == 0, err
     assert any("1 of 2 face(s) swapped" in line for line in err), err
     out = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"))
@@ -443,7 +444,7 @@ def test_swap_says_how_much_of_each_face_was_replaced_and_warns_when_nothing(tmp
     naming the cause and --no-model-mask), and --no-model-mask pastes the whole face region."""
     base = ["swap", "--source", PHOTOS / "grace_hopper.jpg", "--target", PHOTOS / "obama_crop.jpg",
             "--weights", weights, "--align-passes", "0"]
-    rc, _, err = run_cli([*base, "-o", tmp_path / "a.png"], capsys)
+    rc, _, err = run_cli([*base, "-o", tmp_path / "a.png", "--no-invisible-watermark"], capsys)  # pixels measured
     assert rc == 0, err
 
     def share(name: str) -> int:
@@ -455,7 +456,7 @@ def test_swap_says_how_much_of_each_face_was_replaced_and_warns_when_nothing(tmp
     warning = [line for line in err if "of the face replaced" in line]
     assert len(warning) == 1 and "face #0: only" in warning[0] and "--no-model-mask" in warning[0], err
     assert "m_r" in warning[0] and "collapsed" in warning[0] and "random weights" in warning[0]
-    rc, _, err = run_cli([*base, "-o", tmp_path / "b.png", "--no-model-mask"], capsys)
+    rc, _, err = run_cli([*base, "-o", tmp_path / "b.png", "--no-model-mask", "--no-invisible-watermark"], capsys)
     assert rc == 0, err
     assert share("b.png") > 50 and not any("of the face replaced" in line for line in err), err
     orig = np.asarray(Image.open(PHOTOS / "obama_crop.jpg").convert("RGB")).astype(int)

@@ -16,6 +16,7 @@ from face_helpers import PHOTOS, crop_disagreement, photo
 from hififace.errors import ConfigError, InputImageError
 from hififace.face.align import template_points, transform_points
 from hififace.media.images import read_photo, stored, upright
+from hififace.provenance.outputs import Provenance
 from inferkit import FakeEngine, tiny_model
 
 pytest.importorskip("cv2")
@@ -379,7 +380,8 @@ def test_swap_image_api_averages_sources_batches_faces_caches_identities_and_wri
     assert res.swapped == [0, 1] and engine.calls == 1  # both faces in one model call
     assert len(encoded) == 2 and not list(tmp_path.iterdir())  # each source encoded once; nothing written
     out = tmp_path / "out.png"
-    again = hififace.swap_image(sources, PHOTOS / "two_people.jpg", out, model=sw, all_faces=True)
+    again = hififace.swap_image(sources, PHOTOS / "two_people.jpg", out, model=sw, all_faces=True,
+                                provenance=Provenance(invisible=False))  # the written pixels compared
     assert len(encoded) == 2  # the identities come from the pipeline's cache
     np.testing.assert_array_equal(again.image, res.image)
     np.testing.assert_array_equal(np.asarray(Image.open(out)), res.image)

@@ -294,7 +294,9 @@ def test_one_label_builder_names_command_model_and_random_weights():
     assert output_label("eval") == {"hififace:command": "eval"}
     model = tiny_model()
     assert output_label("grid", model, sources=2) == {"hififace:command": "grid", "hififace:model": "reference-256",
-                                                      "hififace:weights": RANDOM_WEIGHTS, "hififace:sources": "2"}
+                                                      "hififace:weights": RANDOM_WEIGHTS,
+                                                      "hififace:fingerprint": model.identity_fingerprint(),
+                                                      "hififace:sources": "2"}
     model.config.notes.pop("weights")
     assert "hififace:weights" not in output_label("swap", model)
 

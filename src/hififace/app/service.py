@@ -42,7 +42,9 @@ from ..inference.video import swap_video
 from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, read_photo
 from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
 from ..media.video import VIDEO_FORMATS, VideoLimits, format_seconds, probe
+from ..media.labels import read_label
 from ..provenance.label import output_label
+from ..provenance.report import FileReport, inspect as inspect_file
 from ..utils.atomic import private_files
 
 log = logging.getLogger(__name__)
@@ -237,6 +239,24 @@ class SwapService:
                            f"{_why_low(swapper)}")
         say(1.0, "done")
         return message, warning
+
+    # ------------------------------------------------------------------ checking a file
+    def verify(self, upload: str | Path | None) -> "FileReport":
+        """What ``hififace verify`` reports for an uploaded file (:func:`hififace.provenance.report.inspect`):
+        the metadata label, the C2PA manifest, the invisible watermark and a verdict. Uploads are hostile: the
+        upload size limit and, for a video, the video limits apply (from its header) before anything is decoded;
+        every problem is one :class:`~hififace.errors.HifiFaceError` naming the file the user uploaded."""
+        if not upload:
+            raise ConfigError("upload an image or a video to check")
+        with _Names([upload]), self._job():
+            self._check_sizes([upload])
+            path = Path(upload)
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
+                limits = self.video_limits
+                limits.check(probe(path, limits.max_frame_pixels))
+            rep = inspect_file(path, label_reader=read_label)
+        rep.file = Path(rep.file).name  # never the server's temporary path
+        return rep
 
     def close(self) -> None:
         """Stop: the running job stops (a video at its next batch; waited for up to :data:`CLOSE_WAIT` seconds),

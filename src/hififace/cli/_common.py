@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from ..errors import HifiFaceError
 from ..export.providers import PROVIDERS, parse_providers
 from ..inference.enhance import DEFAULT_BLEND, FaceEnhancer, as_restorer, check_blend
-
+from ..provenance.outputs import Provenance, using
 from ..utils.text import printable
 
 log = logging.getLogger("hififace")
@@ -54,6 +55,44 @@ def add_watermark_arg(p: argparse.ArgumentParser) -> None:
                    help="also draw a visible 'AI-generated' mark (the metadata label is always written)")
     p.add_argument("--no-clobber", action="store_true",
                    help="refuse to replace an existing output file (by default it is replaced, atomically)")
+    add_provenance_args(p)
+
+
+def add_provenance_args(p: argparse.ArgumentParser) -> None:
+    """Options of every command that writes model outputs: the C2PA manifest and the invisible watermark that
+    each output carries by default (see docs/provenance.md); :func:`provenance_scope` applies them."""
+    g = p.add_argument_group("provenance (every output is signed and invisibly watermarked; docs/provenance.md)")
+    g.add_argument("--no-c2pa", action="store_true",
+                   help="do not sign the outputs with C2PA Content Credentials (the label and watermark stay)")
+    g.add_argument("--sign-cert", metavar="FILE", help="PEM certificate chain to sign with (end-entity first; "
+                   "default: $HIFIFACE_SIGN_CERT, else a local key made once in $HIFIFACE_HOME/signing)")
+    g.add_argument("--sign-key", metavar="FILE", help="PEM private key of --sign-cert (default: $HIFIFACE_SIGN_KEY)")
+    g.add_argument("--c2pa-ingredients", action="store_true",
+                   help="name the target file (name, format, hash; no thumbnail) as an ingredient of the manifest; "
+                        "by default no input is named (the source face is personal data)")
+    g.add_argument("--no-invisible-watermark", action="store_true",
+                   help="for research that must measure the unmarked output: leave out the invisible watermark "
+                        "(the output can then only be recognised by its metadata and manifest)")
+    p.set_defaults(provenance_scope=provenance_scope)  # applied by cli.main around the command
+
+
+def provenance_scope(args: argparse.Namespace):
+    """The context a command runs in: the :class:`~hififace.provenance.outputs.Provenance` its options describe,
+    made the writers' default. A signing certificate or key that cannot be used is one error now, before any
+    work; a command without these options runs with the defaults (both marks)."""
+    if not hasattr(args, "no_c2pa"):
+        return contextlib.nullcontext()
+    prov = Provenance(invisible=not args.no_invisible_watermark, c2pa=not args.no_c2pa, sign_cert=args.sign_cert,
+                      sign_key=args.sign_key, ingredients=args.c2pa_ingredients)
+    if args.no_c2pa and (args.sign_cert or args.sign_key or args.c2pa_ingredients):
+        given = [o for o, a in (("--sign-cert", "sign_cert"), ("--sign-key", "sign_key"),
+                                ("--c2pa-ingredients", "c2pa_ingredients")) if getattr(args, a)]
+        raise HifiFaceError(f"{', '.join(given)} and --no-c2pa contradict each other; drop one")
+    prov.check()
+    if args.no_invisible_watermark:
+        log.warning("--no-invisible-watermark: the outputs carry no invisible watermark; once their metadata is "
+                    "stripped nothing in them says they are synthetic")
+    return using(prov)
 
 
 def pick_device(name: str | None) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_QUEUE_SIZE, APP_RESULT_SECONDS
 from ..utils.net import is_loopback
 from ..utils.optional import require
-from ._common import CONSENT, add_enhance_args, add_model_args, add_model_mask_arg, check_enhance_args
+from ._common import CONSENT, add_enhance_args, add_model_args, add_model_mask_arg, add_provenance_args, check_enhance_args
 from .video import add_limit_args, video_limits
 
 log = logging.getLogger("hififace")
@@ -52,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_model_mask_arg(p)
     add_enhance_args(p)
+    add_provenance_args(p)
     p.set_defaults(func=run)
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import HifiFaceError
 from ..media.limits import MAX_FRAME_PIXELS
 from ..provenance.label import output_label
-from ._common import CONSENT, add_face_args, add_model_args, build_swapper, check_face_args, load_model, read_sources
+from ..provenance.outputs import FrameMarker
+from ._common import CONSENT, add_face_args, add_provenance_args, add_model_args, build_swapper, check_face_args, load_model, read_sources
 from .app import LOCALHOST
 
 log = logging.getLogger("hififace")
@@ -61,6 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="leave out the visible 'AI-generated' mark (the live output is then unlabelled)")
     o.add_argument("--overlay", action="store_true", help="draw fps and latency in the top-left corner ('o' toggles)")
     o.add_argument("--no-clobber", action="store_true", help="refuse to replace an existing output file")
+    add_provenance_args(p)
     add_face_args(p, align_passes=0)
     v = p.add_argument_group("live")
     v.add_argument("--detect-every", type=int, default=5, metavar="N",
@@ -202,14 +204,18 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         _close_quietly(outputs)
         raise
+    invisible = FrameMarker(output_label("live", model))  # every frame, every output (unless turned off)
     if args.no_visible_mark:
         log.warning("--no-visible-mark: the live output carries no visible mark, and live pictures have no metadata: "
-                    "it is unlabelled; tell everyone who sees it that it is synthetic")
+                    "it is unlabelled%s; tell everyone who sees it that it is synthetic",
+                    " to viewers (only the invisible watermark says it, to 'hififace verify' on a recording)"
+                    if invisible.enabled else "")
     _announce(source, outputs, args)
     status = _Status()
     mark = None if args.no_visible_mark else live.overlay.VisibleMark(live.swapper.render_mark)
     report = live.run_live(live.Capture(source, reopen, loop=args.loop, retries=args.reconnect), processor, outputs,
-                           mark=mark, overlay=args.overlay, on_stats=status)
+                           mark=mark, overlay=args.overlay, invisible=invisible if invisible.enabled else None,
+                           on_stats=status)
     status.end()
     for out in outputs:
         if getattr(out, "path", None) is not None and getattr(out, "writer", True) is None:

@@ -12,6 +12,7 @@ with any other tool. SIGPIPE itself stays ignored (Python's default): a dying ff
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import logging
@@ -211,7 +212,10 @@ def _main(argv: list[str], verbose: bool) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        # what every output carries (C2PA manifest, invisible watermark): set by the commands that write outputs
+        scope = getattr(args, "provenance_scope", None)
+        with scope(args) if scope is not None else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except HifiFaceError as err:
         log.debug("error details", exc_info=True)
         print(f"error: {terminal_line(err)}", file=sys.stderr)

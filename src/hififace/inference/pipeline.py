@@ -638,7 +638,7 @@ class FaceSwapper:
                                   f"lower --min-face to swap it anyway")
         label = dict(meta or {})
         if result.aligned:
-            write_image(output, result.image, watermark=watermark, meta=label)
+            write_image(output, result.image, watermark=watermark, meta=label, ingredient=photo.path)
         else:
             write_photo(output, photo, result.image, result.changed, meta=label, watermark=watermark)
         return result

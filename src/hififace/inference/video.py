@@ -165,7 +165,8 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
                              max_frame_pixels=limits.max_frame_pixels)
         writer = None
         try:
-            writer = FrameWriter(tmp_video, info, crf=crf, preset=preset, queue_size=2 * batch_frames, name=out.name)
+            writer = FrameWriter(tmp_video, info, crf=crf, preset=preset, queue_size=2 * batch_frames, name=out.name,
+                                 meta=meta)  # meta: also the invisible watermark in every frame
             batch: list[tuple[np.ndarray, list["Face"]]] = []
             for item in reader:
                 limits.check_decoded(info, reader.frames)  # a header that understated the length
@@ -190,7 +191,7 @@ def swap_video(swapper: "FaceSwapper", source: Any, target: str | Path, output: 
                             "has those frames", info.path.name, reader.frames, reader.error)
             writer.close()
             t0 = time.perf_counter()
-            mux(tmp_video, info, tmp_out, meta, name=out.name)
+            mux(tmp_video, info, tmp_out, meta, name=out.name, ingredient=info.path)  # signed (C2PA) here
             report.seconds["mux"] = time.perf_counter() - t0
         except BaseException:
             if writer is not None:

@@ -153,13 +153,14 @@ def _no_interrupt() -> Iterator[None]:
 
 def run_live(capture: Capture, process: Callable[[np.ndarray, float], np.ndarray], outputs: Sequence[Output], *,
              mark: Callable[[np.ndarray], np.ndarray] | None = None, overlay: bool = False,
-             should_stop: Callable[[], bool] | None = None, on_stats: Callable[[LiveReport], None] | None = None,
+             invisible: Callable[[np.ndarray], np.ndarray] | None = None, should_stop: Callable[[], bool] | None = None, on_stats: Callable[[LiveReport], None] | None = None,
              stats_every: float = 1.0, clock: Callable[[], float] = time.monotonic) -> LiveReport:
     """Run the live loop (see the module docstring) and return its :class:`LiveReport`.
 
     ``process.last`` (a dict of stage -> seconds), when the processor has it, is recorded per frame. ``mark`` draws
     the visible mark (:class:`~hififace.live.overlay.VisibleMark`); ``overlay`` starts with the fps/latency overlay
-    on. ``on_stats(report)`` is called after the first frame, then every ``stats_every`` seconds (a status line).
+    on; ``invisible(frame) -> frame`` then embeds the invisible watermark
+    (:class:`~hififace.provenance.outputs.FrameMarker`), so every output (window, camera, stream, file) gets it. ``on_stats(report)`` is called after the first frame, then every ``stats_every`` seconds (a status line).
     The outputs are closed whatever happens; a failure to close one is raised after all are closed (unless another
     error is on its way).
     """
@@ -197,6 +198,8 @@ def run_live(capture: Capture, process: Callable[[np.ndarray, float], np.ndarray
                 if controls.overlay:
                     fps, lat = report.recent()
                     draw_stats(frame, f"{fps:.1f} fps  {1000 * lat:.0f} ms" if lat is not None else "...")
+                if invisible is not None:
+                    frame = invisible(frame)
                 t2 = clock()
                 for out in outputs:
                     out.write(frame, item.timestamp)

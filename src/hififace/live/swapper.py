@@ -301,6 +301,7 @@ class LabelledVideoWriter:
         self._info = VideoInfo(path=self._tmp_video, width=int(width), height=int(height), fps=float(fps),
                                rate=exact_rate(float(fps)), duration=None, codec="rawvideo", pix_fmt="rgb24")
         try:
+            # no ``meta`` here: the live loop has put the invisible watermark into the frames (every output's)
             self._writer = FrameWriter(self._tmp_video, self._info, crf=crf, preset=preset, queue_size=8,
                                        name=self.path.name)
         except BaseException as err:
@@ -312,7 +313,8 @@ class LabelledVideoWriter:
         self.frames += 1
 
     def close(self) -> None:
-        """Finish the encoding, put the label in and rename the file into place."""
+        """Finish the encoding, put the label in (and the C2PA manifest: :func:`~hififace.media.video.mux`) and
+        rename the file into place."""
         try:
             self._writer.close()
             mux(self._tmp_video, self._info, self._tmp_out, self._meta, name=self.path.name)

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import HifiFaceError, InputImageError, MissingDependencyError
+from ..provenance import outputs as _prov
 from ..provenance.label import VIDEO_DESCRIPTION, WATERMARK_TEXT, add_watermark, comment_text
 from ..utils.atomic import atomic_path
 from ..utils.files import require_regular
@@ -431,11 +432,16 @@ class FrameReader:
 # ---------------------------------------------------------------- encoding
 class FrameWriter:
     """Encodes upright RGB frames to a video-only file with libx264 in a thread; frames are turned back to the
-    input's stored orientation (the display rotation is set again by :func:`mux`)."""
+    input's stored orientation (the display rotation is set again by :func:`mux`). With ``meta`` from
+    :func:`~hififace.provenance.label.output_label`, every frame gets the invisible watermark before encoding
+    (:mod:`hififace.provenance.outputs`; ``provenance`` overrides the run's default)."""
 
     def __init__(self, path: Path, info: VideoInfo, crf: int = 18, preset: str = "medium", queue_size: int = 16,
-                 name: str | None = None):
+                 name: str | None = None, meta: Mapping[str, str] | None = None,
+                 provenance: "_prov.Provenance | None" = None):
         self.path = Path(path)
+        # a model output (``meta`` from output_label) gets the invisible watermark in every frame, in this thread
+        self.marker = _prov.FrameMarker(meta, provenance)
         self.name = name or self.path.name  # what messages call the file (a temporary file: the output's name)
         self.k = info.rotation // 90
         w, h = info.width, info.height  # stored size
@@ -462,6 +468,7 @@ class FrameWriter:
                 if frame is None:
                     break
                 t0 = time.perf_counter()
+                frame = self.marker(frame)
                 if self.k:
                     frame = np.rot90(frame, -self.k)
                 self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
@@ -567,12 +574,15 @@ def mux_failure(stderr: str) -> str:
     return "codec" if _INCOMPATIBLE.search(stderr) else "other"
 
 
-def mux(video: Path, info: VideoInfo, out: Path, meta: Mapping[str, str] | None = None, name: str | None = None) -> None:
+def mux(video: Path, info: VideoInfo, out: Path, meta: Mapping[str, str] | None = None, name: str | None = None,
+        provenance: "_prov.Provenance | None" = None, ingredient: str | Path | None = None) -> None:
     """``out`` = the encoded ``video`` + ``info``'s audio streams (copied) + its container metadata, the display
     rotation and the synthetic-content label (``comment`` and ``description``, with the extra fields ``meta``).
     Audio a container cannot hold as it is (e.g. Opus in MOV) is re-encoded to AAC; any other failure (a full disk,
     a folder gone) is one error with ffmpeg's reason, without a retry. ``name`` is what messages call ``out``
-    (default its file name)."""
+    (default its file name). A model output (``meta`` from :func:`~hififace.provenance.label.output_label`) is then
+    signed in place with a C2PA manifest (MP4, MOV; :func:`hififace.provenance.outputs.sign`), ``ingredient``
+    (the target video) added only with ``--c2pa-ingredients``."""
     name = name or out.name
     comment, description = comment_text(meta, VIDEO_DESCRIPTION), VIDEO_DESCRIPTION
     fmt = VIDEO_FORMATS[out.suffix.lower()]
@@ -593,6 +603,7 @@ def mux(video: Path, info: VideoInfo, out: Path, meta: Mapping[str, str] | None 
         if mux_failure(done.stderr) == "space":
             raise no_space_error(out, name)
         raise HifiFaceError(f"{name}: writing the video failed ({_last_line(done.stderr)})")
+    _prov.sign(out, meta, name=name, ingredient=ingredient, provenance=provenance)
 
 
 # ---------------------------------------------------------------- short animations (identity interpolation)
@@ -617,14 +628,20 @@ def _imageio_ffmpeg() -> str:
 
 
 def write_animation(path: str | Path, frames: Sequence[Any], frame_ms: int = FRAME_MS, watermark: bool = False,
-                    meta: Mapping[str, str] | None = None, watermark_text: str | None = None) -> Path:
-    """Write ``frames`` (uint8 arrays or PIL images) as a looping GIF or an MP4, atomically and labelled."""
+                    meta: Mapping[str, str] | None = None, watermark_text: str | None = None,
+                    provenance: "_prov.Provenance | None" = None) -> Path:
+    """Write ``frames`` (uint8 arrays or PIL images) as a looping GIF or an MP4, atomically and labelled; a model
+    output (``meta`` from :func:`~hififace.provenance.label.output_label`) also gets the invisible watermark in
+    every frame and, as an MP4, a signed C2PA manifest (a GIF cannot carry one: one info line says so)."""
     path = check_animation_path(path)
     if not frames:
         raise ValueError("no frames to write")
     images = [to_pil(f) for f in frames]
     if watermark:
         images = [add_watermark(im, watermark_text or WATERMARK_TEXT) for im in images]
+    marker = _prov.FrameMarker(meta, provenance)
+    if marker.enabled:
+        images = [to_pil(marker(np.asarray(im))) for im in images]
     comment = comment_text(meta)
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
@@ -633,6 +650,7 @@ def write_animation(path: str | Path, frames: Sequence[Any], frame_ms: int = FRA
                            comment=comment.encode("utf-8"))
         else:
             _write_mp4(tmp, images, 1000.0 / frame_ms, comment, name=str(path))
+        _prov.sign(tmp, meta, name=path, provenance=provenance)
     return path
 
 

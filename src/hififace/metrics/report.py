@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import InputImageError
 from ..media.images import write_image
 from ..provenance.label import output_label
+from ..provenance.outputs import UNMARKED
 from ..utils.atomic import atomic_path, atomic_write_text
 from .evaluate import HIGHER_IS_BETTER, METRICS, PER_SAMPLE, UNITS, EvalResult, load_rgb
 from .plots import histogram, strip
@@ -145,7 +146,7 @@ def _strips(out: Path, result: EvalResult) -> list[str]:
                 examples.append((caption, [load_rgb(Path(p)) for p in (s["source"], scored, s["result"])]))
             img = strip(examples, ["source", "target", "result"], f"{label} {len(chosen)} by {TITLES[key]}")
             name = f"{label}_{key}.png"
-            write_image(out / name, np.asarray(img), meta=output_label("eval"))
+            write_image(out / name, np.asarray(img), meta=output_label("eval"), provenance=UNMARKED)  # as the results
             written.append(name)
     return written
 

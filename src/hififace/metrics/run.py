@@ -22,6 +22,7 @@ from ..media.tensors import to_uint8
 from ..models.hififace import ARCFACE_FILE, CONFIG_FILE, GENERATOR_FILE, LPIPS_FILE, HifiFace
 from ..models.identity import Identity
 from ..provenance.label import output_label
+from ..provenance.outputs import UNMARKED
 from ..utils.atomic import atomic_path, atomic_write_text, unwritable_reason
 from ..weights.io import load_safetensors
 from ..weights.resolve import resolve_model_dir
@@ -239,7 +240,8 @@ def make_results(model, rows: list[Row], folder: Path, batch_size: int = 8, prog
                     if crop_of(r.target)[0] == "detected":  # what the result is scored against
                         r.target_crop = folder / TARGETS_DIR / f"{r.name}.png"
                         _write_crop(r.target_crop, targets[k])
-                    write_image(r.result, to_uint8(i_r[k]), meta=meta)  # as HifiFace.swap writes its outputs
+                    # as HifiFace.swap writes its outputs; unmarked: the metrics measure the model, not the watermark
+                    write_image(r.result, to_uint8(i_r[k]), meta=meta, provenance=UNMARKED)
             for r in part:
                 record[r.name] = {"source": str(r.source), "target": str(r.target), "crop": r.crop,
                                   "target_crop": r.target_crop is not None, "skipped": r.skipped}

@@ -44,7 +44,8 @@ TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trai
 #: Label of our own assertion (the weights' fingerprint, random or not).
 MODEL_ASSERTION = "hififace.model"
 #: Output extension -> MIME type that can be signed.
-SIGNABLE = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".mp4": "video/mp4"}
+SIGNABLE = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".mp4": "video/mp4",
+            ".mov": "video/quicktime"}
 ENV_CERT, ENV_KEY, ENV_HOME = "HIFIFACE_SIGN_CERT", "HIFIFACE_SIGN_KEY", "HIFIFACE_HOME"
 #: Files of the signing folder: the user's own chain and key, and the generated local identity.
 USER_CERT, USER_KEY = "cert.pem", "key.pem"
@@ -102,6 +103,11 @@ def _warn_once(reason: str, text: str) -> None:
     if reason not in _warned:
         _warned.add(reason)
         log.warning("%s", text)
+
+
+def reset_warnings() -> None:
+    """Forget which warnings were given (a new run warns again)."""
+    _warned.clear()
 
 
 def load_c2pa():
@@ -294,14 +300,17 @@ def _context(c2pa: Any, trust_anchors: bytes | None = None):
     return c2pa.Context.from_dict(settings)
 
 
-def sign_file(src: str | Path, dst: str | Path, facts: Facts, identity: SigningIdentity | None = None) -> bool:
+def sign_file(src: str | Path, dst: str | Path, facts: Facts, identity: SigningIdentity | None = None,
+              name: str | None = None, warn: Any = None) -> bool:
     """Write ``src`` to ``dst`` with a signed manifest (``src`` may be ``dst``: signed in place). True when signed.
 
     ``dst`` is written through a temporary file and a rename. When c2pa-python is missing, the format cannot be
     signed or signing fails, ``dst`` gets ``src``'s bytes unsigned and one warning line says why (never raises
-    for that; a missing ``src`` or an unwritable ``dst`` still raise ``OSError``).
+    for that; a missing ``src`` or an unwritable ``dst`` still raise ``OSError``). ``name``: what messages call
+    ``dst`` (e.g. the final name of a temporary file); ``warn(reason, text)`` replaces the once-per-reason warning.
     """
     src, dst = Path(src), Path(dst)
+    label = name or str(dst)
     mime = SIGNABLE.get(dst.suffix.lower())
     c2pa = load_c2pa()
     reason = None
@@ -309,7 +318,7 @@ def sign_file(src: str | Path, dst: str | Path, facts: Facts, identity: SigningI
         reason = ("c2pa", "c2pa-python is not installed: outputs are not signed with Content Credentials "
                           "(pip install 'hififace[provenance]')")
     elif mime is None:
-        reason = (f"format{dst.suffix}", f"{dst}: {dst.suffix or 'this format'} cannot carry Content Credentials; "
+        reason = (f"format{dst.suffix}", f"{label}: {dst.suffix or 'this format'} cannot carry Content Credentials; "
                                          f"written unsigned (use .jpg, .png, .webp or .mp4)")
     if reason is None:
         try:
@@ -318,11 +327,11 @@ def sign_file(src: str | Path, dst: str | Path, facts: Facts, identity: SigningI
                 _sign(c2pa, src, tmp, mime, facts, identity)
             return True
         except SigningError as err:
-            reason = (f"identity:{err}", f"{dst}: written without Content Credentials: {err}")
+            reason = (f"identity:{err}", f"{label}: written without Content Credentials: {err}")
         except Exception as err:  # the native library raises its own errors: the output must still be written
             text = _sanitise(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__, 200)
-            reason = (f"sign:{dst}", f"{dst}: written without Content Credentials (signing failed: {text})")
-    _warn_once(*reason)
+            reason = ("sign", f"{label}: written without Content Credentials (signing failed: {text})")
+    (warn or _warn_once)(*reason)
     if src.resolve() != dst.resolve():
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
@@ -347,6 +356,37 @@ def _sign(c2pa: Any, src: Path, out: Path, mime: str, facts: Facts, identity: Si
         for obj in (builder, signer, ctx):
             with contextlib.suppress(Exception):
                 obj.close()
+
+
+def check_identity(identity: SigningIdentity) -> None:
+    """Sign a tiny in-memory PNG with ``identity``: a :class:`SigningError` naming where the identity came from
+    when c2pa-python refuses the certificate or the key (a wrong file, a key of another certificate, a self-signed
+    end-entity certificate). Nothing is checked without c2pa-python."""
+    c2pa = load_c2pa()
+    if c2pa is None:
+        return
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    png.seek(0)
+    try:
+        info = c2pa.C2paSignerInfo(identity.alg, identity.chain, identity.key, None)
+        signer = c2pa.Signer.from_info(info)
+        ctx = _context(c2pa)
+        builder = c2pa.Builder.from_json(json.dumps(manifest(Facts(command="check"))), ctx)
+        try:
+            builder.sign(signer, "image/png", png, io.BytesIO())
+        finally:
+            for obj in (builder, signer, ctx):
+                with contextlib.suppress(Exception):
+                    obj.close()
+    except Exception as err:  # the native library's own errors: one line naming the identity and the fix
+        text = _sanitise(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__, 160)
+        raise SigningError(f"{identity.source}: cannot sign with this certificate and key ({text}); give an ES256 "
+                           f"certificate chain (end-entity first, not self-signed) and its private key") from None
 
 
 def _guess_mime(path: Path) -> str:

@@ -30,15 +30,35 @@ def software() -> str:
 def output_label(command: str, model: Any = None, **extra: Any) -> dict[str, str]:
     """The extra label fields of an output: the command (or API call) that made it, the model's variant and size
     (anything with a ``config``: a model, an engine), that the weights are random when they are (``is_random``),
-    and ``extra`` as ``hififace:<key>`` fields."""
+    the weights' fingerprint (:func:`weights_fingerprint`; the invisible watermark carries its first 16 bits and
+    the C2PA manifest all of it) and ``extra`` as ``hififace:<key>`` fields."""
     fields = {"hififace:command": command}
     cfg = getattr(model, "config", None)
     if cfg is not None:
         fields["hififace:model"] = f"{cfg.variant}-{cfg.image_size}"
     if getattr(model, "is_random", False):
         fields["hififace:weights"] = RANDOM_WEIGHTS
+    fp = weights_fingerprint(model)
+    if fp:
+        fields["hififace:fingerprint"] = fp
     fields.update({f"hififace:{k}": str(v) for k, v in extra.items()})
     return fields
+
+
+def weights_fingerprint(model: Any) -> str | None:
+    """The fingerprint (16 hex digits) of the weights of a model or engine: ``identity_fingerprint()`` (a model,
+    :class:`~hififace.export.engine.OnnxHifiFace`: the hash ``hififace export onnx`` records) or ``fingerprint()``
+    (a swap engine); None when it has neither or cannot tell."""
+    for name in ("identity_fingerprint", "fingerprint"):
+        fn = getattr(model, name, None)
+        if callable(fn):
+            try:
+                value = str(fn())
+            except Exception:  # e.g. an ONNX export older than fingerprints: the output is still written
+                return None
+            head = value.strip().lower()[:16]
+            return head if len(head) >= 4 and all(c in "0123456789abcdef" for c in head) else None
+    return None
 
 
 def label_fields(meta: Mapping[str, str] | None = None) -> dict[str, str]:
