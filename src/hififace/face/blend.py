@@ -83,24 +83,11 @@ def paste_into(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
     where the warped alpha is 0 keep their exact values. Returns the footprint box and the warped alpha there
     (``alpha > 0`` is the set of pixels that may have changed), or None when the crop lies outside the image.
     """
-    import cv2
-
     box = crop_footprint(matrix, crop.shape[:2], image.shape[:2])
     if box is None:
         return None
-    x0, y0, x1, y1 = box
-    m = np.asarray(matrix, np.float64).copy()
-    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # image pixels of the box -> crop pixels
-    size = (x1 - x0, y1 - y0)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    back = cv2.warpAffine(crop, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    a = cv2.warpAffine(np.ascontiguousarray(alpha, np.float32), m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=0)
-    a = np.clip(a, 0.0, 1.0)
-    roi = image[y0:y1, x0:x1]
-    a3 = a[:, :, None] if roi.ndim == 3 else a
-    blended = roi.astype(np.float32) * (1.0 - a3) + back.reshape(roi.shape).astype(np.float32) * a3
-    image[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    back, a = _warp_to_box(matrix, box, alpha, crop)
+    _blend_box(image, box, back, a)
     return box, a
 
 
@@ -142,17 +129,10 @@ def footprint_alpha(matrix: np.ndarray, alpha: np.ndarray,
                     image_hw: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """The crop-frame ``alpha`` warped into the image as :func:`paste_into` warps it: the crop's footprint box and
     the alpha there (``> 0`` exactly where :func:`paste_into` may change pixels), or None outside the image."""
-    import cv2
-
     box = crop_footprint(matrix, alpha.shape[:2], image_hw)
     if box is None:
         return None
-    x0, y0, x1, y1 = box
-    m = np.asarray(matrix, np.float64).copy()
-    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
-    a = cv2.warpAffine(np.ascontiguousarray(alpha, np.float32), m, (x1 - x0, y1 - y0),
-                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return box, np.clip(a, 0.0, 1.0)
+    return box, _warp_to_box(matrix, box, alpha)[1]
 
 
 def paste_within(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, alpha: np.ndarray,
@@ -163,18 +143,32 @@ def paste_within(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, alpha:
     ``strength`` x the crop-frame ``alpha`` warped into the image x the limit's alpha, so every pixel outside the
     limit box, or where the limit's alpha is 0, keeps its exact value (face restoration stays inside the swap).
     """
+    box, a_lim = limit
+    back, a = _warp_to_box(matrix, box, alpha, crop)
+    _blend_box(image, box, back, a * a_lim * np.float32(strength))
+
+
+def _warp_to_box(matrix: np.ndarray, box: tuple[int, int, int, int], alpha: np.ndarray,
+                 crop: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """The crop (when given) and its alpha warped from the crop frame into the image box ``box`` (x0, y0, x1, y1):
+    bilinear, the crop's edge replicated, the alpha 0 outside the crop and clipped to [0, 1]."""
     import cv2
 
-    (x0, y0, x1, y1), a_lim = limit
+    x0, y0, x1, y1 = box
     m = np.asarray(matrix, np.float64).copy()
     m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # image pixels of the box -> crop pixels
     size = (x1 - x0, y1 - y0)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    back = cv2.warpAffine(crop, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    back = None if crop is None else cv2.warpAffine(crop, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     a = cv2.warpAffine(np.ascontiguousarray(alpha, np.float32), m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT,
                        borderValue=0)
-    a = np.clip(a, 0.0, 1.0) * a_lim * np.float32(strength)
+    return back, np.clip(a, 0.0, 1.0)
+
+
+def _blend_box(image: np.ndarray, box: tuple[int, int, int, int], back: np.ndarray, a: np.ndarray) -> None:
+    """``image[box] = (1 - a) * image[box] + a * back``, rounded, in place."""
+    x0, y0, x1, y1 = box
     roi = image[y0:y1, x0:x1]
-    a3 = a[:, :, None]
+    a3 = a[:, :, None] if roi.ndim == 3 else a
     blended = roi.astype(np.float32) * (1.0 - a3) + back.reshape(roi.shape).astype(np.float32) * a3
     image[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
