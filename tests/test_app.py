@@ -258,3 +258,42 @@ def test_a_swap_that_replaced_nothing_says_so_and_no_model_mask_is_offered(model
     with pytest.raises(SystemExit):
         run_cli(["app", "--help"], capsys)
     assert "--no-model-mask" in capsys.readouterr().out
+
+
+def test_quality_report_is_written_beside_the_output_and_removed_with_it(model, uploads, tmp_path):
+    """report=True: the JSON (format, faces, summary) and its PNG plot land in the request's own private folder,
+    name uploads by their file name only, and go when the result's lifetime is over; report=False writes neither."""
+    import json
+    import stat
+
+    service = SwapService(model, workdir=tmp_path / "out", model_mask=False, result_seconds=600)
+    plain = service.run([uploads("astronaut.png")], uploads("two_people.jpg"), "all")
+    assert (plain.report, plain.plot, plain.summary) == (None, None, "")
+    assert [p.name for p in plain.path.parent.iterdir()] == [plain.path.name]  # nothing extra
+
+    out = service.run([uploads("astronaut.png")], uploads("two_people.jpg"), "all", report=True)
+    assert out.report.parent == out.plot.parent == out.path.parent and out.path.parent.parent == tmp_path / "out"
+    assert sorted(p.name for p in out.path.parent.iterdir()) == sorted(
+        [out.path.name, "two_people_swapped_quality.json", "two_people_swapped_quality.png"])
+    data = json.loads(out.report.read_text())
+    assert {"format", "faces", "summary"} <= set(data) and data["kind"] == "photo" and len(data["faces"]) == 2
+    assert data["target"] == "two_people.jpg" and data["sources"] == ["astronaut.png"] and str(tmp_path) not in str(data)
+    with Image.open(out.plot) as img:
+        assert img.format == "PNG"
+    for p in (out.report, out.plot):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert out.summary.startswith("2 face(s) measured, mean identity similarity ") and "flagged" in out.summary
+    assert service.prune(now=out.path.parent.stat().st_mtime + 601) == 2  # both requests, report and all
+    assert not out.path.parent.exists() and list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_page_builds_with_tabs_and_the_report_controls(model, tmp_path):
+    pytest.importorskip("gradio")
+    from hififace.app.ui import build_ui
+
+    page = build_ui(SwapService(model, workdir=tmp_path))
+    ids = {getattr(b, "elem_id", None): b for b in page.blocks.values()}
+    assert {"swap-tab", "verify-tab", "quality-report", "quality-summary", "quality-plot", "quality-files", "swap",
+            "sources", "target", "result-image", "result-video", "download", "verify-file", "verify-report"} <= set(ids)
+    assert ids["quality-report"].value is False and ids["quality-plot"].visible is False
+    assert [ids[k].label for k in ("swap-tab", "verify-tab")] == ["Swap", "Verify"]

@@ -13,7 +13,8 @@ What a job may cost is bounded: uploads over ``max_upload_mb`` are refused, vide
 :class:`~hififace.media.video.VideoLimits` are refused from their header, and a job running longer than
 ``job_seconds`` stops (a video between two batches of frames). Results are written 0600 (readable by this user
 only, however the process umask is set) and deleted ``result_seconds`` after they were made; :meth:`SwapService.close`
-stops the running job and removes the folder.
+stops the running job and removes the folder. With ``report=True`` a swap also writes its quality report (JSON and
+PNG plot, :mod:`hififace.metrics.quality`) beside the output, in the same folder and under the same rules.
 
 Gradio is not imported here (see :mod:`hififace.app.ui`), so all of this is tested without a browser.
 """
@@ -43,6 +44,7 @@ from ..media.images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, read_photo
 from ..media.limits import APP_JOB_SECONDS, APP_MAX_UPLOAD_MB, APP_RESULT_SECONDS
 from ..media.video import VIDEO_FORMATS, VideoLimits, format_seconds, probe
 from ..media.labels import read_label
+from ..metrics.quality import QualityReport, finish_report, recorder_for
 from ..provenance.label import output_label
 from ..provenance.report import FileReport, inspect as inspect_file
 from ..utils.atomic import private_files
@@ -69,12 +71,16 @@ Progress = Callable[[float, str], None]
 @dataclass
 class Outcome:
     """A finished swap: ``kind`` is ``image`` or ``video``; ``path`` the labelled output; ``message`` one line;
-    ``warning`` one line when the swap replaced (almost) nothing of a face, else empty."""
+    ``warning`` one line when the swap replaced (almost) nothing of a face, else empty. With a quality report:
+    ``report`` (the JSON), ``plot`` (its PNG) beside ``path``, and ``summary``, the report in one line."""
 
     kind: str
     path: Path
     message: str
     warning: str = ""
+    report: Path | None = None
+    plot: Path | None = None
+    summary: str = ""
 
 
 class SwapService:
@@ -151,11 +157,12 @@ class SwapService:
             face_index: float | int | None = 0, reference: str | Path | None = None, color_match: bool = False,
             watermark: bool = False, progress: Progress | None = None, keep_mouth: bool = False,
             identity_strength: float = 1.0, shape_strength: float = 1.0, source_weighting: str = "mean",
-            enhance: bool = False) -> Outcome:
+            enhance: bool = False, report: bool = False) -> Outcome:
         """Swap the identity of ``sources`` (photos or identity files, averaged) onto the chosen face(s) of
         ``target`` (photo or video); returns the written output. ``keep_mouth``, ``identity_strength``,
         ``shape_strength`` and ``source_weighting`` as the :class:`FaceSwapper` options of those names; ``enhance``:
-        restore the swapped faces with the service's restorer."""
+        restore the swapped faces with the service's restorer; ``report``: also write the quality report (JSON and
+        PNG plot, named after the output with ``_quality``) into the output's folder."""
         if enhance and self.restorer is None:
             raise ConfigError("face restoration is not set up on this app; start it with --enhance DIR|FILE.onnx")
         look = dict(keep_mouth=bool(keep_mouth), identity_strength=identity_strength, shape_strength=shape_strength,
@@ -182,22 +189,25 @@ class SwapService:
             self._busy.add(out.parent)  # not pruned while it is written (the lifetime counts from the rename)
             try:
                 with private_files():  # 0600, without touching the process umask (this is a worker thread)
-                    message, warning = self._swap(swapper, kind, sources, target, out, face, all_faces, match,
-                                                  watermark, say, self._stopper())
+                    message, warning, quality = self._swap(swapper, kind, sources, target, out, face, all_faces,
+                                                           match, watermark, say, self._stopper(), bool(report))
             except BaseException:
                 shutil.rmtree(out.parent, ignore_errors=True)  # this request's own folder: nothing half-written
                 raise
             finally:
                 self._busy.discard(out.parent)
         log.info("app: wrote %s (%s)", out, message)
-        return Outcome(kind, out, message, warning)
+        return Outcome(kind, out, message, warning, *(quality or (None, None, "")))
 
     def _swap(self, swapper: FaceSwapper, kind: str, sources: list, target: Any, out: Path, face: int | None,
               all_faces: bool, match: Any, watermark: bool, say: Progress,
-              should_stop: Callable[[], str | None]) -> tuple[str, str]:
-        """The swap itself; returns the one-line summary and a warning (empty when none)."""
+              should_stop: Callable[[], str | None],
+              report: bool = False) -> tuple[str, str, tuple[Path, Path, str] | None]:
+        """The swap itself; returns the one-line summary, a warning (empty when none) and, with ``report``, the
+        quality report's JSON and PNG (written beside ``out``) and its one-line summary."""
         warning = ""
         t0 = time.perf_counter()
+        recorder = None
 
         def check(where: str) -> None:  # between the steps of a photo swap (each is short)
             reason = should_stop()
@@ -212,20 +222,24 @@ class SwapService:
             limits.check(info)
             identity = self._identity(swapper, sources, say)
             check("encoding the sources")
-            report = swap_video(swapper, identity, info.path, out, face=face, all_faces=all_faces, match=match,
-                                watermark=watermark, meta=self._label(swapper), progress=True,
-                                max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
-                                max_seconds=limits.max_seconds, should_stop=should_stop)
-            message = (f"{report.frames} frames, the face swapped in {report.frames_swapped}, "
-                       f"{report.frames_passed} passed through" + (", audio kept" if report.audio else ""))
-            if report.faces_low_coverage:
-                warning = (f"almost nothing of the face was replaced in {report.faces_low_coverage} of "
-                           f"{report.faces_swapped} swapped face(s): {_why_low(swapper)}")
+            if report:
+                swapper.observer = recorder = recorder_for(swapper, sources, identity, "video", fps=info.fps)
+            done = swap_video(swapper, identity, info.path, out, face=face, all_faces=all_faces, match=match,
+                              watermark=watermark, meta=self._label(swapper), progress=True,
+                              max_frame_pixels=limits.max_frame_pixels, max_frames=limits.max_frames,
+                              max_seconds=limits.max_seconds, should_stop=should_stop)
+            message = (f"{done.frames} frames, the face swapped in {done.frames_swapped}, "
+                       f"{done.frames_passed} passed through" + (", audio kept" if done.audio else ""))
+            if done.faces_low_coverage:
+                warning = (f"almost nothing of the face was replaced in {done.faces_low_coverage} of "
+                           f"{done.faces_swapped} swapped face(s): {_why_low(swapper)}")
         else:
             say(0.0, "reading the photo")
             photo = read_photo(target)  # a bad photo is reported before any model work
             identity = self._identity(swapper, sources, say)
             check("encoding the sources")
+            if report:
+                swapper.observer = recorder = recorder_for(swapper, sources, identity, "photo")
             say(0.6, "swapping")
             result = swapper.swap_file(identity, photo, out, face=face, all_faces=all_faces, match=match,
                                        watermark=watermark, meta=self._label(swapper))
@@ -237,8 +251,18 @@ class SwapService:
             if low:
                 warning = (f"almost nothing of face #{', #'.join(map(str, low))} was replaced ({result.replaced()}): "
                            f"{_why_low(swapper)}")
+        quality = None
+        if recorder is not None:
+            say(0.95, "writing the quality report")
+            swapper.observer = None
+            rep = recorder.report()
+            path = out.with_name(f"{out.stem}_quality.json")
+            # names only: the server's temporary paths mean nothing to whoever downloads the report
+            written = finish_report(path, recorder, output=out.name, target=Path(target).name,
+                                    sources=[Path(s).name for s in sources])
+            quality = (written[0], written[1], quality_line(rep))
         say(1.0, "done")
-        return message, warning
+        return message, warning, quality
 
     # ------------------------------------------------------------------ checking a file
     def verify(self, upload: str | Path | None) -> "FileReport":
@@ -382,6 +406,23 @@ class SwapService:
         folder = self.workdir / uuid.uuid4().hex[:12]  # one folder per request: downloads keep a readable name
         folder.mkdir(mode=0o700, parents=True)
         return folder / f"{stem}{suffix}"
+
+
+def quality_line(rep: QualityReport) -> str:
+    """A quality report in one line: the mean identity similarity (the swap model's own and, when measured, the
+    independent one) and how many faces (photo) or frames (video) were flagged."""
+    summary = rep.summary()
+    parts = [f"{len(rep.faces)} face(s) measured"]
+    for key, name in (("id_similarity", "identity similarity"),
+                      ("id_similarity_independent", "independent identity similarity")):
+        if key in summary:
+            parts.append(f"mean {name} {summary[key]['mean']:.3f}")
+    flagged = rep.flagged()
+    if rep.kind == "video":
+        parts.append(f"{len({f['frame'] for f in flagged})} frame(s) flagged")
+    else:
+        parts.append(f"{len(flagged)} face(s) flagged")
+    return ", ".join(parts)
 
 
 def _why_low(swapper: FaceSwapper) -> str:
