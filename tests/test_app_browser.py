@@ -197,9 +197,32 @@ def test_video_swap_in_the_browser(app_url, driver, artifacts, tmp_path):
     _open(driver, url)
     _upload(driver, "sources", PHOTOS / "astronaut.png")
     _upload(driver, "target", clip)
+    assert not driver.find_elements(By.CSS_SELECTOR, "#quality-plot img")  # hidden until a report is asked for
+    driver.find_element(By.CSS_SELECTOR, "#quality-report input[type=checkbox]").click()
     driver.find_element(By.CSS_SELECTOR, "#swap").click()
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#result-video video"), "the result video")
     status = _text(driver, "#status")
     assert status.startswith("done: clip_swapped_random_weights.mp4: 4 frames, the face swapped in 4"), status
     assert "clip_swapped_random_weights" in _text(driver, "#download")
     assert not driver.find_elements(By.CSS_SELECTOR, "#result-image img")  # the photo preview is cleared
+    # the quality report: its plot, one line, and the JSON and PNG to download
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#quality-plot img"), "the quality plot")
+    summary = _text(driver, "#quality-summary")
+    assert summary.startswith("quality: 4 face(s) measured, mean identity similarity") and "frame(s) flagged" in summary
+    files = _text(driver, "#quality-files").replace("\n", "")  # each name is drawn as stem, then extension
+    assert "clip_swapped_random_weights_quality.json" in files and "clip_swapped_random_weights_quality.png" in files
+
+
+def test_verify_tab_in_the_browser(app_url, driver):
+    """The Verify tab hides the swap controls and shows the file check (a tab switch in the browser)."""
+    from selenium.webdriver.common.by import By
+
+    url, _ = app_url
+    _open(driver, url)
+    assert driver.find_element(By.CSS_SELECTOR, "#swap").is_displayed()
+    tab = [b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Verify"]
+    assert tab, "no Verify tab"
+    tab[0].click()
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#verify-file input[type=file]"), "the Verify tab")
+    assert not driver.find_elements(By.CSS_SELECTOR, "#swap") or not driver.find_element(
+        By.CSS_SELECTOR, "#swap").is_displayed()
