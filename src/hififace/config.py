@@ -212,6 +212,19 @@ def _quote(value: Any, limit: int = 40) -> str:
     return printable(repr(value), limit)
 
 
+def unit_interval(value: Any, what: str, hint: str = "use a number from 0 to 1") -> float:
+    """``value`` as a float from 0 to 1 (a strength, a blend, a fidelity weight), or one :class:`ConfigError` line
+    ``"<what> <value>: <hint>"``; NaN and what is not a number are refused too."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not 0.0 <= v <= 1.0:  # NaN fails too
+        shown = f"{v:g}" if v == v else printable(str(value), 40)  # a number as the user wrote it, else the text
+        raise ConfigError(f"{what} {shown}: {hint}")
+    return v
+
+
 def check_field_types(config: Any) -> None:
     """Refuse a dataclass config whose fields do not have their annotated types (one line naming the field, the
     expected type and what it got: ``"0.5"`` for a number, ``"64"`` for an integer, ``112.7`` for an integer)."""

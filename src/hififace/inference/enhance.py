@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
+from ..config import unit_interval
 from ..errors import ConfigError
 from ..face.align import template_points
-from ..face.cropper import face_matrices, warp_crops
 from ..face.blend import footprint_alpha, paste_into, paste_within, soft_mask
+from ..face.cropper import face_matrices, warp_crops
 from ..provenance.label import RANDOM_WEIGHTS
 from ..restore import FaceRestorer, load_restorer
 
@@ -41,14 +42,8 @@ ALIGNED_SIZE = 512
 
 def check_blend(value: Any) -> float:
     """``--enhance-blend``: a number from 0 (the unrestored face) to 1 (the restored face), or one error line."""
-    try:
-        blend = float(value)
-    except (TypeError, ValueError):
-        blend = float("nan")
-    if not 0.0 <= blend <= 1.0:  # NaN fails too
-        raise ConfigError(f"--enhance-blend {str(value)[:40]}: use a number from 0 (unrestored) to 1 (fully restored; "
-                          f"default {DEFAULT_BLEND:g})")
-    return blend
+    return unit_interval(value, "--enhance-blend",
+                         f"use a number from 0 (unrestored) to 1 (fully restored; default {DEFAULT_BLEND:g})")
 
 
 def as_restorer(restorer: Any, device: Any = None) -> FaceRestorer | None:

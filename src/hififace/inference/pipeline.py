@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..config import N_ID_COEFFS
+from ..config import N_ID_COEFFS, unit_interval
 from ..errors import ConfigError, InputImageError, WeightsError
 from ..face.align import template_points, transform_points
 from ..face.blend import match_color, paste_into, soft_mask
@@ -172,13 +172,7 @@ class FaceIdentities:
 
 def check_strength(value: float, option: str = "identity strength") -> float:
     """A strength in [0, 1] (NaN refused), or one :class:`ConfigError` line naming ``option``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{option} {value!r}: use a number from 0 to 1") from None
-    if not 0.0 <= v <= 1.0:
-        raise ConfigError(f"{option} {value:g}: use a number from 0 to 1")
-    return v
+    return unit_interval(value, option)
 
 
 def low_coverage_reason(model_mask: bool) -> str:

@@ -5,7 +5,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from ..errors import ConfigError, InputImageError
+from ..config import unit_interval
+from ..errors import InputImageError
 
 
 @runtime_checkable
@@ -46,10 +47,4 @@ def check_crops(crops: object, size: int, name: str) -> torch.Tensor:
 
 def check_fidelity(value: float) -> float:
     """CodeFormer's fidelity weight: a number in [0, 1] (0: strongest restoration, 1: closest to the input)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"fidelity {value!r} must be a number between 0 and 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"fidelity {value!r} must be between 0 and 1")
-    return value
+    return unit_interval(value, "fidelity", "use a number between 0 and 1")
