@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import queue
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,24 +23,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from browserkit import chrome, require
 from inferkit import tiny_model_dir
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
-REQUIRED = os.environ.get("HIFIFACE_BROWSER_TESTS") == "require"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1700")
 START_TIMEOUT = 120  # seconds for the app to come up (imports gradio and torch on a busy 2-core machine)
 STEP_TIMEOUT = 90  # seconds for an upload or a swap to show
-
-
-def _require(ok: bool, reason: str) -> None:
-    if not ok:
-        (pytest.fail if REQUIRED else pytest.skip)(reason)
-
-
-def _browser_paths() -> tuple[str | None, str | None]:
-    browser = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-    return browser, shutil.which("chromedriver")
 
 
 def _free_port() -> int:
@@ -59,7 +46,7 @@ def artifacts(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    _require(importlib.util.find_spec("gradio") is not None, "gradio is not installed (pip install 'hififace[app]')")
+    require(importlib.util.find_spec("gradio") is not None, "gradio is not installed (pip install 'hififace[app]')")
     tmp = tmp_path_factory.mktemp("app")
     weights = tiny_model_dir(tmp / "tiny", random_note=True)  # random weights: the page must say so
     port = _free_port()
@@ -92,22 +79,8 @@ def app_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def driver(app_url, tmp_path_factory):
-    _require(importlib.util.find_spec("selenium") is not None, "selenium is not installed (the dev extra has it)")
-    browser, chromedriver = _browser_paths()
-    _require(bool(browser and chromedriver),
-             "chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in FLAGS + (f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",):
-        options.add_argument(flag)
-    d = webdriver.Chrome(service=Service(chromedriver), options=options)
-    try:
+    with chrome(tmp_path_factory.mktemp("chromium")) as d:
         yield d
-    finally:
-        d.quit()
 
 
 def _wait(d, condition, what: str):

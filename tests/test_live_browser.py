@@ -7,14 +7,13 @@ fails instead.
 """
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from test_app_browser import FLAGS, _browser_paths, _require
+from browserkit import chrome
 
 pytest.importorskip("cv2")
 pytest.importorskip("imageio_ffmpeg")
@@ -44,22 +43,8 @@ def stream_url(tmp_path):
 
 @pytest.fixture
 def driver(tmp_path):
-    _require(importlib.util.find_spec("selenium") is not None, "selenium is not installed (the dev extra has it)")
-    browser, chromedriver = _browser_paths()
-    _require(bool(browser and chromedriver),
-             "chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in FLAGS + (f"--user-data-dir={tmp_path / 'chromium'}",):
-        options.add_argument(flag)
-    d = webdriver.Chrome(service=Service(chromedriver), options=options)
-    try:
+    with chrome(tmp_path / "chromium") as d:
         yield d
-    finally:
-        d.quit()
 
 
 def _shot(element) -> np.ndarray:
