@@ -183,22 +183,55 @@ def tile_image(key: str, payload: int, scale: int = 1) -> np.ndarray:
     return t / t.std()
 
 
-def activity_mask(luma: np.ndarray) -> np.ndarray:
-    """Per-pixel weight (mean square 1): more watermark in texture, less in flat areas (square-root law, mild).
-
-    Computed on a 4x reduced copy (texture varies slowly), so it costs little even on video frames.
-    """
+def _block_mask(luma: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`activity_mask` before it is enlarged: one weight per ``f`` x ``f`` block (``f`` = 4, or 1 on tiny
+    images), not yet normalised; the image is padded at its edges to whole blocks."""
     from scipy import ndimage
 
     h, w = luma.shape
     f = 4 if min(h, w) >= 64 else 1
     hh, ww = -(-h // f) * f, -(-w // f) * f
-    y = np.pad(luma, ((0, hh - h), (0, ww - w)), mode="edge")
-    fine = np.abs(np.diff(y, axis=1, append=y[:, -1:])) + np.abs(np.diff(y, axis=0, append=y[-1:, :]))
+    y = luma if (hh, ww) == (h, w) else np.pad(luma, ((0, hh - h), (0, ww - w)), mode="edge")
+    y = np.asarray(y, dtype=np.float32)
+    fine = np.zeros_like(y)  # |horizontal| + |vertical| difference to the next pixel (0 past the last one)
+    np.subtract(y[:, 1:], y[:, :-1], out=fine[:, :-1])
+    np.abs(fine, out=fine)
+    step = np.zeros_like(y)
+    np.subtract(y[1:], y[:-1], out=step[:-1])
+    np.abs(step, out=step)
+    fine += step
     local = ndimage.uniform_filter(fine.reshape(hh // f, f, ww // f, f).mean(axis=(1, 3)), 3, mode="nearest")
-    m = np.sqrt(local + 4.0)
-    m = np.repeat(np.repeat(m, f, axis=0), f, axis=1)[:h, :w]
-    return (m / np.sqrt(np.mean(m * m))).astype(np.float32)
+    return np.sqrt(local + np.float32(4.0)), f
+
+
+def _block_norm(m: np.ndarray, f: int, h: int, w: int) -> float:
+    """The root mean square of the block weights ``m`` enlarged to ``h`` x ``w`` (edge blocks count partly)."""
+    rows = np.full(m.shape[0], f, np.float64)
+    rows[-1] = h - f * (m.shape[0] - 1)
+    cols = np.full(m.shape[1], f, np.float64)
+    cols[-1] = w - f * (m.shape[1] - 1)
+    return math.sqrt(float(rows @ (m.astype(np.float64) ** 2) @ cols) / (h * w))
+
+
+def activity_mask(luma: np.ndarray) -> np.ndarray:
+    """Per-pixel weight (mean square 1): more watermark in texture, less in flat areas (square-root law, mild).
+
+    Computed on a 4x reduced copy (texture varies slowly), so it costs little even on video frames.
+    """
+    h, w = luma.shape
+    m, f = _block_mask(luma)
+    m /= np.float32(_block_norm(m, f, h, w))
+    return np.repeat(np.repeat(m, f, axis=0), f, axis=1)[:h, :w].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _pattern(key: str, payload: int, scale: int, height: int, width: int) -> np.ndarray:
+    """The tile repeated over ``height`` x ``width`` (float32; kept for the next frame of the same size)."""
+    t = tile_image(key, payload, scale).astype(np.float32)
+    n = t.shape[0]
+    out = np.tile(t, (-(-height // n), -(-width // n)))[:height, :width]
+    out.flags.writeable = False
+    return out
 
 
 def embed(rgb: np.ndarray, payload: int = 0, key: str = DEFAULT_KEY, psnr: float = PSNR_DB,
@@ -213,22 +246,33 @@ def embed(rgb: np.ndarray, payload: int = 0, key: str = DEFAULT_KEY, psnr: float
         raise ValueError(f"expected an H x W x 3 uint8 image, got {a.dtype} {a.shape}")
     h, w = a.shape[:2]
     k = embed_scale(h, w) if scale is None else int(scale)
-    t = tile_image(key, payload, k)
-    n = t.shape[0]
-    pattern = np.tile(t.astype(np.float32), (-(-h // n), -(-w // n)))[:h, :w]
-    weight = activity_mask(_luma(a)) if mask is None else np.asarray(mask, dtype=np.float32)
-    delta = pattern * weight
-    target_mse = 255.0 ** 2 / 10 ** (psnr / 10)
-    gain = math.sqrt(max(target_mse - 1 / 12, 1e-6) / max(float(np.mean(delta * delta)), 1e-12))  # rounding: ~1/12
-    delta *= np.float32(gain)
+    pattern = _pattern(key, int(payload), k, h, w)
     out = a.astype(np.float32)
+    if mask is None:  # the activity mask, applied block by block (no full-size copy of it is made)
+        m, f = _block_mask(out if out.ndim == 2 else out[..., :3] @ _LUMA_RGB.astype(np.float32))
+        m /= np.float32(_block_norm(m, f, h, w))
+        hh, ww = m.shape[0] * f, m.shape[1] * f
+        delta = np.zeros((hh, ww), np.float32)
+        delta[:h, :w] = pattern
+        delta.reshape(m.shape[0], f, m.shape[1], f)[...] *= m[:, None, :, None]
+        delta = delta[:h, :w]
+    else:
+        delta = pattern * np.asarray(mask, dtype=np.float32)
+    target_mse = 255.0 ** 2 / 10 ** (psnr / 10)
+    flat = np.ascontiguousarray(delta).ravel()
+    gain = math.sqrt(max(target_mse - 1 / 12, 1e-6) / max(float(np.dot(flat, flat)) / flat.size, 1e-12))  # rounding: ~1/12
+    delta = delta * np.float32(gain)
     if out.ndim == 2:
         out += delta
     elif _is_grey(a):  # keep a grey image grey
-        out[..., :3] += delta[..., None]
+        for c in range(3):
+            out[..., c] += delta
     else:  # the RGB change of least squared size that moves luma by delta: proportional to the luma weights
-        out[..., :3] += delta[..., None] * (_LUMA_RGB / np.sqrt(np.mean(_LUMA_RGB ** 2))).astype(np.float32)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        for c, weight in enumerate(_LUMA_RGB / np.sqrt(np.mean(_LUMA_RGB ** 2))):
+            out[..., c] += delta * np.float32(weight)
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def _is_grey(a: np.ndarray) -> bool:
