@@ -13,6 +13,7 @@ the commit). For a bit-for-bit check of more outputs before and after a change, 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ POINT_ATOL = 0.02  # pixels (the index rounds coordinates to 0.01)
 MATRIX_ATOL = 1e-3
 METRIC_RTOL = 1e-3
 MASK_PIXELS = 24  # parsing classes: pixels of difference allowed per class (the ellipse's rim)
+FINGERPRINT = "hififace:fingerprint"
 BOX_PX = 1
 
 
@@ -47,6 +49,10 @@ def _png_text(path: Path) -> dict:
     with Image.open(path) as im:
         text = {k: v for k, v in getattr(im, "text", {}).items() if k != "Software" and not k.startswith("XML")}
     return text
+
+
+def _without(fields: dict, key: str) -> dict:
+    return {k: v for k, v in fields.items() if k != key}
 
 
 def _changed_boxes(out: Path, original: Path, split_x: int) -> list:
@@ -145,7 +151,10 @@ def _close(got, want, atol, what):
 def test_swap_of_a_model_size_crop(outputs, stored):
     got, want = outputs["swap_crop"], stored["swap_crop"]
     _close(got["blocks16"], want["blocks16"], BLOCK_ATOL, "swap crop, 16x16 block means")
-    assert got["label"] == want["label"]
+    # the weights' fingerprint hashes the bits of the randomly initialised tiny weights, which other kernels
+    # (ATEN_CPU_CAPABILITY, oneDNN's ISA) round differently: its form is checked, not its value
+    assert re.fullmatch(r"[0-9a-f]{16}", got["label"].get(FINGERPRINT, "")), got["label"]
+    assert _without(got["label"], FINGERPRINT) == _without(want["label"], FINGERPRINT)
 
 
 def test_swap_of_every_face_in_a_photo(outputs, stored):
