@@ -62,7 +62,8 @@ def main() -> int:
                        stdout=subprocess.DEVNULL)
         ours_png = args.work / f"ours{k}.png"
         subprocess.run([sys.executable, "-m", "hififace.cli.main", "swap", "--source", str(s), "--target", str(t),
-                        "-o", str(ours_png), "--weights", str(model_dir)], check=True)
+                        "-o", str(ours_png), "--weights", str(model_dir),
+                        "--no-invisible-watermark", "--no-c2pa"], check=True)  # the model's own pixels
         a = np.asarray(Image.open(ref_png).convert("RGB"), dtype=np.int16)
         b = np.asarray(Image.open(ours_png).convert("RGB"), dtype=np.int16)
         src = torch.from_numpy(np.asarray(Image.open(s).convert("RGB"))).permute(2, 0, 1)[None].float() / 255

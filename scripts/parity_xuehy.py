@@ -202,7 +202,7 @@ def main() -> int:
         if k < args.cli_pairs:
             png = args.work / f"ours_cli{k}.png"
             rc = cli(["swap", "--source", str(dict(crops)[s]), "--target", str(dict(crops)[t]), "-o", str(png),
-                      "--weights", str(folder)])
+                      "--weights", str(folder), "--no-invisible-watermark", "--no-c2pa"])  # the model's own pixels
             got = np.asarray(Image.open(png).convert("RGB"), dtype=np.int16)
             row["cli_png_max"] = int(np.abs(got - up_u8.astype(np.int16)).max()) if rc == 0 else f"swap exit {rc}"
         results.append(row)
