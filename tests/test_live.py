@@ -456,7 +456,7 @@ def test_ctrl_c_leaves_a_playable_labelled_file(tiny, clips, tmp_path):
     from hififace.media.video import probe
 
     out = tmp_path / "rec.mp4"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     argv = ["live", "--source", str(PHOTOS / "astronaut.png"), "--input", str(clips["faces"]), "--loop", "--output",
             str(out), "--weights", str(tiny)]
     proc = subprocess.Popen([sys.executable, "-m", "hififace.cli.main", *argv], stdout=subprocess.DEVNULL,
@@ -474,7 +474,15 @@ def test_ctrl_c_leaves_a_playable_labelled_file(tiny, clips, tmp_path):
                 pass
         time.sleep(4.0)  # a few more frames (about 1 s each on a busy 2-core machine)
         proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=60)
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it hangs: faulthandler prints every thread's stack on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            time.sleep(0.5)
+            while not lines.empty():
+                log.append(lines.get())
+            pytest.fail("live did not finish within 60 s of Ctrl-C:\n" + "".join(log))
     finally:
         if proc.poll() is None:
             proc.kill()
