@@ -214,9 +214,7 @@ def add_face_args(p: argparse.ArgumentParser, align_passes: int) -> None:
     g.add_argument("--color-match", action="store_true", help="match the swapped face's colours to the target's skin")
     g.add_argument("--blur", type=float, default=0.05, metavar="F",
                    help="feathering of the paste-back mask, as a fraction of the crop size (default 0.05)")
-    g.add_argument("--detector", default="yunet", help="face detector: yunet (default, built in), scrfd or retinaface")
-    g.add_argument("--detector-model", metavar="ONNX", help="insightface .onnx file for scrfd/retinaface")
-    g.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (default 0.6)")
+    add_detector_args(g)
     g.add_argument("--parsing", default="auto", choices=("auto", "landmarks", "bisenet", "psfrgan"),
                    help="face-region mask: auto (parser weights when found, else an outline posed on the landmarks)")
     g.add_argument("--parsing-weights", metavar="FILE", help="79999_iter.pth (BiSeNet) or parse_multi_iter_90000.pth")
@@ -350,23 +348,35 @@ def check_face_args(args: argparse.Namespace) -> None:
                             f"(see 'hififace faces PHOTO')")
     if not 0.0 <= args.blur <= 0.5:
         raise HifiFaceError(f"--blur {args.blur:g}: use a fraction of the crop size between 0 and 0.5")
-    check_threshold(args.threshold)
     from ..media.images import check_output_path
 
     check_look_args(args)
     check_report_arg(args, check_output_path)
     if args.align_passes < 0:
         raise HifiFaceError(f"--align-passes {args.align_passes}: use 0 or more")
-    from ..face.detect import available_detectors
-
-    if args.detector.lower() not in available_detectors():
-        raise HifiFaceError(f"--detector {args.detector}: choose one of {', '.join(available_detectors())}")
-    if args.detector.lower() != "yunet" and not args.detector_model:
-        raise HifiFaceError(f"--detector {args.detector} needs its insightface .onnx file: --detector-model FILE")
+    check_detector_args(args)
     if args.save_identity and not str(args.save_identity).lower().endswith(".safetensors"):
         raise HifiFaceError(f"--save-identity {args.save_identity}: the file name must end in .safetensors")
     if args.save_identity:  # a folder of that name, or a file in the way, is refused before the model loads
         check_output_path(args.save_identity, {".safetensors": "safetensors"}, getattr(args, "no_clobber", False))
+
+
+def add_detector_args(g: Any) -> None:
+    """The face detector options (swap, video, enhance, faces): --detector, --detector-model, --threshold."""
+    g.add_argument("--detector", default="yunet", help="face detector: yunet (default, built in), scrfd or retinaface")
+    g.add_argument("--detector-model", metavar="ONNX", help="insightface .onnx file for scrfd/retinaface")
+    g.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (default 0.6)")
+
+
+def check_detector_args(args: argparse.Namespace) -> None:
+    """Refuse an unknown detector, an insightface detector without its file, or a bad threshold, before any work."""
+    from ..face.detect import available_detectors
+
+    check_threshold(args.threshold)
+    if args.detector.lower() not in available_detectors():
+        raise HifiFaceError(f"--detector {args.detector}: choose one of {', '.join(available_detectors())}")
+    if args.detector.lower() != "yunet" and not args.detector_model:
+        raise HifiFaceError(f"--detector {args.detector} needs its insightface .onnx file: --detector-model FILE")
 
 
 def add_enhance_args(p: argparse.ArgumentParser) -> None:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 from ..errors import HifiFaceError, InputImageError
 from ..face.cropper import FaceCropper
-from ..face.detect import available_detectors
 from ..inference.enhance import FaceEnhancer, as_restorer, enhance_photo
 from ..inference.pipeline import DEFAULT_MIN_FACE
 from ..media.images import check_output_path, read_photo, write_image, write_photo
 from ..provenance.label import output_label
-from ._common import (CONSENT, VIDEOS, add_enhance_args, add_watermark_arg, check_enhance_args, check_threshold,
-                      pick_device, progress)
+from ._common import (CONSENT, VIDEOS, add_detector_args, add_enhance_args, add_watermark_arg, check_detector_args,
+                      check_enhance_args, pick_device, progress)
 from .swap import _names, plan_folder
 
 log = logging.getLogger("hififace")
@@ -44,9 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("faces")
     g.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, metavar="PX",
                    help=f"leave faces smaller than this alone (default {DEFAULT_MIN_FACE} px)")
-    g.add_argument("--detector", default="yunet", help="face detector: yunet (default, built in), scrfd or retinaface")
-    g.add_argument("--detector-model", metavar="ONNX", help="insightface .onnx file for scrfd/retinaface")
-    g.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (default 0.6)")
+    add_detector_args(g)
     g.add_argument("--align-passes", type=int, default=2, metavar="N",
                    help="landmark refinement passes before aligning (default 2)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
@@ -57,11 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_enhance_args(args, required=True)
-    check_threshold(args.threshold)
-    if args.detector.lower() not in available_detectors():
-        raise HifiFaceError(f"--detector {args.detector}: choose one of {', '.join(available_detectors())}")
-    if args.detector.lower() != "yunet" and not args.detector_model:
-        raise HifiFaceError(f"--detector {args.detector} needs its insightface .onnx file: --detector-model FILE")
+    check_detector_args(args)
     if args.min_face < 0:
         raise HifiFaceError(f"--min-face {args.min_face:g}: use 0 or more pixels")
     if args.align_passes < 0:

@@ -8,6 +8,8 @@ import argparse
 import json
 import logging
 
+from ._common import add_detector_args
+
 log = logging.getLogger("hififace")
 
 EPILOG = """examples:
@@ -22,9 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="photo to look at")
     p.add_argument("-o", "--output", help="write a preview image (.png, .jpg, .webp) with boxes, scores and landmarks")
-    p.add_argument("--detector", default="yunet", help="yunet (default, built in), scrfd or retinaface")
-    p.add_argument("--detector-model", metavar="ONNX", help="insightface .onnx file for scrfd/retinaface")
-    p.add_argument("--threshold", type=float, default=0.6, help="detector score threshold (default 0.6)")
+    add_detector_args(p)
     p.add_argument("--refine", action="store_true", help="refine landmarks by re-detecting on aligned crops")
     p.add_argument("--landmarks68", default="none", help="also 68 points: auto, recon, dlib, mediapipe or none (default)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
